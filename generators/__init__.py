@@ -1,0 +1,1 @@
+"""Generator plugins shipped with madlab, registered through the ``madlab.generators`` entry points."""

@@ -1,0 +1,50 @@
+"""The Gaussian generator of MAD §3.1: the model whose collapse has a closed form."""
+from __future__ import annotations
+
+import numpy as np
+
+from madlab.protocol import Generator
+from madlab.samples import Samples
+
+
+class GaussianGenerator(Generator):
+    """Multivariate Gaussian: fit by sample mean and unbiased (1/(n-1)) covariance; sample N(mu, λΣ)."""
+
+    name = "gaussian"
+    data_kinds = frozenset({"vector"})
+    cheap = True
+    min_fit_samples = 2
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        (dim,) = self.data_shape
+        self.mean = np.zeros(dim)
+        self.cov = np.eye(dim)
+
+    def fit(self, data, *, seed):
+        x = np.asarray(data.x, dtype=np.float64)
+        self.mean = x.mean(0)
+        self.cov = np.atleast_2d(np.cov(x, rowvar=False, ddof=1))
+
+    def sample(self, n, *, bias, seed):
+        rng = np.random.default_rng(seed)
+        # Cholesky of a PSD matrix that may be singular (n <= d): use the symmetric square root.
+        w, v = np.linalg.eigh(bias * self.cov)
+        root = v * np.sqrt(np.clip(w, 0, None))
+        return Samples(self.mean + rng.standard_normal((n, len(self.mean))) @ root.T)
+
+    def state_dict(self):
+        return {"mean": self.mean, "cov": self.cov}
+
+    def load_state_dict(self, state):
+        self.mean = np.asarray(state["mean"], dtype=np.float64)
+        self.cov = np.asarray(state["cov"], dtype=np.float64)
+
+    def model_metrics(self, dataset):
+        real = dataset.true_gaussian()
+        real_mean = real[0] if real is not None else np.zeros_like(self.mean)
+        return {"trace_cov": float(np.trace(self.cov)),
+                "mean_shift": float(np.linalg.norm(self.mean - real_mean))}
+
+    def sampling_gaussian(self, bias):
+        return self.mean, bias * self.cov

@@ -1,0 +1,34 @@
+"""Generator registry: the ``madlab.generators`` entry-point group.
+
+The generators shipped with madlab are registered there too (see pyproject.toml), so a
+third-party package uses exactly the same door.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib.metadata import entry_points
+
+from madlab.errors import ConfigError
+from madlab.protocol import Generator
+
+GROUP = "madlab.generators"
+
+
+@lru_cache(maxsize=None)
+def _entry_points() -> dict:
+    return {ep.name: ep for ep in entry_points(group=GROUP)}
+
+
+def generator_names() -> list[str]:
+    return sorted(_entry_points())
+
+
+def get_generator_class(name: str) -> type[Generator]:
+    eps = _entry_points()
+    if name not in eps:
+        known = ", ".join(sorted(eps)) or "none installed"
+        raise ConfigError(f"generator.name: unknown generator {name!r} (known: {known})")
+    cls = eps[name].load()
+    if not (isinstance(cls, type) and issubclass(cls, Generator)):
+        raise ConfigError(f"generator.name: plugin {name!r} ({eps[name].value}) is not a madlab.protocol.Generator")
+    return cls
