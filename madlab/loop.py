@@ -1,0 +1,173 @@
+"""The self-consuming loop: one generation is a pure, idempotent step.
+
+    step(t):  plan(t) -> training set (real rows + earlier generations' samples)
+              -> fresh generator (or G_{t-1}'s weights when warm-starting) -> fit
+              -> sample n_synthetic (and n_eval) with bias λ -> metrics -> publish gen-t
+
+Every random choice is seeded from (run seed, generation, purpose), so a generation computed
+twice, in one process or after a crash, gives the same bits. Earlier generations are read from
+their published folders, so the step needs nothing from the process that made them.
+"""
+from __future__ import annotations
+
+import math
+import time
+import traceback
+
+import numpy as np
+
+from madlab.config import RunConfig, eval_size, make_components
+from madlab.errors import RunFailed
+from madlab.metrics import make_evaluator
+from madlab.samples import Samples
+from madlab.schemes import Part, Plan, plan
+from madlab.storage import RunStore
+
+_PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5}
+
+
+def derive_seed(seed: int, purpose: str, generation: int = 0) -> int:
+    """A 63-bit seed for one purpose of one generation of a run."""
+    state = np.random.SeedSequence([seed, _PURPOSES[purpose], generation]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
+
+
+class Loop:
+    """Runs (or resumes) one run's generations into its folder."""
+
+    def __init__(self, config: RunConfig, run_dir, *, device: str = "cpu", cache_dir: str | None = None,
+                 fault_hook=None):
+        self.config = config
+        self.store = RunStore(run_dir)
+        self.device = device
+        self.cache_dir = cache_dir or str(self.store.dir / "cache")
+        self.dataset, self.generator_cls, self.generator_params = make_components(config)
+        self.image = self.dataset.kind == "image"
+        self.n_eval = eval_size(config)
+        self._real: dict[tuple[int, int], Samples] = {}
+        self._synthetic: dict[int, Samples] = {}
+        self._evaluator = None
+        self._fault_hook = fault_hook
+
+    # ------------------------------------------------------------------ data
+    def real(self, offset: int, n: int) -> Samples:
+        key = (offset, n)
+        if key not in self._real:
+            self._real = {k: v for k, v in self._real.items() if k[0] == 0}  # keep only the fixed set
+            self._real[key] = self.dataset.draw(n, seed=derive_seed(self.config.seed, "data"), offset=offset)
+        return self._real[key]
+
+    def synthetic(self, t: int) -> Samples:
+        if t not in self._synthetic:
+            self._synthetic[t] = self.store.samples(t)
+        return self._synthetic[t]
+
+    def plan(self, t: int) -> Plan:
+        return plan(self.config.loop, t, subsample_seed=derive_seed(self.config.seed, "subsample", t))
+
+    def training_set(self, training_plan: Plan) -> Samples:
+        return Samples.concat([self._materialise(p) for p in training_plan.parts])
+
+    def _materialise(self, part: Part) -> Samples:
+        rows = self.real(part.offset, part.n) if part.source == "real" else self.synthetic(part.source).take(slice(0, part.n))
+        return rows if part.select is None else rows.take(np.asarray(part.select, dtype=np.int64))
+
+    @property
+    def evaluator(self):
+        if self._evaluator is None:
+            real_eval = self.dataset.eval_set(self.n_eval, seed=derive_seed(self.config.seed, "eval"))
+            self._evaluator = make_evaluator(self.dataset, self.config.metrics, real_eval,
+                                             cache_dir=self.cache_dir, device=self.device)
+        return self._evaluator
+
+    # ------------------------------------------------------------------ the step
+    def step(self, t: int) -> dict:
+        """Compute and publish generation t; returns its record."""
+        loop, seed = self.config.loop, self.config.seed
+        clock = time.perf_counter()
+        training_plan = self.plan(t)
+        train = self.training_set(training_plan)
+        generator = self.generator_cls(self.generator_params, data_shape=self.dataset.shape,
+                                       num_classes=self.dataset.num_classes, device=self.device)
+        if loop.warm_start and t > 1:
+            generator.load_state_dict(self.store.state(t - 1))
+        t_data = time.perf_counter()
+        generator.fit(train, seed=derive_seed(seed, "fit", t))
+        t_fit = time.perf_counter()
+        samples = generator.sample(max(loop.n_synthetic, self.n_eval), bias=loop.bias,
+                                   seed=derive_seed(seed, "sample", t))
+        samples = self._check(samples, t)
+        t_sample = time.perf_counter()
+        metrics = self._metrics(generator, samples.take(slice(0, self.n_eval)))
+        t_metrics = time.perf_counter()
+        record = {
+            "generation": t,
+            "metrics": metrics,
+            "provenance": training_plan.provenance(),
+            "metadata": dict(getattr(self.evaluator, "metadata", {})),
+            "seconds": {"data": t_data - clock, "fit": t_fit - t_data, "sample": t_sample - t_fit,
+                        "metrics": t_metrics - t_sample},
+        }
+        self.store.publish(t, generator.state_dict(), samples.take(slice(0, loop.n_synthetic)), record, self.image)
+        record["seconds"]["publish"] = time.perf_counter() - t_metrics
+        self._synthetic[t] = samples.take(slice(0, loop.n_synthetic))
+        for old in [g for g in self._synthetic if g < t - self._history_needed()]:
+            del self._synthetic[old]
+        return record
+
+    def _history_needed(self) -> int:
+        loop = self.config.loop
+        if loop.scheme in ("accumulate", "accumulate-subsample") or loop.accumulate_synthetic:
+            return loop.generations
+        return loop.memory
+
+    def _check(self, samples: Samples, t: int) -> Samples:
+        if not np.isfinite(samples.x).all():
+            raise RunFailed(f"generation {t}: the generator produced non-finite samples")
+        if self.image:  # generated images become 8-bit pictures, like the real ones
+            samples = Samples((np.round((np.clip(samples.x, -1, 1) + 1) * 127.5) / 127.5 - 1).astype(np.float32),
+                              samples.y)
+        return samples
+
+    def _metrics(self, generator, fake: Samples) -> dict[str, float]:
+        if self.image:
+            scores = dict(self.evaluator(fake))
+        else:
+            scores = dict(self.evaluator(fake, sampling_gaussian=generator.sampling_gaussian(self.config.loop.bias)))
+        scores.update(generator.model_metrics(self.dataset))
+        scores.update(self.dataset.extra_metrics(fake))
+        names = self.config.metrics.names
+        if names is not None:
+            scores = {k: v for k, v in scores.items() if k in names}
+        return {k: float(v) for k, v in scores.items()}
+
+    # ------------------------------------------------------------------ driving
+    def run(self, until: int | None = None, on_generation=None) -> int:
+        """Run the missing generations up to ``until`` (default: all); returns the last one done.
+
+        A run that fails (any exception but a keyboard interrupt) is recorded in FAILED and
+        the exception re-raised as RunFailed; failures are not transient, so a rerun retries.
+        """
+        last = min(until or self.config.loop.generations, self.config.loop.generations)
+        done = self.store.last_done()
+        if done < last:
+            self.store.clear_failure()
+        for t in range(done + 1, last + 1):
+            if self._fault_hook is not None:
+                self._fault_hook(self, t)
+            try:
+                record = self.step(t)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:
+                message = f"{type(exc).__name__}: {exc}".strip()
+                self.store.mark_failed(t, message if isinstance(exc, RunFailed) else
+                                       message + "\n" + traceback.format_exc(limit=3))
+                raise RunFailed(message) from exc
+            if on_generation is not None:
+                on_generation(t, record)
+        return last
+
+
+def finite(value: float) -> bool:
+    return value is not None and math.isfinite(value)

@@ -1,0 +1,106 @@
+"""Loop schemes: which samples make up the training set of generation t.
+
+A plan is pure data computed from the loop config and the generation number alone: the real
+rows to draw (dataset offsets) and the synthetic rows to take from earlier generations' sample
+sets. The loop materialises it; tests check it directly. Generation 1 always trains on real
+data only. Offsets are laid out so that fresh real draws never overlap: rows [0, first_size)
+are generation 1's, then n_real new rows per later generation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from madlab.config import LoopConfig
+
+
+@dataclass(frozen=True)
+class Part:
+    """Rows of one source: ``source`` is "real" or the generation that sampled them.
+
+    Real rows are dataset rows [offset, offset + n); synthetic rows are the first n rows of
+    that generation's sample set. ``select`` (optional) keeps only those positions of the part.
+    """
+
+    source: str | int
+    n: int
+    offset: int = 0
+    select: tuple[int, ...] | None = None
+
+    @property
+    def count(self) -> int:
+        return self.n if self.select is None else len(self.select)
+
+
+@dataclass(frozen=True)
+class Plan:
+    generation: int
+    parts: tuple[Part, ...]
+
+    @property
+    def n_real(self) -> int:
+        return sum(p.count for p in self.parts if p.source == "real")
+
+    @property
+    def n_synthetic(self) -> int:
+        return sum(p.count for p in self.parts if p.source != "real")
+
+    @property
+    def synthetic_from(self) -> dict[int, int]:
+        """Generation -> number of its samples in the training set."""
+        return {p.source: p.count for p in self.parts if p.source != "real" and p.count}
+
+    def provenance(self) -> dict:
+        return {"n_train_real": self.n_real, "n_train_synthetic": self.n_synthetic,
+                "synthetic_from": ",".join(str(g) for g in self.synthetic_from)}
+
+
+def plan(loop: LoopConfig, t: int, subsample_seed: int = 0) -> Plan:
+    """The training-set plan of generation ``t`` (1-based)."""
+    if not 1 <= t <= loop.generations:
+        raise ValueError(f"generation {t} outside 1..{loop.generations}")
+    first = Part("real", loop.first_size, 0)
+    if t == 1:
+        return Plan(1, (first,))
+    previous = Part(t - 1, loop.n_synthetic)
+    all_synthetic = tuple(Part(g, loop.n_synthetic) for g in range(1, t))
+    fixed_real = Part("real", loop.n_real, 0)
+    scheme = loop.scheme
+    if scheme == "fully-synthetic":
+        parts = (previous,)
+    elif scheme == "fixed-real":
+        parts = (fixed_real,) + (all_synthetic if loop.accumulate_synthetic else (previous,))
+    elif scheme == "fresh-real":
+        fresh = Part("real", loop.n_real, loop.first_size + (t - 2) * loop.n_real)
+        parts = (fresh,) + _memory_parts(loop, t)
+    elif scheme == "accumulate":
+        parts = (fixed_real,) + all_synthetic
+    elif scheme == "accumulate-subsample":
+        parts = _subsample((fixed_real,) + all_synthetic, loop.train_size or loop.n_real, subsample_seed)
+    else:  # pragma: no cover - the config validator admits only the schemes above
+        raise ValueError(f"unknown scheme {scheme!r}")
+    return Plan(t, tuple(p for p in parts if p.count))
+
+
+def _memory_parts(loop: LoopConfig, t: int) -> tuple[Part, ...]:
+    """n_synthetic samples spread evenly over the last K models (the most recent get the remainder)."""
+    sources = list(range(max(1, t - loop.memory), t))
+    base, extra = divmod(loop.n_synthetic, len(sources))
+    counts = [base + (1 if i >= len(sources) - extra else 0) for i in range(len(sources))]
+    return tuple(Part(g, c) for g, c in zip(sources, counts))
+
+
+def _subsample(parts: tuple[Part, ...], size: int, seed: int) -> tuple[Part, ...]:
+    """A uniform random subset of ``size`` rows of the pooled parts (all of them if fewer)."""
+    total = sum(p.n for p in parts)
+    if total <= size:
+        return parts
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(total, size=size, replace=False))
+    bounds = np.cumsum([0] + [p.n for p in parts])
+    out = []
+    for part, lo, hi in zip(parts, bounds[:-1], bounds[1:]):
+        rows = chosen[(chosen >= lo) & (chosen < hi)] - lo
+        out.append(Part(part.source, part.n, part.offset, tuple(int(r) for r in rows)))
+    return tuple(out)
