@@ -8,7 +8,7 @@ reported in one line that names the key.
 Sweeps: ``sweep`` maps dotted keys to lists; the runs are the product of the lists. A sweep
 axis whose values are mappings is a *linked* axis: each value is a partial config merged into
 the base (``label`` names it), for settings that must change together, such as a dataset and
-the generator fitted to it.
+the generator fitted to it (a ``dataset``/``generator`` section given there replaces the base one).
 """
 from __future__ import annotations
 
@@ -275,10 +275,14 @@ def _sweep_axes(sweep: dict) -> list[tuple[str, list]]:
     return axes
 
 
-def _merge(tree: dict, patch: dict) -> None:
+def _merge(tree: dict, patch: dict, top: bool = True) -> None:
+    """Deep-merge ``patch`` into ``tree``; a dataset or generator section is replaced whole,
+    because its parameters belong to its ``name``."""
     for key, value in patch.items():
-        if isinstance(value, dict) and isinstance(tree.get(key), dict):
-            _merge(tree[key], value)
+        if top and key in ("dataset", "generator"):
+            tree[key] = copy.deepcopy(value)
+        elif isinstance(value, dict) and isinstance(tree.get(key), dict):
+            _merge(tree[key], value, top=False)
         elif "." in key:
             set_dotted(tree, key, value)
         else:

@@ -121,12 +121,14 @@ class RunStore:
             if image:
                 _save_grid(samples, tmp / "grid.png")
             (tmp / "DONE").write_text(json.dumps(record, sort_keys=True, default=_json_default))
-            if final.exists():  # a stale copy without DONE (never published) or a duplicate
-                if (final / "DONE").is_file():
-                    shutil.rmtree(tmp)
-                    return
-                shutil.rmtree(final)
-            os.rename(tmp, final)
+            if final.exists() and not (final / "DONE").is_file():
+                shutil.rmtree(final, ignore_errors=True)  # debris from an old layout or a crash
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / "DONE").is_file():
+                    raise
+                shutil.rmtree(tmp)  # a twin worker (e.g. a retried actor) published it first
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -1,0 +1,5 @@
+import sys
+
+from madlab.cli import main
+
+sys.exit(main())

@@ -1,0 +1,103 @@
+"""Command line: ``madlab run | validate | report | generators``.
+
+Bad input (a config, a dataset, a weights file) ends with one line on stderr and exit code 2,
+before anything is written.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+from madlab.errors import MadlabError
+
+EXIT_BAD_INPUT = 2
+EXIT_RUNS_FAILED = 1
+
+
+def _spec_args(parser):
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (dotted), e.g. --set loop.bias=0.8; sweep.KEY=[...] sets a sweep axis")
+    parser.add_argument("--preset", help="apply a named preset of the spec, e.g. cpu")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="madlab", description="Self-consuming generative loops (MAD) workbench")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) a loop spec; no CONFIG runs loops/quickstart.yaml")
+    run.add_argument("config", nargs="?", help="loop spec (YAML)")
+    run.add_argument("--out", help="results folder (default: the spec's `out`, else results/<name>)")
+    _spec_args(run)
+    run.add_argument("--address", help="Ray cluster address (e.g. auto); default: a local Ray instance")
+    run.add_argument("--no-ray", action="store_true", help="run in this process, one run after another")
+    run.add_argument("--workers", type=int, help="number of Ray worker actors (default: sized to the cluster)")
+
+    validate = sub.add_parser("validate", help="check a spec: exit 0, or 2 with a one-line reason")
+    validate.add_argument("config")
+    _spec_args(validate)
+
+    report = sub.add_parser("report", help="draw the figures of a results folder")
+    report.add_argument("dir")
+
+    sub.add_parser("generators", help="list installed generator plugins")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args, argv)
+    except MadlabError as exc:
+        print(f"madlab: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+def _dispatch(args, argv) -> int:
+    if args.command == "generators":
+        return _generators()
+    if args.command == "report":
+        from madlab.report import make_report
+
+        paths = make_report(args.dir)
+        print(f"wrote {len(paths)} files to {args.dir}/figures (index: {args.dir}/figures/index.html)")
+        return 0
+
+    from madlab.config import load_spec
+
+    spec = load_spec(args.config, overrides=args.overrides, preset=args.preset,
+                     out=getattr(args, "out", None))
+    if args.command == "validate":
+        print(f"ok: {spec.path}: {len(spec.runs)} run(s), "
+              f"{sum(r.config.loop.generations for r in spec.runs)} generation(s)")
+        return 0
+
+    from madlab.runner import Runner
+
+    print(f"[madlab] {spec.path}: {len(spec.runs)} run(s) -> {args.out or spec.out}", flush=True)
+    summary = Runner(spec, args.out, command="madlab " + shlex.join(argv), address=args.address,
+                     use_ray=not args.no_ray, workers=args.workers).run()
+    print(f"[madlab] done in {summary.seconds:.1f}s: {summary.runs - len(summary.failed)}/{summary.runs} runs ok")
+    for outcome in summary.failed:
+        print(f"[madlab] FAILED {outcome.run_id}: {outcome.error}")
+    print(f"[madlab] table: {summary.table}")
+    print(f"[madlab] figures: madlab report {summary.out_dir}")
+    return EXIT_RUNS_FAILED if summary.failed else 0
+
+
+def _generators() -> int:
+    from madlab.registry import _entry_points, get_generator_class
+
+    for name, ep in sorted(_entry_points().items()):
+        try:
+            cls = get_generator_class(name)
+            kinds = ",".join(sorted(cls.data_kinds))
+            print(f"{name:12s} {kinds:14s} {ep.value}  {cls.describe()}")
+        except Exception as exc:  # a broken plugin must not hide the others
+            print(f"{name:12s} {'(broken)':14s} {ep.value}  cannot load: {type(exc).__name__}: {exc}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

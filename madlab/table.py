@@ -1,0 +1,68 @@
+"""The tidy results table: one row per (run, generation, metric), built from run folders."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from madlab.storage import BASE_COLUMNS, TABLE, RunStore, atomic_write_table
+
+PROVENANCE = ["n_train_real", "n_train_synthetic", "synthetic_from"]
+
+
+def run_rows(run_dir, config: dict, swept: dict, sweep_name: str) -> list[dict]:
+    """Rows of one run: every published generation, plus one ``failed`` row if it failed."""
+    store = RunStore(run_dir)
+    loop = config["loop"]
+    common = {
+        "sweep": sweep_name,
+        "run_id": Path(run_dir).name,
+        "generator": config["generator"]["name"],
+        "dataset": config["dataset"]["name"],
+        "scheme": loop["scheme"],
+        "bias": float(loop["bias"]),
+        "n_real": int(loop["n_real"]),
+        "n_synthetic": int(loop["n_synthetic"]),
+        "n_initial": loop.get("n_initial"),
+        "seed": int(config["seed"]),
+        "warm_start": bool(loop.get("warm_start", False)),
+    }
+    for column, value in swept.items():
+        common.setdefault(column, value if not isinstance(value, (list, dict)) else json.dumps(value))
+    failure = store.failure()
+    common["status"] = "failed" if failure else "ok"
+    common["error"] = failure["error"].splitlines()[0] if failure else None
+    rows = []
+    last = store.last_done()
+    for t in range(1, last + 1):
+        record = store.record(t)
+        extra = {**record["provenance"], "generation": t,
+                 "extractor": record.get("metadata", {}).get("extractor"),
+                 "extractor_hash": record.get("metadata", {}).get("extractor_hash")}
+        for metric, value in sorted(record["metrics"].items()):
+            rows.append({**common, **extra, "metric": metric, "value": value})
+    if failure:
+        rows.append({**common, "generation": failure["generation"], "metric": "failed", "value": float("nan"),
+                     "n_train_real": None, "n_train_synthetic": None, "synthetic_from": None})
+    return rows
+
+
+def write_table(out_dir, rows: list[dict]) -> Path:
+    """Write DIR/metrics.parquet atomically (rows sorted so equal results give equal files)."""
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=BASE_COLUMNS + PROVENANCE)
+    front = [c for c in BASE_COLUMNS + PROVENANCE if c in frame.columns]
+    frame = frame[front + [c for c in frame.columns if c not in front]]
+    frame = frame.sort_values(["run_id", "generation", "metric"], kind="stable").reset_index(drop=True)
+    for column in ("n_initial", "n_train_real", "n_train_synthetic"):
+        if column in frame:
+            frame[column] = pd.array(frame[column], dtype="Int64")
+    path = Path(out_dir) / TABLE
+    atomic_write_table(path, frame)
+    return path
+
+
+def read_table(out_dir) -> pd.DataFrame:
+    return pd.read_parquet(Path(out_dir) / TABLE)
