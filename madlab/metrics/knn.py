@@ -1,40 +1,41 @@
 """k-NN manifold metrics from one shared distance computation.
 
-Precision/recall: Kynkäänniemi et al. 2019 (k-NN balls around each set's samples);
-density/coverage: Naeem et al. 2020. All four come from the same three distance blocks
-(real-real, fake-fake, real-fake), computed in row chunks so that 10k x 10k feature sets fit
-in memory. Distances use numpy's BLAS matmul (|a|^2 + |b|^2 - 2ab): for the many small sets of
-the low-dimensional studies it is ~50x faster than torch.cdist, whose per-call overhead
-dominates there, and for large sets it is as fast.
+Precision/recall: Kynkäänniemi et al. 2019 (k-NN balls around each set's samples, a point on a
+ball's boundary counts as inside, as in their code and torch-fidelity's); density/coverage:
+Naeem et al. 2020 (strict inequality, as in their ``prdc`` package). All four come from the same
+three distance blocks (real-real, fake-fake, real-fake): the real-fake block is computed once,
+in row chunks with torch.cdist so that 10k x 10k feature sets never hold a full matrix, and the
+real-real block is skipped altogether when the caller passes the real radii it kept from an
+earlier generation.
 """
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 _CHUNK = 2048
 
 
-def _sq_dists(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    d2 = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * (a @ b.T)
-    return np.maximum(d2, 0.0, out=d2)
+def _as_tensor(x) -> torch.Tensor:
+    """float64 stays float64 (low-dimensional data, where float32 distances would cancel badly);
+    everything else becomes float32, as torch-fidelity computes image-feature distances."""
+    x = torch.as_tensor(np.asarray(x))
+    return x if x.dtype == torch.float64 else x.float()
 
 
-def pairwise_distances(a, b) -> np.ndarray:
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return np.sqrt(np.concatenate([_sq_dists(a[i:i + _CHUNK], b) for i in range(0, len(a), _CHUNK)]))
+def _chunked_cdist(a: torch.Tensor, b: torch.Tensor, chunk: int = _CHUNK) -> torch.Tensor:
+    return torch.cat([torch.cdist(a[i:i + chunk], b) for i in range(0, len(a), chunk)])
 
 
 def knn_radii(x, k: int) -> np.ndarray:
     """Distance of each row to its k-th nearest neighbour in the same set (itself excluded)."""
-    x = np.asarray(x, dtype=np.float64)
+    x = _as_tensor(x)
     if k >= len(x):
         raise ValueError(f"k={k} must be smaller than the number of samples ({len(x)})")
-    radii = []
-    for i in range(0, len(x), _CHUNK):
-        d2 = _sq_dists(x[i:i + _CHUNK], x)
-        # index k, not k-1: each row's nearest "neighbour" is itself at distance 0.
-        radii.append(np.partition(d2, k, axis=1)[:, k])
-    return np.sqrt(np.concatenate(radii))
+    # topk is ~10x faster than kthvalue on CPU for small k.
+    radii = [torch.topk(torch.cdist(x[i:i + _CHUNK], x), k + 1, dim=1, largest=False).values[:, k]
+             for i in range(0, len(x), _CHUNK)]
+    return torch.cat(radii).double().numpy()
 
 
 def prdc(real, fake, k: int = 5, real_radii: np.ndarray | None = None) -> dict[str, float]:
@@ -43,15 +44,25 @@ def prdc(real, fake, k: int = 5, real_radii: np.ndarray | None = None) -> dict[s
     ``real_radii`` (from :func:`knn_radii`) may be passed in when the real set is reused
     across generations, saving the real-real distance block.
     """
-    real, fake = np.asarray(real, dtype=np.float64), np.asarray(fake, dtype=np.float64)
+    real_t, fake_t = _as_tensor(real), _as_tensor(fake)
+    if real_t.dtype != fake_t.dtype:
+        real_t, fake_t = real_t.double(), fake_t.double()
     if real_radii is None:
-        real_radii = knn_radii(real, k)
-    fake_radii = knn_radii(fake, k)
-    d_rf = pairwise_distances(real, fake)  # (n_real, n_fake)
-    inside_real = d_rf < real_radii[:, None]  # fake j inside real i's ball
-    return {
-        "precision": float(inside_real.any(0).mean()),
-        "recall": float((d_rf < fake_radii[None, :]).any(1).mean()),
-        "density": float(inside_real.sum(0).mean() / k),
-        "coverage": float((d_rf.min(1) < real_radii).mean()),
-    }
+        real_radii = knn_radii(real_t, k)
+    r_radii = torch.as_tensor(np.asarray(real_radii)).to(real_t.dtype)
+    f_radii = torch.as_tensor(knn_radii(fake_t, k)).to(real_t.dtype)
+    fake_in_real_ball = torch.zeros(len(fake_t), dtype=torch.bool)
+    fake_ball_count = torch.zeros(len(fake_t), dtype=torch.float64)
+    real_in_fake_ball = torch.empty(len(real_t), dtype=torch.bool)
+    real_covered = torch.empty(len(real_t), dtype=torch.bool)
+    for i in range(0, len(real_t), _CHUNK):
+        d = torch.cdist(real_t[i:i + _CHUNK], fake_t)  # (chunk of real, n_fake)
+        r = r_radii[i:i + _CHUNK, None]
+        fake_in_real_ball |= (d <= r).any(0)
+        fake_ball_count += (d < r).sum(0)
+        real_in_fake_ball[i:i + _CHUNK] = (d <= f_radii[None, :]).any(1)
+        real_covered[i:i + _CHUNK] = d.min(1).values < r[:, 0]
+    return {"precision": fake_in_real_ball.double().mean().item(),
+            "recall": real_in_fake_ball.double().mean().item(),
+            "density": fake_ball_count.mean().item() / k,
+            "coverage": real_covered.double().mean().item()}
