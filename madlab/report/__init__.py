@@ -1,0 +1,199 @@
+"""`madlab report DIR`: the MAD figures of a results folder, and a self-contained index page.
+
+    make_report(DIR) -> [paths written]
+
+writes ``DIR/figures/<panel>.png`` and ``.pdf`` for every panel the folder has data for and
+``DIR/figures/index.html`` (images embedded, so the page can be mailed or copied off a
+cluster on its own). Which panels a folder should have comes from the MAD figure its spec
+reproduces (:mod:`madlab.report.catalogue`) plus the generic ones; a panel whose data are
+not there yet (a sweep still running, a metric not computed) is listed as missing with the
+reason, never silently dropped. Re-running on a growing folder is cheap and safe.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
+from madlab.report.plots import (Missing, _label, ess_panels, final_vs_total_panel, image_grid_panel, metrics_panel,
+                                 plot_roles, scatter_panel, slug, theory_panel, tsne_panel)
+from madlab.report.results import Results, open_results
+
+__all__ = ["make_report", "open_results", "Results", "CATALOGUE", "MadFigure"]
+
+
+@dataclass
+class Panel:
+    key: str
+    title: str
+    paths: list[str] | None = None      # png, pdf
+    missing: str | None = None          # why it could not be drawn
+
+
+def make_report(results_dir: str) -> list[str]:
+    """Draw every panel of a results folder; returns the paths written (PNGs, PDFs, index.html).
+
+    Raises MadlabError (one line) when ``results_dir`` is not a results folder.
+    """
+    results = open_results(results_dir)
+    figure = lookup(results.name)
+    out_dir = results.dir / "figures"
+    out_dir.mkdir(exist_ok=True)
+    panels = _draw_all(results, figure, out_dir)
+    written = [p for panel in panels for p in (panel.paths or [])]
+    _remove_stale(out_dir, written)
+    index = out_dir / "index.html"
+    _atomic_text(index, _index_html(results, figure, panels))
+    return written + [str(index)]
+
+
+#: sweep slices (combinations of axes beyond colour and line style) drawn as separate figures
+MAX_SLICES = 6
+
+
+def _slices(results: Results, hue: str) -> tuple[list[Results], list[str]]:
+    """One view per combination of the sweep axes that are not colour/style; (drawn, skipped)."""
+    rest = plot_roles(results, hue)["rows"]
+    if not rest:
+        return [results], []
+    views = []
+    for values, group in results.runs.groupby(rest, dropna=False, sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        label = ", ".join(_label(c, v) for c, v in zip(rest, values))
+        views.append(results.subset(group["run_id"], label))
+    return views[:MAX_SLICES], [v.label for v in views[MAX_SLICES:]]
+
+
+def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list[Panel]:
+    plans = []  # (key, title, draw, required)
+    wanted = set(figure.panels) if figure else set()
+    if results.table is not None:
+        present = results.metrics
+        expected = list(figure.metrics) if figure else []
+        hue = figure.hue if figure else "bias"
+        for m in expected:
+            if m not in present:
+                plans.append((f"metric_{m}", f"{m} vs generation", lambda m=m: _raise(f"metric {m!r} not in the table"), True))
+        views, skipped = _slices(results, hue)
+        if skipped:
+            plans.append(("slices", "Further sweep slices", lambda: _raise(
+                f"only the first {MAX_SLICES} sweep slices get per-slice panels; not drawn: {'; '.join(skipped)}"), True))
+        image = _is_image(results)
+        for view in views:
+            tag = f"_{slug(view.label)}" if view.label else ""
+            title = f" [{view.label}]" if view.label else ""
+            mine = view.metrics
+            order = [m for m in expected if m in mine] + [m for m in mine if m not in expected]
+            plans.append((f"metrics{tag}", "Metrics vs generation" + title,
+                          lambda v=view, o=order: metrics_panel(v, o, hue) if o else _raise("no metric values yet"), True))
+            if "trace_cov" in mine or "theory" in wanted:
+                plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title,
+                              lambda v=view: theory_panel(v), "theory" in wanted))
+            plans.append((f"samples{tag}", "Samples per generation" + title,
+                          lambda v=view: image_grid_panel(v) if image else scatter_panel(v), True))
+            if "tsne" in wanted or image:
+                plans.append((f"tsne{tag}", "t-SNE of samples per generation" + title,
+                              lambda v=view: tsne_panel(v), "tsne" in wanted))
+        if "final_vs_total" in wanted:
+            plans.append(("final_vs_total", "Limit W2 vs total n", lambda: final_vs_total_panel(results), True))
+    if results.ess is not None or "ess" in wanted:
+        plans.append(("ess", "Effective sample size heat maps", lambda: ess_panels(results), True))
+
+    panels = []
+    prefix = slug(results.name)
+    for key, title, draw, required in plans:
+        try:
+            drawn = draw()
+        except Missing as why:
+            if required:
+                panels.append(Panel(key, title, missing=str(why)))
+            continue
+        items = drawn.items() if isinstance(drawn, dict) else [(None, drawn)]
+        for sub, fig in items:
+            name = f"{prefix}_{key}" + (f"_{sub}" if sub else "")
+            panels.append(Panel(name, title + (f" ({sub})" if sub else ""), paths=_save(fig, out_dir / name)))
+    return panels
+
+
+def _is_image(results: Results) -> bool:
+    from madlab.report.plots import representative_runs
+
+    reps = representative_runs(results, limit=1)
+    if not reps:
+        return False
+    gens = results.generations(reps[0][1])
+    return results.samples(reps[0][1], gens[0]).x.ndim == 4
+
+
+def _raise(message: str):
+    raise Missing(message)
+
+
+def _save(fig, stem: Path) -> list[str]:
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for ext, kwargs in (("png", {"dpi": 90}), ("pdf", {})):
+        path = stem.with_suffix(f".{ext}")
+        tmp = path.with_name(f".{path.name}.tmp.{ext}")
+        fig.savefig(tmp, bbox_inches="tight", **kwargs)
+        tmp.replace(path)
+        paths.append(str(path))
+    plt.close(fig)
+    return paths
+
+
+def _remove_stale(out_dir: Path, keep: list[str]) -> None:
+    keep_set = {Path(p).name for p in keep}
+    for old in list(out_dir.glob("*.png")) + list(out_dir.glob("*.pdf")):
+        if old.name not in keep_set:
+            old.unlink(missing_ok=True)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel]) -> str:
+    e = html.escape
+    meta = [("results folder", str(results.dir)), ("spec", results.spec), ("command", results.command or "unknown"),
+            ("scale", results.scale), ("generators", ", ".join(results.generators) or "unknown"),
+            ("metric extractor", ", ".join(results.extractors) or "none (low-dimensional metrics)"),
+            ("run date", results.date), ("madlab version", str(results.info.get("madlab_version", "unknown")))]
+    if results.table is not None:
+        runs = results.runs
+        meta.append(("runs", f"{len(runs)} ({len(results.failures)} failed); "
+                             f"generations up to {int(results.values['generation'].max()) if len(results.values) else 0}"))
+    meta_rows = "".join(f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in meta)
+    head = f"<h1>{e(results.name)}</h1>"
+    if figure:
+        head += f"<p><b>MAD {e(figure.figures)}</b>: {e(figure.title)}<br>Paper's claim: {e(figure.claim)}</p>"
+    else:
+        head += "<p>No MAD figure is registered for this spec name; generic panels only.</p>"
+    body = []
+    for p in panels:
+        if p.paths:
+            png = Path(p.paths[0])
+            data = base64.b64encode(png.read_bytes()).decode()
+            files = ", ".join(f"<code>{e(Path(x).name)}</code>" for x in p.paths)
+            body.append(f'<section><h2>{e(p.title)}</h2><p>files: {files}; from <code>{e(results.spec)}</code>, '
+                        f'scale <code>{e(results.scale)}</code>, {e(results.date)}</p>'
+                        f'<img alt="{e(p.title)}" src="data:image/png;base64,{data}"></section>')
+    missing = [p for p in panels if p.missing]
+    if missing:
+        items = "".join(f"<li><b>{e(p.title)}</b> ({e(p.key)}): missing — {e(p.missing)}</li>" for p in missing)
+        body.append(f"<section><h2>Missing figures</h2><ul>{items}</ul></section>")
+    if results.failures:
+        items = "".join(f"<li><code>{e(r)}</code>: {e(err)}</li>" for r, err in results.failures)
+        body.append(f"<section><h2>Failed runs</h2><ul>{items}</ul></section>")
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    return ("<!doctype html><html><head><meta charset='utf-8'><title>madlab report: "
+            f"{e(results.name)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
+            "img{max-width:100%}th{text-align:left;padding-right:1em}section{margin:2em 0}</style></head><body>"
+            f"{head}<table>{meta_rows}</table>{''.join(body)}"
+            f"<p><small>report written {e(stamp)}</small></p></body></html>")

@@ -1,0 +1,72 @@
+"""Which MAD figure a results folder reproduces, and what its report must show.
+
+A folder is matched by its spec ``name`` (``loops/fig*.yaml``). Every folder gets the generic
+panels (metrics vs generation, samples per generation); an entry here adds the figure's
+own panels and the metrics the paper plots, so that a folder missing them says so in the
+index instead of silently dropping a panel.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class MadFigure:
+    figures: str                    # "Fig. 10"
+    title: str
+    claim: str                      # the paper's qualitative claim
+    metrics: tuple[str, ...] = ()   # metrics the paper plots
+    hue: str = "bias"               # what colours the metric curves
+    panels: tuple[str, ...] = ()    # extra panels: theory, tsne, samples, final_vs_total, ess
+    notes: dict = field(default_factory=dict)
+
+
+CATALOGUE: dict[str, MadFigure] = {
+    "fig04_06_16_ddpm_mnist": MadFigure(
+        "Figs. 4, 6, 16", "Fully-synthetic loop, class-conditional DDPM on MNIST, λ ∈ {1, 0.8, 0.66, 0.5}",
+        "λ = 1: FID rises and recall falls over generations; λ < 1: precision holds or rises while recall "
+        "collapses faster", ("fid", "precision", "recall"), panels=("samples", "tsne")),
+    "fig04_06_16_gan_ffhq": MadFigure(
+        "Figs. 4, 6, 16", "Fully-synthetic loop, GAN with latent truncation on FFHQ 128x128, λ ∈ {1, 0.7}",
+        "λ = 1: FID rises, recall falls; λ = 0.7: precision holds while recall falls faster",
+        ("fid", "precision", "recall"), panels=("samples", "tsne")),
+    "fig08_09_fixed_real": MadFigure(
+        "Figs. 8, 9", "Fixed real data (synthetic augmentation) vs fully-synthetic loop, DDPM on MNIST",
+        "a fixed real set only delays the degradation; FID still rises over generations",
+        ("fid", "precision", "recall"), panels=("samples",)),
+    "fig10_gaussian": MadFigure(
+        "Fig. 10 (left)", "Fresh-real loop, Gaussian d = 100, n_r = 100, n_s = 900, n_initial ∈ {100, 1000}",
+        "the loop converges to a limit that does not depend on n_initial", ("w2", "trace_cov"),
+        hue="n_initial", panels=("theory",)),
+    "fig10_ddpm_mnist": MadFigure(
+        "Fig. 10 (right)", "Fresh-real loop, DDPM on MNIST, n_r = n_s = 2k, n_initial varied",
+        "FID converges to the same limit whatever n_initial", ("fid",), hue="n_initial", panels=("samples",)),
+    "fig11_12_ess": MadFigure(
+        "Figs. 11, 12", "Effective sample size n_e / n_r of the Gaussian fresh-real loop (Monte Carlo)",
+        "λ = 1: n_e / n_r grows with n_s but stays below 2; λ < 1: more synthetic data lowers n_e / n_r "
+        "(below 1 for large n_s)", panels=("ess",)),
+    "fig13_wgan_mnist": MadFigure(
+        "Fig. 13", "WGAN-GP on MNIST over 100 generations",
+        "without enough fresh real data FID drifts up over many generations", ("fid", "precision", "recall"),
+        panels=("samples",)),
+    "fig14_15_gmm": MadFigure(
+        "Figs. 14, 15", "Fully-synthetic loop, GMM on the 25-mode grid",
+        "modes are lost over generations (faster with λ < 1)", ("modes", "w2", "recall"), panels=("samples",)),
+    "fig17_flow_rosenbrock": MadFigure(
+        "Fig. 17", "Fully-synthetic loop, normalising flow on Rosenbrock, λ ∈ {1, 0.75}",
+        "the tails of the banana are lost over generations; λ = 0.75 collapses faster", ("w2", "recall"),
+        panels=("samples",)),
+    "fig30_memory": MadFigure(
+        "Fig. 30", "Fresh-real loop with synthetic data from the last K models (memory K)",
+        "more memory does not prevent the loss caused by sampling bias; the limit error grows with λ < 1",
+        ("w2",), hue="memory", panels=("theory",)),
+    "fig31_wd_vs_n": MadFigure(
+        "Fig. 31", "Limit W2 vs total training-set size n for several real fractions and λ (Gaussian fresh-real)",
+        "with λ = 1 the error falls with n for every real fraction; with λ < 1 it plateaus unless the real "
+        "fraction is large", ("w2",), panels=("final_vs_total",)),
+}
+
+
+def lookup(name: str) -> MadFigure | None:
+    key = name.replace("-", "_")
+    return CATALOGUE.get(key)

@@ -1,0 +1,437 @@
+"""The panels: each function draws one figure from a :class:`Results` and returns it, or
+raises :class:`Missing` naming what the folder lacks for it (the index lists it as missing).
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+
+from madlab.report.results import Results
+
+_MAX_GROUPS = 6      # sample panels: representative runs shown
+_MAX_GENERATIONS = 6  # sample panels: generations shown per run
+_BOOT = 200           # bootstrap resamples of the seed confidence bands
+
+
+class Missing(Exception):
+    """A panel cannot be drawn from this folder; the message says why."""
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _label(col: str, value, named: bool = True) -> str:
+    if col == "bias":
+        return f"λ={float(value):g}" if named else f"{float(value):g}"
+    if isinstance(value, float) and value == int(value):
+        value = int(value)
+    return f"{col}={value}" if named else str(value)
+
+
+def _series(frame: pd.DataFrame, col: str) -> pd.Series:
+    """A categorical label column, ordered (λ descending, numbers ascending)."""
+    values = frame[col]
+    uniq = values.drop_duplicates().tolist()
+    try:
+        order = sorted(uniq, key=float, reverse=(col == "bias"))
+    except (TypeError, ValueError):
+        order = sorted(uniq, key=str)
+    labels = [_label(col, v, named=False) for v in order]
+    mapping = dict(zip(map(str, order), labels))
+    return pd.Categorical(values.astype(str).map(mapping), categories=list(dict.fromkeys(labels)), ordered=True)
+
+
+def _legend(col: str) -> str:
+    return {"bias": "λ"}.get(col, col)
+
+
+def plot_roles(results: Results, hue: str = "bias") -> dict[str, str | None]:
+    """hue / style / row for the metric panels: λ (or the figure's own axis) by colour,
+    scheme by line style, every other sweep axis by facet row."""
+    axes = list(results.axes)
+    if hue not in axes:
+        hue = "bias" if "bias" in axes else (axes[0] if axes else None)
+    style = "scheme" if "scheme" in axes and hue != "scheme" else None
+    rest = [a for a in axes if a not in (hue, style)]
+    return {"hue": hue, "style": style, "rows": rest}
+
+
+def _tidy(results: Results, metrics: list[str], roles: dict) -> pd.DataFrame:
+    data = results.values[results.values["metric"].isin(metrics)].copy()
+    if data.empty:
+        raise Missing(f"no values for {', '.join(metrics)} yet")
+    for key in ("hue", "style"):
+        if roles[key]:
+            data[_legend(roles[key])] = _series(data, roles[key])
+    if roles["rows"]:
+        data["_row"] = data[roles["rows"]].astype(str).apply(
+            lambda r: ", ".join(_label(c, v) for c, v in zip(roles["rows"], r)), axis=1)
+    return data
+
+
+def metrics_panel(results: Results, metrics: list[str], hue: str = "bias"):
+    """Metric vs generation: mean over seeds with a 95% bootstrap band (MAD Figs. 4, 8, 10, 13)."""
+    import seaborn as sns
+
+    _pyplot()
+    roles = plot_roles(results, hue)
+    data = _tidy(results, metrics, roles)
+    present = [m for m in metrics if m in set(data["metric"])]
+    n_rows = data["_row"].nunique() if roles["rows"] else 1
+    grid = sns.relplot(
+        data=data, kind="line", x="generation", y="value", col="metric", col_order=present,
+        row="_row" if roles["rows"] else None, col_wrap=None if roles["rows"] or len(present) <= 5 else 5,
+        hue=_legend(roles["hue"]) if roles["hue"] else None,
+        style=_legend(roles["style"]) if roles["style"] else None,
+        errorbar=("ci", 95), n_boot=_BOOT, seed=0, markers=True, dashes=True,
+        height=2.6 if n_rows > 1 else 3.0, aspect=1.15, facet_kws={"sharey": False, "sharex": True},
+    )
+    grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+    grid.set_ylabels("")
+    grid.figure.suptitle(f"{results.title}: metrics over generations (mean over seeds, 95% CI)", y=1.02, fontsize=10)
+    return grid.figure
+
+
+def theory_panel(results: Results):
+    """Gaussian generator: measured trace of the fitted covariance and mean shift beside their
+    exact expectations (madlab.theory.expected_moments; E tr Σ_t = λ^(t-1) d fully-synthetic)."""
+    from madlab.theory import expected_moments
+
+    plt = _pyplot()
+    vals = results.values
+    if "generator" in vals and not (vals["generator"].astype(str) == "gaussian").any():
+        raise Missing("no gaussian-generator runs (the closed form is for the Gaussian model)")
+    gauss = vals[vals["metric"].isin(["trace_cov", "mean_shift"])]
+    if gauss.empty:
+        raise Missing("no trace_cov / mean_shift values yet")
+    roles = plot_roles(results)
+    keys = [k for k in [roles["hue"], roles["style"], *roles["rows"]] if k]
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
+    colours = {}
+    palette = plt.get_cmap("tab10")
+    drawn_theory = False
+    for label, group in _groups(gauss, results, keys):
+        colour = colours.setdefault(label, palette(len(colours) % 10))
+        for ax, metric in zip(axes, ["trace_cov", "mean_shift"]):
+            rows = group[group["metric"] == metric]
+            if rows.empty:
+                continue
+            stats = rows.groupby("generation")["value"].agg(["mean", "std", "count"])
+            ax.plot(stats.index, stats["mean"], "o-", ms=3, color=colour, label=label)
+            if (stats["count"] > 1).any():
+                half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"])
+                ax.fill_between(stats.index, stats["mean"] - half, stats["mean"] + half, color=colour, alpha=0.2)
+        cfg = results.config(group["run_id"].iloc[0])
+        theory = _theory_for(cfg, int(group["generation"].max()), expected_moments)
+        if theory is not None:
+            drawn_theory = True
+            axes[0].plot(theory["generation"], theory["trace_cov"], "--", color=colour, lw=1.2)
+            axes[1].plot(theory["generation"], np.sqrt(theory["mean_sq"]), "--", color=colour, lw=1.2)
+    if not drawn_theory:
+        plt.close(fig)
+        raise Missing("no run with a closed form (gaussian dataset, scheme fully-synthetic/fixed-real/fresh-real, "
+                      "memory 1, no accumulated synthetic sets, config.json present)")
+    axes[0].set(title="trace of fitted Σ (dashed: exact E)", xlabel="generation", yscale="log")
+    axes[1].set(title="|mean − true mean| (dashed: √E|μ|², an upper bound)", xlabel="generation")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False)
+    fig.suptitle(f"{results.title}: Gaussian loop vs closed form (solid: measured mean, 95% CI over seeds)",
+                 fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _groups(frame: pd.DataFrame, results: Results, keys: list[str]):
+    if not keys:
+        yield "all runs", frame
+        return
+    for values, group in frame.groupby(keys, sort=True, dropna=False):
+        values = values if isinstance(values, tuple) else (values,)
+        yield ", ".join(_label(k, v) for k, v in zip(keys, values)), group
+
+
+def _theory_for(cfg: dict, generations: int, expected_moments):
+    loop, dataset = cfg.get("loop") or {}, cfg.get("dataset") or {}
+    if dataset.get("name") != "gaussian" or (cfg.get("generator") or {}).get("name") != "gaussian":
+        return None
+    if loop.get("memory", 1) != 1 or loop.get("accumulate_synthetic"):
+        return None
+    if loop.get("scheme") not in ("fully-synthetic", "fixed-real", "fresh-real"):
+        return None
+    return expected_moments(generations, scheme=loop["scheme"], n_real=loop["n_real"],
+                            n_synthetic=loop["n_synthetic"], bias=loop.get("bias", 1.0),
+                            dim=dataset.get("dim", 2), n_initial=loop.get("n_initial"))
+
+
+def representative_runs(results: Results, limit: int = _MAX_GROUPS) -> list[tuple[str, str]]:
+    """(label, run_id) of one run (lowest seed) per combination of the sweep axes, with samples."""
+    runs = results.runs
+    if runs.empty:
+        return []
+    axes = results.axes
+    runs = runs[[bool(results.generations(r)) for r in runs["run_id"]]]
+    if "seed" in runs:
+        runs = runs.sort_values("seed", kind="stable")
+    if axes:
+        runs = runs.drop_duplicates(axes)
+        try:
+            runs = runs.sort_values(axes, ascending=[a != "bias" for a in axes], kind="stable")
+        except TypeError:
+            pass
+    out = []
+    for row in runs.head(limit).itertuples(index=False):
+        label = ", ".join(_label(a, getattr(row, a)) for a in axes) or "run"
+        out.append((label, row.run_id))
+    return out
+
+
+def _pick(gens: list[int], k: int = _MAX_GENERATIONS) -> list[int]:
+    if len(gens) <= k:
+        return gens
+    idx = np.unique(np.linspace(0, len(gens) - 1, k).round().astype(int))
+    return [gens[i] for i in idx]
+
+
+def _real_reference(results: Results, run_id: str, n: int):
+    """Real samples for the first column (analytic datasets only: nothing is downloaded)."""
+    cfg = results.config(run_id)
+    ds = cfg.get("dataset") or {}
+    try:
+        from madlab.datasets import get_dataset_class
+
+        cls = get_dataset_class(ds["name"])
+        if cls.kind != "vector":
+            return None
+        dataset = cls(cls.Params.model_validate({k: v for k, v in ds.items() if k != "name"}))
+        return dataset.eval_set(n, seed=int(cfg.get("seed", 0))).x
+    except Exception:  # a plugin dataset that cannot be rebuilt here: plot without the reference
+        return None
+
+
+def scatter_panel(results: Results):
+    """2-D scatter of samples per generation (MAD Figs. 14, 17); first two coordinates if d > 2."""
+    plt = _pyplot()
+    reps = representative_runs(results)
+    if not reps:
+        raise Missing("no published generation with samples yet")
+    first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
+    if first.x.ndim != 2:
+        raise Missing("samples are images (see the sample-grid panel)")
+    cols = max(len(_pick(results.generations(r))) for _, r in reps) + 1
+    fig, axes = plt.subplots(len(reps), cols, figsize=(1.9 * cols, 1.9 * len(reps) + 0.4), squeeze=False)
+    for i, (label, run_id) in enumerate(reps):
+        gens = _pick(results.generations(run_id))
+        real = _real_reference(results, run_id, 1000)
+        clouds = [results.samples(run_id, g).x[:1000] for g in gens]
+        ref = real if real is not None else clouds[0]
+        lo, hi = np.percentile(ref[:, :2], [0.5, 99.5], axis=0)
+        pad = 0.15 * (hi - lo)
+        lo, hi = lo - pad, hi + pad
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j == 0:
+                if real is not None:
+                    ax.scatter(real[:, 0], real[:, 1], s=1, c="0.3", alpha=0.5, rasterized=True)
+                    ax.set_title("real", fontsize=7)
+                ax.set_ylabel(label, fontsize=7)
+            elif j - 1 < len(gens):
+                x = clouds[j - 1]
+                ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:blue", alpha=0.5, rasterized=True)
+                ax.set_title(f"t={gens[j - 1]}", fontsize=7)
+            else:
+                ax.axis("off")
+            ax.set_xlim(lo[0], hi[0])
+            ax.set_ylim(lo[1], hi[1])
+    d = first.x.shape[1]
+    note = "" if d == 2 else f" (first 2 of {d} coordinates)"
+    fig.suptitle(f"{results.title}: samples per generation{note}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _tile(images: np.ndarray, ncol: int) -> np.ndarray:
+    """(n, C, H, W) in [-1, 1] -> one (H', W', 3) image in [0, 1]."""
+    x = (np.clip(images, -1, 1) + 1) / 2
+    if x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    n, c, h, w = x.shape
+    rows = math.ceil(n / ncol)
+    canvas = np.ones((rows * (h + 1) + 1, ncol * (w + 1) + 1, 3))
+    for k in range(n):
+        r, q = divmod(k, ncol)
+        canvas[1 + r * (h + 1): 1 + r * (h + 1) + h, 1 + q * (w + 1): 1 + q * (w + 1) + w] = x[k].transpose(1, 2, 0)
+    return canvas
+
+
+def image_grid_panel(results: Results, per_row: int = 10):
+    """Rows = generations, columns = samples: the look of MAD Fig. 1, one block per run."""
+    plt = _pyplot()
+    reps = representative_runs(results)
+    if not reps:
+        raise Missing("no published generation with samples yet")
+    first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
+    if first.x.ndim != 4:
+        raise Missing("samples are vectors (see the scatter panel)")
+    fig, axes = plt.subplots(1, len(reps), figsize=(3.2 * len(reps), 3.6), squeeze=False)
+    for ax, (label, run_id) in zip(axes[0], reps):
+        gens = _pick(results.generations(run_id))
+        rows = []
+        for g in gens:
+            s = results.samples(run_id, g)
+            idx = _balanced(s.y, per_row) if s.y is not None else np.arange(min(per_row, len(s)))
+            x = s.x[idx]
+            if len(x) < per_row:
+                x = np.concatenate([x, -np.ones((per_row - len(x), *x.shape[1:]), np.float32)])
+            rows.append(x)
+        canvas = _tile(np.concatenate(rows), per_row)
+        ax.imshow(canvas, interpolation="nearest")
+        h = canvas.shape[0] / len(gens)
+        ax.set_yticks([(k + 0.5) * h for k in range(len(gens))], [f"t={g}" for g in gens], fontsize=7)
+        ax.set_xticks([])
+        ax.set_title(label, fontsize=8)
+    fig.suptitle(f"{results.title}: samples per generation (rows)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def _balanced(y: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the first sample of each class in turn, so a row shows the class spread."""
+    picks = []
+    for cls in np.unique(y):
+        picks.append(np.flatnonzero(y == cls))
+    out, depth = [], 0
+    while len(out) < k and any(depth < len(p) for p in picks):
+        out += [p[depth] for p in picks if depth < len(p)]
+        depth += 1
+    return np.array(out[:k], dtype=int)
+
+
+def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5):
+    """One joint t-SNE embedding of the samples of several generations per run (MAD Figs. 5, 7):
+    each subplot highlights one generation, coloured by class label where there is one."""
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+
+    plt = _pyplot()
+    reps = representative_runs(results, limit=3)
+    if not reps:
+        raise Missing("no published generation with samples yet")
+    first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
+    if first.x.ndim != 4 and first.x.shape[1] <= 2:
+        raise Missing("2-D samples need no embedding (see the scatter panel)")
+    cols = max(len(_pick(results.generations(r), generations)) for _, r in reps)
+    fig, axes = plt.subplots(len(reps), cols, figsize=(2.1 * cols, 2.1 * len(reps) + 0.4), squeeze=False)
+    for i, (label, run_id) in enumerate(reps):
+        gens = _pick(results.generations(run_id), generations)
+        parts = [results.samples(run_id, g) for g in gens]
+        xs = [p.x[:per_generation].reshape(min(per_generation, len(p)), -1) for p in parts]
+        ys = [p.y[:per_generation] if p.y is not None else None for p in parts]
+        stacked = np.concatenate(xs).astype(np.float64)
+        owner = np.concatenate([np.full(len(x), k) for k, x in enumerate(xs)])
+        if stacked.shape[1] > 50:
+            stacked = PCA(50, random_state=0).fit_transform(stacked)
+        perplexity = float(min(30, max(2, (len(stacked) - 1) // 3)))
+        emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(stacked)
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if j >= len(gens):
+                ax.axis("off")
+                continue
+            mine = owner == j
+            ax.scatter(emb[~mine, 0], emb[~mine, 1], s=2, c="0.85", rasterized=True)
+            colour = ys[j] if ys[j] is not None else "tab:blue"
+            ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c=colour, cmap="tab10", vmin=0, vmax=9, rasterized=True)
+            ax.set_title(f"t={gens[j]}", fontsize=7)
+            if j == 0:
+                ax.set_ylabel(label, fontsize=7)
+    fig.suptitle(f"{results.title}: t-SNE of samples (all generations embedded jointly)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def final_vs_total_panel(results: Results, metric: str = "w2", last: int = 3):
+    """MAD Fig. 31: the loop's limit (mean of the last generations) vs total n = n_r + n_s,
+    one line per real fraction n_r / n, line style by λ."""
+    import seaborn as sns
+
+    plt = _pyplot()
+    vals = results.values
+    data = vals[vals["metric"] == metric]
+    if data.empty:
+        raise Missing(f"no {metric} values yet")
+    if not {"n_real", "n_synthetic"} <= set(data.columns):
+        raise Missing("table lacks n_real / n_synthetic")
+    top = data.groupby("run_id")["generation"].transform("max")
+    tail = data[data["generation"] > top - last]
+    per_run = tail.groupby("run_id").agg(value=("value", "mean"), n_real=("n_real", "first"),
+                                         n_synthetic=("n_synthetic", "first"),
+                                         bias=("bias", "first")).reset_index()
+    per_run["total n"] = per_run["n_real"] + per_run["n_synthetic"]
+    if per_run["total n"].nunique() < 2:
+        raise Missing("needs runs at two or more total sizes n")
+    per_run["real fraction"] = (per_run["n_real"] / per_run["total n"]).round(3).astype(str)
+    per_run["λ"] = per_run["bias"].map(lambda b: f"{b:g}")
+    fig, ax = plt.subplots(figsize=(5.2, 3.6))
+    sns.lineplot(data=per_run, x="total n", y="value", hue="real fraction", style="λ", markers=True,
+                 errorbar=("ci", 95), n_boot=_BOOT, seed=0, ax=ax)
+    ax.set(xscale="log", yscale="log", ylabel=f"{metric} (mean of last {last} generations)")
+    ax.set_title(f"{results.title}: limit {metric} vs n", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def ess_panels(results: Results):
+    """MAD Figs. 11/12: heat maps of n_e / n_r from the Monte-Carlo table."""
+    import seaborn as sns
+
+    plt = _pyplot()
+    ess = results.ess
+    if ess is None or ess.empty:
+        raise Missing("no ess.parquet (run python -m madlab.theory ess)")
+    out = {}
+    f11 = ess[ess["figure"] == "fig11"]
+    if not f11.empty:
+        lams = sorted(f11["bias"].unique(), reverse=True)
+        fig, axes = plt.subplots(1, len(lams), figsize=(4.6 * len(lams), 4.2), squeeze=False)
+        for ax, lam in zip(axes[0], lams):
+            grid = f11[f11["bias"] == lam].pivot_table(index="n_real", columns="n_synthetic", values="ratio")
+            grid = grid.sort_index(ascending=False)
+            sns.heatmap(grid, ax=ax, cmap="RdBu", center=1.0, vmin=0, vmax=2, annot=True, fmt=".2f",
+                        annot_kws={"fontsize": 5.5}, cbar=ax is axes[0][-1], cbar_kws={"label": "n_e / n_r"})
+            ax.set_title(f"λ = {lam:g}", fontsize=9)
+            ax.set_xlabel("n_s")
+            ax.set_ylabel("n_r")
+        fig.suptitle("Fig. 11: effective sample size n_e / n_r of the Gaussian fresh-real loop", fontsize=10)
+        fig.tight_layout()
+        out["fig11"] = fig
+    f12 = ess[ess["figure"] == "fig12"]
+    if not f12.empty:
+        grid = f12.pivot_table(index="bias", columns="n_synthetic", values="ratio").sort_index(ascending=False)
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        sns.heatmap(grid, ax=ax, cmap="RdBu", center=1.0, vmin=0, vmax=2, annot=True, fmt=".2f",
+                    annot_kws={"fontsize": 6}, cbar_kws={"label": "n_e / n_r"})
+        ax.set_yticklabels([f"{float(t.get_text()):g}" for t in ax.get_yticklabels()], rotation=0)
+        ax.set(xlabel="n_s", ylabel="λ")
+        ax.set_title(f"Fig. 12: n_e / n_r over (λ, n_s), n_r = {int(f12['n_real'].iloc[0])}", fontsize=10)
+        fig.tight_layout()
+        out["fig12"] = fig
+    if not out:
+        raise Missing("ess.parquet holds neither fig11 nor fig12 cells")
+    return out
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60] or "figure"
