@@ -303,11 +303,11 @@ def _slug(value) -> str:
 
 def _format(exc: ValidationError, prefix: str = "") -> str:
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"] if not isinstance(p, int) or True)
+    loc = ".".join(str(p) for p in err["loc"])
     key = f"{prefix}{loc}" if loc else prefix.rstrip(".")
     ctx_error = (err.get("ctx") or {}).get("error")
-    if isinstance(ctx_error, _KeyError):
-        return f"{prefix}{ctx_error.key}: {ctx_error.message}"
+    if isinstance(ctx_error, _KeyError):  # a cross-field check names its own key
+        return f"{prefix}{loc + '.' if loc else ''}{ctx_error.key}: {ctx_error.message}"
     message = err["msg"]
     if err["type"] == "extra_forbidden":
         message = "unknown key"

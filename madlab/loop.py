@@ -153,9 +153,9 @@ class Loop:
         if done < last:
             self.store.clear_failure()
         for t in range(done + 1, last + 1):
-            if self._fault_hook is not None:
-                self._fault_hook(self, t)
             try:
+                if self._fault_hook is not None:
+                    self._fault_hook(self, t)
                 record = self.step(t)
             except KeyboardInterrupt:
                 raise

@@ -134,6 +134,7 @@ class RunStore:
             raise
 
     def mark_failed(self, t: int, error: str) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.dir / "FAILED", {"generation": t, "error": error})
 
     def failure(self) -> dict | None:
