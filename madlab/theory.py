@@ -142,8 +142,8 @@ def fresh_real_limit_error(n_real, n_synthetic, bias, *, dim: int, reps: int, se
     generations; it runs ``burn_in`` tau, then W2 is averaged over ``window`` tau more
     (at least ``min_generations`` each). A cell leaves the batch when its window ends, so
     the work is proportional to the sum of the cells' relaxation times, not cells x the
-    slowest one. Returns the per-cell mean error, its Monte-Carlo standard error (spread of
-    per-chain averages) and the generations run.
+    slowest one. Returns the per-cell mean error and mean trace of Σ, their Monte-Carlo
+    standard errors (spread of per-chain averages) and the generations run.
     """
     n_r = np.asarray(n_real, dtype=np.int64)
     n_s = np.asarray(n_synthetic, dtype=np.int64)
@@ -173,6 +173,7 @@ def fresh_real_limit_error(n_real, n_synthetic, bias, *, dim: int, reps: int, se
     cov *= c[:, None, None]
 
     sums = np.zeros(size)
+    trace_sums = np.zeros(size)
     counts = np.zeros(size)
     eye = np.eye(dim)
     for t in range(1, int(stop.max()) + 1):
@@ -191,11 +192,14 @@ def fresh_real_limit_error(n_real, n_synthetic, bias, *, dim: int, reps: int, se
             rows = np.flatnonzero(start_b[sl] < t)
             if len(rows):
                 sums[rows] += _w2_to_standard(mu[rows], cov[rows])
+                trace_sums[rows] += np.trace(cov[rows], axis1=1, axis2=2)
                 counts[rows] += 1
-    per_chain_sorted = (sums / counts).reshape(cells, reps)
-    per_chain = np.empty_like(per_chain_sorted)
-    per_chain[order] = per_chain_sorted
+    per_chain = np.empty((cells, reps))
+    per_chain[order] = (sums / counts).reshape(cells, reps)
+    traces = np.empty((cells, reps))
+    traces[order] = (trace_sums / counts).reshape(cells, reps)
     return {"error": per_chain.mean(1), "stderr": per_chain.std(1, ddof=1) / math.sqrt(reps),
+            "trace_cov": traces.mean(1), "trace_cov_stderr": traces.std(1, ddof=1) / math.sqrt(reps),
             "generations": stop, "burn_in": start}
 
 
