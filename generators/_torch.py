@@ -186,14 +186,11 @@ class NeuralParams(Params):
         table = self.PRESETS.get(self.preset, {}).get(kind, {})
         update = {key: value for key, value in table.items() if getattr(self, key, None) is None}
         out = self.model_copy(update=update)
-        missing = [k for k, v in out if v is None and k in type(self).model_fields and k in _all_preset_keys(self)]
+        needed = {key for kinds in self.PRESETS.values() for key in kinds.get(kind, {})}
+        missing = sorted(key for key in needed if getattr(out, key, None) is None)
         if missing:
             raise ValueError(f"preset {self.preset!r} has no value for {missing} on {kind} data")
         return out
-
-
-def _all_preset_keys(params: NeuralParams) -> set[str]:
-    return {key for kinds in params.PRESETS.values() for table in kinds.values() for key in table}
 
 
 # -- flat state dicts ------------------------------------------------------------------------

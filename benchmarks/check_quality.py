@@ -1,0 +1,121 @@
+"""Generation-1 quality of the neural generators at a preset (issue 4's acceptance figures).
+
+Images (mnist5k): train each image generator on the real training draw, sample, and compare
+LeNet-feature FID against the FID of uniform-noise images versus the same real set (pass:
+ratio <= 0.2), and the LeNet classifier's digit shares (pass: every digit >= 3%).
+2-D (gmm25): modes covered by the samples (pass: >= 20 of 25), via GMM25Dataset.extra_metrics.
+
+    python benchmarks/check_quality.py                       # gan + flow, images and 2-D
+    python benchmarks/check_quality.py --generators gan --kinds image --threads 2
+    python benchmarks/check_quality.py --generators ddpm      # once generators/ddpm.py exists
+
+Exit status 1 when a check fails. Deterministic under --seed (single-threaded by default).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import numpy as np
+import torch
+
+IMAGE_GENERATORS = ["gan", "flow", "ddpm"]
+VECTOR_GENERATORS = ["gan", "flow", "ddpm"]
+
+
+def image_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: int) -> dict:
+    from madlab.datasets import get_dataset_class
+    from madlab.features import create_extractor, extract_features
+    from madlab.metrics.feature import RealStats, feature_metrics
+    from madlab.registry import get_generator_class
+
+    dataset_cls = get_dataset_class("mnist5k")
+    dataset = dataset_cls(dataset_cls.Params())
+    train = dataset.draw(n_train, seed=seed)
+    real = dataset.eval_set(n_eval, seed=seed)
+    cls = get_generator_class(name)
+    gen = cls(cls.Params(**params), data_shape=dataset.shape, num_classes=dataset.num_classes, device="cpu")
+    start = time.perf_counter()
+    gen.fit(train, seed=seed)
+    fit_s = time.perf_counter() - start
+    start = time.perf_counter()
+    fake = gen.sample(n_eval, bias=1.0, seed=seed + 1)
+    sample_s = time.perf_counter() - start
+    noise = np.random.default_rng(seed).uniform(-1, 1, fake.x.shape).astype(np.float32)
+
+    extractor = create_extractor("lenet-mnist")
+    f_real, f_fake, f_noise = (extract_features(extractor, x) for x in (real.x, fake.x, noise))
+    stats = RealStats.from_features(f_real)
+    fid = feature_metrics(stats, f_fake, names=["fid"])["fid"]
+    fid_noise = feature_metrics(stats, f_noise, names=["fid"])["fid"]
+    with torch.no_grad():
+        logits = extractor.model.fc2(torch.from_numpy(f_fake))
+    shares = np.bincount(logits.argmax(1).numpy(), minlength=10) / len(fake)
+    return {"generator": name, "data": "mnist5k", "params": params, "n_train": n_train,
+            "fit_seconds": round(fit_s, 1), "sample_seconds": round(sample_s, 2),
+            "fid": round(fid, 3), "fid_noise": round(fid_noise, 3), "fid_ratio": round(fid / fid_noise, 4),
+            "min_digit_share": round(float(shares.min()), 4), "digit_shares": [round(float(s), 3) for s in shares],
+            "pass": bool(fid / fid_noise <= 0.2 and shares.min() >= 0.03)}
+
+
+def vector_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: int) -> dict:
+    from madlab.datasets import get_dataset_class
+    from madlab.registry import get_generator_class
+
+    dataset_cls = get_dataset_class("gmm25")
+    dataset = dataset_cls(dataset_cls.Params())
+    cls = get_generator_class(name)
+    gen = cls(cls.Params(**params), data_shape=dataset.shape, num_classes=dataset.num_classes, device="cpu")
+    start = time.perf_counter()
+    gen.fit(dataset.draw(n_train, seed=seed), seed=seed)
+    fit_s = time.perf_counter() - start
+    out = {"generator": name, "data": "gmm25", "params": params, "n_train": n_train,
+           "fit_seconds": round(fit_s, 1)}
+    for bias in (1.0, 0.5):
+        extra = dataset.extra_metrics(gen.sample(n_eval, bias=bias, seed=seed + 1))
+        out[f"modes@{bias}"] = extra["modes"]
+        out[f"hq_fraction@{bias}"] = round(extra["hq_fraction"], 3)
+    out["pass"] = out["modes@1.0"] >= 20
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--generators", nargs="+", default=["gan", "flow"])
+    ap.add_argument("--kinds", nargs="+", default=["image", "vector"], choices=["image", "vector"])
+    ap.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="extra generator params (JSON values), e.g. objective='\"wgan-gp\"' steps=800")
+    ap.add_argument("--n-train-image", type=int, default=5000)
+    ap.add_argument("--n-train-vector", type=int, default=1000)
+    ap.add_argument("--n-eval", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--json", help="also write the results to this file")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    params = {"preset": args.preset}
+    for item in args.set:
+        key, value = item.split("=", 1)
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    results = []
+    for name in args.generators:
+        for kind in args.kinds:
+            check = image_check if kind == "image" else vector_check
+            n_train = args.n_train_image if kind == "image" else args.n_train_vector
+            result = check(name, params, n_train=n_train, n_eval=args.n_eval, seed=args.seed)
+            print(json.dumps(result), flush=True)
+            results.append(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+    return 0 if all(r["pass"] for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""GAN generator: DCGAN for images, an MLP GAN for 2-D data; non-saturating or WGAN-GP loss.
+
+Sampling bias λ is latent truncation in MAD's form: z ~ N(0, λI) (so λ = 1 is the training
+prior and λ = 0 returns the image of the mean latent for every sample).
+"""
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from generators._torch import (
+    EMA, NeuralParams, TorchGenerator, autocast, endless_batches, load_module_state,
+    load_optimizer_state, maybe_compile, module_state, optimizer_state, randn, sqrt_bias,
+    tensors_to_samples,
+)
+
+
+def _upsamplings(size: int) -> int:
+    """How many stride-2 stages an image side allows (down to >= 4 pixels, at most 4)."""
+    k = 0
+    while k < 4 and size % 2 == 0 and size // 2 >= 4:
+        size //= 2
+        k += 1
+    return k
+
+
+class DCGenerator(nn.Module):
+    """DCGAN generator (Radford et al. 2016): linear to a small map, transposed convs up, tanh."""
+
+    def __init__(self, latent_dim: int, shape: tuple[int, int, int], width: int):
+        super().__init__()
+        c, h, w = shape
+        k = _upsamplings(min(h, w))
+        if k == 0 or h % 2**k or w % 2**k:
+            raise ValueError(f"gan: image side {h}x{w} must be divisible by 2 at least once down to >= 4 pixels")
+        self.base = (width * 2 ** (k - 1), h // 2**k, w // 2**k)
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim, self.base[0] * self.base[1] * self.base[2], bias=False),
+            nn.BatchNorm1d(self.base[0] * self.base[1] * self.base[2]), nn.ReLU(True))
+        layers: list[nn.Module] = []
+        channels = self.base[0]
+        for stage in range(k - 1):
+            layers += [nn.ConvTranspose2d(channels, channels // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(channels // 2), nn.ReLU(True)]
+            channels //= 2
+        layers += [nn.ConvTranspose2d(channels, c, 4, 2, 1), nn.Tanh()]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, z):
+        return self.body(self.project(z).view(-1, *self.base))
+
+
+class DCDiscriminator(nn.Module):
+    """DCGAN discriminator without batch norm (the gradient penalty of WGAN-GP forbids it)."""
+
+    def __init__(self, shape: tuple[int, int, int], width: int):
+        super().__init__()
+        c, h, w = shape
+        k = _upsamplings(min(h, w))
+        layers: list[nn.Module] = []
+        channels = c
+        for stage in range(k):
+            out = width * 2**stage
+            layers += [nn.Conv2d(channels, out, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+            channels = out
+        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * (h // 2**k) * (w // 2**k), 1))
+
+    def forward(self, x):
+        return self.body(x).squeeze(1)
+
+
+def _mlp(sizes: list[int], activation) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class MLPDiscriminator(nn.Module):
+    def __init__(self, dim: int, width: int, depth: int):
+        super().__init__()
+        self.net = _mlp([dim] + [width] * depth + [1], lambda: nn.LeakyReLU(0.2))
+
+    def forward(self, x):
+        return self.net(x).squeeze(1)
+
+
+class GANGenerator(TorchGenerator):
+    """GAN (DCGAN images / MLP 2-D), loss `gan` (non-saturating) or `wgan-gp`; λ: z ~ N(0, λI)."""
+
+    name = "gan"
+    data_kinds = frozenset({"vector", "image"})
+    min_fit_samples = 2
+
+    class Params(NeuralParams):
+        objective: Literal["gan", "wgan-gp"] = "gan"
+        latent_dim: int | None = Field(None, ge=1)
+        width: int | None = Field(None, ge=1, description="base conv channels (images) / hidden units (2-D)")
+        depth: int | None = Field(None, ge=1, description="hidden layers of the 2-D MLPs")
+        steps: int | None = Field(None, ge=1, description="generator updates per fit")
+        batch_size: int | None = Field(None, ge=1)
+        lr: float | None = Field(None, gt=0)
+        beta1: float | None = Field(None, ge=0, lt=1)
+        beta2: float | None = Field(None, ge=0, lt=1)
+        n_critic: int | None = Field(None, ge=1, description="discriminator updates per generator update")
+        gp_weight: float = Field(10.0, ge=0)
+        ema: float | None = Field(None, ge=0, lt=1, description="EMA decay of the sampled generator; 0 = off")
+
+        PRESETS: ClassVar = {
+            "cpu": {
+                "image": dict(latent_dim=64, width=32, steps=600, batch_size=64, ema=0.99),
+                "vector": dict(latent_dim=8, width=128, depth=3, steps=3000, batch_size=256, ema=0.0),
+            },
+            "paper": {
+                "image": dict(latent_dim=100, width=64, steps=20000, batch_size=64, ema=0.999),
+                "vector": dict(latent_dim=16, width=256, depth=3, steps=20000, batch_size=256, ema=0.0),
+            },
+        }
+
+    def __init__(self, params, **kwargs):
+        super().__init__(params, **kwargs)
+        wgan = self.p.objective == "wgan-gp"
+        # Optimiser defaults of the two papers: DCGAN Adam(2e-4, 0.5, 0.999), WGAN-GP Adam(1e-4, 0, 0.9), 5 critic steps.
+        defaults = dict(lr=1e-4 if wgan else 2e-4, beta1=0.0 if wgan else 0.5, beta2=0.9 if wgan else 0.999,
+                        n_critic=5 if wgan else 1)
+        if self.kind == "vector":
+            defaults["lr"] = 1e-4 if wgan else 1e-3
+        self.p = self.p.model_copy(update={k: v for k, v in defaults.items() if getattr(self.p, k) is None})
+        if self.kind == "vector" and self.data_shape[0] < 1:
+            raise ValueError("gan: vector data needs at least one dimension")
+
+    def _build(self):
+        p, dev = self.p, self.torch_device
+        if self.kind == "image":
+            self.G = DCGenerator(p.latent_dim, self.data_shape, p.width)
+            self.D = DCDiscriminator(self.data_shape, p.width)
+        else:
+            (dim,) = self.data_shape
+            self.G = _mlp([p.latent_dim] + [p.width] * p.depth + [dim], nn.ReLU)
+            self.D = MLPDiscriminator(dim, p.width, p.depth)
+        self.G.to(dev)
+        self.D.to(dev)
+        # 2-D data are standardised for training; the generator learns the standardised law.
+        self.register_stats(torch.zeros(self.data_shape[0] if self.kind == "vector" else 1),
+                            torch.ones(self.data_shape[0] if self.kind == "vector" else 1))
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
+        self.ema = EMA(self.G, p.ema) if p.ema else None
+        self.standardised = False
+
+    def register_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.data_mean = mean.to(self.torch_device)
+        self.data_std = std.to(self.torch_device)
+
+    def _train(self, x, y, generator):
+        p, dev = self.p, self.torch_device
+        if self.kind == "vector":
+            if not self.standardised:
+                self.register_stats(x.mean(0), x.std(0).clamp_min(1e-6))
+                self.standardised = True
+            x = (x - self.data_mean) / self.data_std
+        G = maybe_compile(self.G, dev, p.compile)
+        D = maybe_compile(self.D, dev, p.compile)
+        self.G.train()
+        self.D.train()
+        batches = endless_batches(len(x), p.batch_size, generator)
+        for step in range(p.steps):
+            for _ in range(p.n_critic):
+                real = x[next(batches).to(dev)]
+                z = randn((len(real), p.latent_dim), generator, dev)
+                with autocast(dev, p.amp):
+                    with torch.no_grad():
+                        fake = G(z)
+                    d_real, d_fake = D(real), D(fake)
+                    if p.objective == "gan":
+                        loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+                    else:
+                        loss_D = d_fake.mean() - d_real.mean()
+                if p.objective == "wgan-gp" and p.gp_weight > 0:
+                    loss_D = loss_D + p.gp_weight * self._gradient_penalty(D, real, fake, generator)
+                self.opt_D.zero_grad(set_to_none=True)
+                loss_D.backward()
+                self.opt_D.step()
+            z = randn((p.batch_size, p.latent_dim), generator, dev)
+            with autocast(dev, p.amp):
+                d_gen = D(G(z))
+                loss_G = F.softplus(-d_gen).mean() if p.objective == "gan" else -d_gen.mean()
+            self.opt_G.zero_grad(set_to_none=True)
+            loss_G.backward()
+            self.opt_G.step()
+            if self.ema is not None:
+                self.ema.update(self.G)
+            if not torch.isfinite(loss_G.detach()):
+                from madlab.errors import RunFailed
+                raise RunFailed(f"gan: generator loss is {loss_G.item()} at step {step}")
+
+    @staticmethod
+    def _gradient_penalty(D, real, fake, generator):
+        """Gulrajani et al. 2017: (||∇D(x̂)|| - 1)² on random interpolates of real and fake."""
+        shape = (len(real),) + (1,) * (real.dim() - 1)
+        alpha = torch.rand(shape, generator=generator).to(real.device)
+        mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(mix).sum(), mix, create_graph=True)
+        return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+    def _sample(self, n, bias, generator):
+        p, dev = self.p, self.torch_device
+        G = self.ema.module if self.ema is not None else self.G
+        G.eval()
+        chunks = []
+        for start in range(0, n, 1024):
+            z = randn((min(1024, n - start), p.latent_dim), generator, dev, std=sqrt_bias(bias))
+            with autocast(dev, p.amp):
+                out = G(z).float()
+            if self.kind == "vector":
+                out = out * self.data_std + self.data_mean
+            chunks.append(out)
+        x = torch.cat(chunks) if chunks else torch.zeros((0,) + self.data_shape, device=dev)
+        return tensors_to_samples(x, image=self.kind == "image")
+
+    def _state(self):
+        state = {**module_state("G", self.G), **module_state("D", self.D),
+                 **optimizer_state("opt_G", self.opt_G), **optimizer_state("opt_D", self.opt_D),
+                 "data_mean": self.data_mean.cpu(), "data_std": self.data_std.cpu(),
+                 "standardised": torch.tensor(self.standardised)}
+        if self.ema is not None:
+            state.update(module_state("ema", self.ema.averaged))
+        return state
+
+    def _load(self, state):
+        load_module_state("G", self.G, state)
+        load_module_state("D", self.D, state)
+        load_optimizer_state("opt_G", self.opt_G, state)
+        load_optimizer_state("opt_D", self.opt_D, state)
+        self.register_stats(state["data_mean"], state["data_std"])
+        self.standardised = bool(state["standardised"])
+        if self.ema is not None:
+            load_module_state("ema", self.ema.averaged, state)
