@@ -91,6 +91,20 @@ class MLPDiscriminator(nn.Module):
         return self.net(x).squeeze(1)
 
 
+class Packed(nn.Module):
+    """PacGAN (Lin et al. 2018): the discriminator scores groups of ``pac`` samples stacked on the
+    feature/channel axis, which penalises a generator that drops modes (its packs look alike)."""
+
+    def __init__(self, discriminator: nn.Module, pac: int):
+        super().__init__()
+        self.net, self.pac = discriminator, pac
+
+    def forward(self, x):
+        if self.pac == 1:
+            return self.net(x)
+        return self.net(x.reshape(len(x) // self.pac, x.shape[1] * self.pac, *x.shape[2:]))
+
+
 class GANGenerator(TorchGenerator):
     """GAN (DCGAN images / MLP 2-D), loss `gan` (non-saturating) or `wgan-gp`; λ: z ~ N(0, λI)."""
 
@@ -109,19 +123,25 @@ class GANGenerator(TorchGenerator):
         beta1: float | None = Field(None, ge=0, lt=1)
         beta2: float | None = Field(None, ge=0, lt=1)
         n_critic: int | None = Field(None, ge=1, description="discriminator updates per generator update")
-        gp_weight: float = Field(10.0, ge=0)
+        gp_weight: float = Field(10.0, ge=0, description="WGAN-GP gradient-penalty weight")
+        r1: float | None = Field(None, ge=0, description="R1 penalty weight on real data (objective gan); 0 = off")
+        pac: int | None = Field(None, ge=1, description="PacGAN packing: the discriminator judges pac samples jointly")
         ema: float | None = Field(None, ge=0, lt=1, description="EMA decay of the sampled generator; 0 = off")
 
         PRESETS: ClassVar = {
             "cpu": {
-                "image": dict(latent_dim=64, width=32, steps=600, batch_size=64, ema=0.99),
-                "vector": dict(latent_dim=8, width=128, depth=3, steps=3000, batch_size=256, ema=0.0),
+                "image": dict(latent_dim=64, width=32, steps=600, batch_size=64, ema=0.99, pac=1, r1=0.0),
+                "vector": dict(latent_dim=8, width=128, depth=3, steps=3000, batch_size=256, ema=0.0, pac=1, r1=0.0),
             },
             "paper": {
-                "image": dict(latent_dim=100, width=64, steps=20000, batch_size=64, ema=0.999),
-                "vector": dict(latent_dim=16, width=256, depth=3, steps=20000, batch_size=256, ema=0.0),
+                "image": dict(latent_dim=100, width=64, steps=20000, batch_size=64, ema=0.999, pac=1, r1=0.0),
+                "vector": dict(latent_dim=16, width=256, depth=3, steps=20000, batch_size=256, ema=0.0, pac=1, r1=0.0),
             },
         }
+
+    @classmethod
+    def min_train_size(cls, params):
+        return max(cls.min_fit_samples, params.pac or 1)
 
     def __init__(self, params, **kwargs):
         super().__init__(params, **kwargs)
@@ -132,18 +152,20 @@ class GANGenerator(TorchGenerator):
         if self.kind == "vector":
             defaults["lr"] = 1e-4 if wgan else 1e-3
         self.p = self.p.model_copy(update={k: v for k, v in defaults.items() if getattr(self.p, k) is None})
-        if self.kind == "vector" and self.data_shape[0] < 1:
-            raise ValueError("gan: vector data needs at least one dimension")
+        if self.p.pac > self.p.batch_size:
+            from madlab.errors import ConfigError
+            raise ConfigError(f"generator.pac: {self.p.pac} exceeds generator.batch_size {self.p.batch_size}")
 
     def _build(self):
         p, dev = self.p, self.torch_device
         if self.kind == "image":
             self.G = DCGenerator(p.latent_dim, self.data_shape, p.width)
-            self.D = DCDiscriminator(self.data_shape, p.width)
+            c, h, w = self.data_shape
+            self.D = Packed(DCDiscriminator((c * p.pac, h, w), p.width), p.pac)
         else:
             (dim,) = self.data_shape
             self.G = _mlp([p.latent_dim] + [p.width] * p.depth + [dim], nn.ReLU)
-            self.D = MLPDiscriminator(dim, p.width, p.depth)
+            self.D = Packed(MLPDiscriminator(dim * p.pac, p.width, p.depth), p.pac)
         self.G.to(dev)
         self.D.to(dev)
         # 2-D data are standardised for training; the generator learns the standardised law.
@@ -169,10 +191,14 @@ class GANGenerator(TorchGenerator):
         D = maybe_compile(self.D, dev, p.compile)
         self.G.train()
         self.D.train()
+        if len(x) < p.pac:
+            raise ValueError(f"gan: pac={p.pac} needs at least {p.pac} training samples, got {len(x)}")
         batches = endless_batches(len(x), p.batch_size, generator)
+        g_batch = p.batch_size - p.batch_size % p.pac
         for step in range(p.steps):
             for _ in range(p.n_critic):
-                real = x[next(batches).to(dev)]
+                index = next(batches)
+                real = x[index[:len(index) - len(index) % p.pac].to(dev)]
                 z = randn((len(real), p.latent_dim), generator, dev)
                 with autocast(dev, p.amp):
                     with torch.no_grad():
@@ -184,10 +210,12 @@ class GANGenerator(TorchGenerator):
                         loss_D = d_fake.mean() - d_real.mean()
                 if p.objective == "wgan-gp" and p.gp_weight > 0:
                     loss_D = loss_D + p.gp_weight * self._gradient_penalty(D, real, fake, generator)
+                if p.objective == "gan" and p.r1 > 0:
+                    loss_D = loss_D + p.r1 / 2 * self._r1_penalty(D, real)
                 self.opt_D.zero_grad(set_to_none=True)
                 loss_D.backward()
                 self.opt_D.step()
-            z = randn((p.batch_size, p.latent_dim), generator, dev)
+            z = randn((g_batch, p.latent_dim), generator, dev)
             with autocast(dev, p.amp):
                 d_gen = D(G(z))
                 loss_G = F.softplus(-d_gen).mean() if p.objective == "gan" else -d_gen.mean()
@@ -208,6 +236,13 @@ class GANGenerator(TorchGenerator):
         mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
         (grad,) = torch.autograd.grad(D(mix).sum(), mix, create_graph=True)
         return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+    @staticmethod
+    def _r1_penalty(D, real):
+        """Mescheder et al. 2018: squared gradient norm of D on real data (zero-centred)."""
+        real = real.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
+        return grad.flatten(1).pow(2).sum(1).mean()
 
     def _sample(self, n, bias, generator):
         p, dev = self.p, self.torch_device
