@@ -56,6 +56,10 @@ CASES: dict[str, list[Case]] = {
     "flow": [Case({"layers": 2, "hidden": 8, "epochs": 1, "batch_size": 16}, (2,),
                   bad=({"layers": 0}, {"levels": 9}, {"preset": "gpu"})),
              Case({"layers": 1, "hidden": 4, "levels": 2, "epochs": 1, "batch_size": 8}, (1, 8, 8), n_train=16)],
+    "ddpm": [Case({"hidden": 16, "depth": 1, "steps": 3, "batch_size": 16, "sample_steps": 3}, (2,), num_classes=2,
+                  bad=({"lr": -1}, {"sampler": "euler"}, {"cond_drop": 1.0})),
+             Case({"channels": [8, 16], "layers_per_block": 1, "norm_groups": 4, "steps": 2, "batch_size": 8,
+                   "sample_steps": 2}, (1, 8, 8), num_classes=10, n_train=16, bad=({"norm_groups": 3},))],
 }
 
 
