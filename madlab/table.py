@@ -1,12 +1,17 @@
-"""The tidy results table: one row per (run, generation, metric), built from run folders."""
+"""The tidy results table: one row per (run, generation, metric), built from run folders.
+
+Rows come only from published generations (DONE records), so the table of a folder is a
+function of what is published: rebuilding it after a crash, a resume or a retry gives the same
+rows, never duplicates.
+"""
 from __future__ import annotations
 
+import io
 import json
-from pathlib import Path
 
 import pandas as pd
 
-from madlab.storage import BASE_COLUMNS, TABLE, RunStore, atomic_write_table
+from madlab.storage import BASE_COLUMNS, TABLE, Location, RunStore, atomic_write_table
 
 PROVENANCE = ["n_train_real", "n_train_synthetic", "synthetic_from"]
 
@@ -17,7 +22,7 @@ def run_rows(run_dir, config: dict, swept: dict, sweep_name: str) -> list[dict]:
     loop = config["loop"]
     common = {
         "sweep": sweep_name,
-        "run_id": Path(run_dir).name,
+        "run_id": store.name,
         "generator": config["generator"]["name"],
         "dataset": config["dataset"]["name"],
         "scheme": loop["scheme"],
@@ -48,8 +53,8 @@ def run_rows(run_dir, config: dict, swept: dict, sweep_name: str) -> list[dict]:
     return rows
 
 
-def write_table(out_dir, rows: list[dict]) -> Path:
-    """Write DIR/metrics.parquet atomically (rows sorted so equal results give equal files)."""
+def make_frame(rows: list[dict]) -> pd.DataFrame:
+    """Rows -> the table, columns in contract order, rows sorted so equal results give equal files."""
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(columns=BASE_COLUMNS + PROVENANCE)
@@ -59,10 +64,25 @@ def write_table(out_dir, rows: list[dict]) -> Path:
     for column in ("n_initial", "n_train_real", "n_train_synthetic"):
         if column in frame:
             frame[column] = pd.array(frame[column], dtype="Int64")
-    path = Path(out_dir) / TABLE
-    atomic_write_table(path, frame)
-    return path
+    return frame
+
+
+def write_table(out_dir, rows: list[dict]) -> str:
+    """Write DIR/metrics.parquet atomically; returns where it is (a path or a URI)."""
+    location = out_dir if isinstance(out_dir, Location) else Location(out_dir)
+    frame = make_frame(rows)
+    if location.local:
+        location.makedirs()
+        atomic_write_table(location.path(TABLE), frame)
+    else:
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, index=False)
+        location.write_bytes(TABLE, buffer.getvalue())
+    return location.join(TABLE)
 
 
 def read_table(out_dir) -> pd.DataFrame:
-    return pd.read_parquet(Path(out_dir) / TABLE)
+    location = out_dir if isinstance(out_dir, Location) else Location(out_dir)
+    if location.local:
+        return pd.read_parquet(location.path(TABLE))
+    return pd.read_parquet(io.BytesIO(location.read_bytes(TABLE)))
