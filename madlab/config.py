@@ -81,7 +81,7 @@ class MetricsConfig(_Strict):
     names: list[str] | None = Field(None, description="restrict to these metrics")
     extractor: str | None = Field(None, description="image feature extractor (default per dataset)")
     weights_path: str | None = Field(None, description="local weights file for the extractor")
-    kid_subset_size: int = Field(1000, ge=2)
+    kid_subset_size: int | None = Field(None, ge=2, description="KID subset size (default min(1000, n_eval))")
     device: str | None = None
 
 
@@ -369,6 +369,9 @@ def _check_sizes(run: RunConfig, need: int, generator: str, where: str) -> None:
             raise ConfigError(f"{key}: generator {generator!r} needs at least {need} training samples, "
                               f"generation 2 would have {later}{where}")
     n_eval = eval_size(run)
+    if run.metrics.kid_subset_size is not None and run.metrics.kid_subset_size > n_eval:
+        raise ConfigError(f"metrics.kid_subset_size: {run.metrics.kid_subset_size} exceeds the {n_eval} samples "
+                          f"scored per generation (metrics.n_eval / loop.n_synthetic){where}")
     if run.metrics.k >= n_eval:
         raise ConfigError(f"metrics.k: k={run.metrics.k} must be smaller than the {n_eval} samples scored "
                           f"per generation (metrics.n_eval / loop.n_synthetic){where}")

@@ -74,6 +74,7 @@ BAD = [
     ("unknown generator param", {"generator": {"name": "gaussian", "rank": 3}}, "generator.rank: unknown key"),
     ("memory outside fresh-real", {"loop": {"memory": 3}}, "loop.memory:"),
     ("k too large", {"metrics": {"k": 40}}, "metrics.k:"),
+    ("KID subset larger than the sample", {"metrics": {"kid_subset_size": 100}}, "metrics.kid_subset_size:"),
     ("sweep not a list", {"sweep": {"seed": 3}}, "sweep.seed:"),
     ("sweep value out of range", {"sweep": {"loop.bias": [1.0, 2.0]}}, "loop.bias:"),
 ]
