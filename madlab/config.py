@@ -9,6 +9,8 @@ Sweeps: ``sweep`` maps dotted keys to lists; the runs are the product of the lis
 axis whose values are mappings is a *linked* axis: each value is a partial config merged into
 the base (``label`` names it), for settings that must change together, such as a dataset and
 the generator fitted to it (a ``dataset``/``generator`` section given there replaces the base one).
+``sweep`` may also be a list of such mappings: the runs are the union of their products (e.g.
+a cheap theory grid beside a few neural runs). ``--set`` and presets win over sweep values.
 """
 from __future__ import annotations
 
@@ -139,7 +141,7 @@ class Run:
 @dataclass
 class Spec:
     base: dict
-    sweep: dict[str, list]
+    sweep: dict | list
     out: str
     runs: list[Run]
     path: str | None = None
@@ -217,8 +219,9 @@ def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, 
     if not isinstance(presets, dict):
         raise ConfigError("presets: must map a preset name to {dotted.key: value}")
     sweep = raw.pop("sweep", None) or {}
-    if not isinstance(sweep, dict):
-        raise ConfigError("sweep: must map dotted keys to lists of values")
+    blocks = sweep if isinstance(sweep, list) else [sweep]
+    if not blocks or not all(isinstance(b, dict) for b in blocks):
+        raise ConfigError("sweep: must map dotted keys to lists of values (or be a list of such mappings)")
 
     pairs: list[tuple[str, Any]] = []
     if preset is not None:
@@ -228,33 +231,40 @@ def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, 
             raise ConfigError(f"presets.{preset}: must map dotted keys to values")
         pairs += list(presets[preset].items())
     pairs += [parse_override(o) for o in overrides]
+    fixed = []
     for key, value in pairs:
-        if key.startswith("sweep."):
-            sweep[key[len("sweep."):]] = value
-        else:
-            sweep.pop(key, None)  # fixing a swept key removes that axis
+        for block in blocks:
+            if key.startswith("sweep."):
+                block[key[len("sweep."):]] = value
+            else:
+                block.pop(key, None)  # fixing a swept key removes that axis
+        if not key.startswith("sweep."):
             set_dotted(raw, key, value)
+            fixed.append((key, value))
 
     out_dir = out or raw.pop("out", None) or f"results/{raw.get('name', 'madlab')}"
     raw.pop("out", None)
     if not isinstance(out_dir, str):
         raise ConfigError("out: must be a path string")
 
-    axes = _sweep_axes(sweep)
     runs = []
-    for combo in itertools.product(*[values for _, values in axes]):
-        config = copy.deepcopy(raw)
-        swept = {}
-        for (key, _), value in zip(axes, combo):
-            if isinstance(value, dict):
-                patch = dict(value)
-                label = patch.pop("label", None)
-                _merge(config, patch)
-                swept[key] = label if label is not None else json.dumps(patch, sort_keys=True)
-            else:
+    for block in blocks:
+        axes = _sweep_axes(block)
+        for combo in itertools.product(*[values for _, values in axes]):
+            config = copy.deepcopy(raw)
+            swept = {}
+            for (key, _), value in zip(axes, combo):
+                if isinstance(value, dict):
+                    patch = dict(value)
+                    label = patch.pop("label", None)
+                    _merge(config, patch)
+                    swept[key] = label if label is not None else json.dumps(patch, sort_keys=True)
+                else:
+                    set_dotted(config, key, value)
+                    swept[key.split(".")[-1]] = value
+            for key, value in fixed:  # the user's --set / preset wins over linked sweep values
                 set_dotted(config, key, value)
-                swept[key.split(".")[-1]] = value
-        runs.append(Run(validate_run(config, context=_describe(swept)), swept))
+            runs.append(Run(validate_run(config, context=_describe(swept)), swept))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)

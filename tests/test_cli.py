@@ -138,3 +138,14 @@ def test_linked_sweep_axis_replaces_components(cli, write_spec, tmp_path):
     table = pd.read_parquet(out / "metrics.parquet")
     assert dict(table.groupby("model").dataset.first()) == {"g": "gaussian", "m": "gmm25"}
     assert "modes" in set(table[table.model == "m"].metric)
+
+
+def test_sweep_list_is_a_union_of_products(cli, write_spec):
+    spec = gaussian_spec(generations=3)
+    spec["sweep"] = [{"loop.bias": [1.0, 0.8], "seed": [0, 1]},
+                     {"model": [{"label": "mix", "dataset": {"name": "gmm25"},
+                                 "generator": {"name": "gmm", "n_components": 4}, "loop": {"generations": 2}}]}]
+    code, out, _ = cli("validate", write_spec(spec))
+    assert code == 0 and "5 run(s), 14 generation(s)" in out
+    code, out, _ = cli("validate", write_spec(spec), "--set", "loop.generations=1")
+    assert code == 0 and "5 run(s), 5 generation(s)" in out  # --set wins over the linked value
