@@ -322,6 +322,7 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
     each subplot highlights one generation, coloured by class label where there is one."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     plt = _pyplot()
     reps = representative_runs(results, limit=3)
@@ -342,7 +343,8 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
         if stacked.shape[1] > 50:
             stacked = PCA(50, random_state=0).fit_transform(stacked)
         perplexity = float(min(30, max(2, (len(stacked) - 1) // 3)))
-        emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(stacked)
+        with threadpool_limits(1):  # OpenMP spin-waiting on a busy machine costs 100x here
+            emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(stacked)
         for j in range(cols):
             ax = axes[i, j]
             ax.set_xticks([])

@@ -1,0 +1,191 @@
+"""madlab.report: figures and index from synthetic results tables, a real quickstart folder,
+partial folders, effective-sample-size folders; one-line errors on folders that are not results."""
+import base64
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from madlab.errors import MadlabError
+from madlab.report import make_report
+from madlab.report.catalogue import CATALOGUE, lookup
+from madlab.report.results import open_results
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG"
+
+
+def write_folder(root: Path, *, name="toy", image=False, biases=(1.0, 0.8), seeds=(0, 1), generations=4,
+                 metrics=("w2", "precision", "recall", "trace_cov"), dataset="gaussian", failed=None,
+                 missing_gens=None) -> Path:
+    """A results folder in the DESIGN.md layout, with made-up but schema-true contents."""
+    rng = np.random.default_rng(0)
+    rows = []
+    (root / "runs").mkdir(parents=True)
+    for bias in biases:
+        for seed in seeds:
+            run_id = f"bias={bias}-seed{seed}"
+            gens = generations if missing_gens is None or seed == 0 else missing_gens
+            config = {"name": name, "seed": seed,
+                      "dataset": {"name": dataset, "dim": 2} if not image else {"name": "mnist5k"},
+                      "generator": {"name": "gaussian" if not image else "ddpm"},
+                      "loop": {"scheme": "fully-synthetic", "generations": generations, "n_real": 50,
+                               "n_synthetic": 50, "bias": bias, "n_initial": None, "memory": 1}}
+            run_dir = root / "runs" / run_id
+            run_dir.mkdir()
+            (run_dir / "config.json").write_text(json.dumps({"config": config, "swept": {"bias": bias}}))
+            for t in range(1, gens + 1):
+                gen = run_dir / f"gen-{t:04d}"
+                gen.mkdir()
+                if image:
+                    x = rng.integers(0, 255, (40, 1, 8, 8)).astype(np.uint8)
+                    with open(gen / "samples.npz", "wb") as f:
+                        np.savez(f, x_uint8=x, y=rng.integers(0, 10, 40))
+                else:
+                    x = (rng.standard_normal((200, 2)) * bias ** (t / 2)).astype(np.float32)
+                    with open(gen / "samples.npz", "wb") as f:
+                        np.savez(f, x=x)
+                (gen / "DONE").write_text("{}")
+                for m in metrics:
+                    value = 2 * bias ** (t - 1) if m == "trace_cov" else float(rng.random())
+                    rows.append(dict(sweep=name, run_id=run_id, generator=config["generator"]["name"],
+                                     dataset=config["dataset"]["name"], scheme="fully-synthetic", bias=bias,
+                                     n_real=50, n_synthetic=50, n_initial=None, seed=seed, generation=t,
+                                     metric=m, value=value, n_train_real=50 if t == 1 else 0,
+                                     n_train_synthetic=0 if t == 1 else 50,
+                                     synthetic_from="" if t == 1 else str(t - 1), status="ok", error=None,
+                                     extractor="lenet-mnist" if image else None,
+                                     extractor_hash="abc123" if image else None))
+    if failed:
+        rows.append(dict(sweep=name, run_id="broken-run", generator="gaussian", dataset=dataset,
+                         scheme="fully-synthetic", bias=0.5, n_real=50, n_synthetic=50, n_initial=None,
+                         seed=0, generation=2, metric="failed", value=float("nan"), status="failed",
+                         error=failed))
+    pd.DataFrame(rows).to_parquet(root / "metrics.parquet", index=False)
+    (root / "run.json").write_text(json.dumps({"name": name, "spec": f"loops/{name}.yaml",
+                                               "command": f"madlab run loops/{name}.yaml --preset cpu",
+                                               "created": "2026-01-01T00:00:00+00:00", "madlab_version": "0.1.0"}))
+    return root
+
+
+def figure_names(paths):
+    return sorted(Path(p).name for p in paths)
+
+
+def embedded_images(index: Path) -> list[bytes]:
+    text = index.read_text()
+    return [base64.b64decode(m) for m in re.findall(r'src="data:image/png;base64,([^"]+)"', text)]
+
+
+def test_report_on_synthetic_lowdim_table(tmp_path):
+    folder = write_folder(tmp_path / "res")
+    paths = make_report(str(folder))
+    names = figure_names(paths)
+    for stem in ("toy_metrics", "toy_samples", "toy_theory"):
+        assert f"{stem}.png" in names and f"{stem}.pdf" in names, names
+    assert "index.html" in names
+    for p in paths:
+        assert Path(p).is_file() and Path(p).stat().st_size > 0
+        assert Path(p).parent == folder / "figures"
+    images = embedded_images(folder / "figures" / "index.html")
+    assert len(images) == 3 and all(i.startswith(PNG_MAGIC) for i in images)
+    html = (folder / "figures" / "index.html").read_text()
+    assert "loops/toy.yaml" in html and "--preset cpu" in html and "gaussian" in html
+
+    stale = folder / "figures" / "old_panel.png"  # a re-run replaces figures it no longer draws
+    stale.write_bytes(b"x")
+    assert figure_names(make_report(str(folder))) == names
+    assert not stale.exists()
+
+
+def test_catalogued_figure_lists_missing_metrics(tmp_path):
+    folder = write_folder(tmp_path / "res", name="fig14_15_gmm", dataset="gmm25", metrics=("w2", "recall"))
+    make_report(str(folder))
+    html = (folder / "figures" / "index.html").read_text()
+    assert "Figs. 14, 15" in html
+    assert "missing" in html and "&#x27;modes&#x27; not in the table" in html
+
+
+def test_report_on_images_draws_grids_and_tsne(tmp_path):
+    folder = write_folder(tmp_path / "res", name="imgs", image=True, biases=(1.0,), seeds=(0,), generations=3,
+                          metrics=("fid", "precision"))
+    names = figure_names(make_report(str(folder)))
+    assert {"imgs_samples.png", "imgs_tsne.png", "imgs_metrics.png"} <= set(names)
+    html = (folder / "figures" / "index.html").read_text()
+    assert "lenet-mnist abc123" in html  # the metric extractor and its hash
+
+
+def test_partial_folder_with_failed_run(tmp_path):
+    folder = write_folder(tmp_path / "res", missing_gens=1, failed="RunFailed: NaN loss at step 3")
+    (folder / "runs" / "bias=1.0-seed0" / "gen-0009").mkdir()  # a generation still being written
+    paths = make_report(str(folder))
+    assert "toy_metrics.png" in figure_names(paths)
+    html = (folder / "figures" / "index.html").read_text()
+    assert "Failed runs" in html and "NaN loss at step 3" in html
+
+
+@pytest.mark.parametrize("make", ["missing", "empty", "no_table", "bad_parquet"])
+def test_not_a_results_folder(tmp_path, make):
+    folder = tmp_path / "x"
+    if make != "missing":
+        folder.mkdir()
+    if make == "no_table":
+        (folder / "run.json").write_text("{}")
+    if make == "bad_parquet":
+        (folder / "metrics.parquet").write_text("not parquet")
+    with pytest.raises(MadlabError) as info:
+        make_report(str(folder))
+    message = str(info.value)
+    assert "\n" not in message and str(folder) in message
+    if make in ("empty", "no_table"):
+        assert message == f"{folder}: not a madlab results folder (no metrics.parquet)"
+    assert not (folder / "figures").exists()
+
+
+def test_ess_folder_draws_heat_maps(tmp_path):
+    from madlab import theory
+
+    spec = tmp_path / "ess.yaml"
+    spec.write_text("name: fig11_12_ess\ness: {dim: 2, reps: 10, curve_reps: 300, fig11_bias: [1.0, 0.8],"
+                    " fig11_n_real: [100, 200], fig11_n_synthetic: [100, 200], fig12_n_real: 100,"
+                    " fig12_bias: [0.8, 1.0], fig12_n_synthetic: [100, 200]}\n")
+    out = tmp_path / "ess"
+    assert theory.main(["ess", str(spec), "--out", str(out)]) == 0
+    names = figure_names(make_report(str(out)))
+    assert {"fig11_12_ess_ess_fig11.png", "fig11_12_ess_ess_fig12.png"} <= set(names)
+    assert "Figs. 11, 12" in (out / "figures" / "index.html").read_text()
+
+
+def test_report_on_a_real_quickstart_folder(tmp_path):
+    from madlab.config import load_spec
+    from madlab.runner import Runner
+
+    spec = load_spec(ROOT / "loops" / "quickstart.yaml",
+                     overrides=["loop.generations=2", "loop.n_real=60", "loop.n_synthetic=60",
+                                "sweep.loop.scheme=[fixed-real]"])
+    out = tmp_path / "qs"
+    Runner(spec, str(out), command="madlab run --set loop.generations=2", use_ray=False, stream=open("/dev/null", "w")).run()
+    results = open_results(out)
+    assert set(results.axes) == {"bias", "model"}  # generator and dataset follow from model
+    names = set(figure_names(make_report(str(out))))
+    for model in ("gaussian-2d", "gmm-gmm25"):
+        assert {f"quickstart_metrics_model_{model}.png", f"quickstart_samples_model_{model}.png"} <= names
+    assert "quickstart_theory_model_gaussian-2d.png" in names
+    html = (out / "figures" / "index.html").read_text()
+    assert "Missing figures" not in html
+    assert len(embedded_images(out / "figures" / "index.html")) == len([n for n in names if n.endswith(".png")])
+
+
+def test_every_figure_has_a_spec_and_every_spec_a_figure():
+    specs = {}
+    for path in sorted((ROOT / "loops").glob("fig*.yaml")):
+        specs[yaml.safe_load(path.read_text())["name"]] = path
+    assert set(specs) == set(CATALOGUE), (set(specs) ^ set(CATALOGUE))
+    for name in specs:
+        assert lookup(name) is CATALOGUE[name]
+        text = specs[name].read_text()
+        assert "cpu" in text  # every spec documents its cpu-scale switch
