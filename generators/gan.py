@@ -131,11 +131,11 @@ class GANGenerator(TorchGenerator):
         PRESETS: ClassVar = {
             "cpu": {
                 "image": dict(latent_dim=64, width=32, steps=600, batch_size=64, ema=0.99, pac=1, r1=0.0),
-                "vector": dict(latent_dim=8, width=128, depth=3, steps=3000, batch_size=256, ema=0.0, pac=1, r1=0.0),
+                "vector": dict(latent_dim=8, width=128, depth=3, steps=3000, batch_size=256, ema=0.0, pac=1, r1=0.1),
             },
             "paper": {
                 "image": dict(latent_dim=100, width=64, steps=20000, batch_size=64, ema=0.999, pac=1, r1=0.0),
-                "vector": dict(latent_dim=16, width=256, depth=3, steps=20000, batch_size=256, ema=0.0, pac=1, r1=0.0),
+                "vector": dict(latent_dim=16, width=256, depth=3, steps=20000, batch_size=256, ema=0.0, pac=1, r1=0.1),
             },
         }
 
@@ -152,8 +152,14 @@ class GANGenerator(TorchGenerator):
         if self.kind == "vector":
             defaults["lr"] = 1e-4 if wgan else 1e-3
         self.p = self.p.model_copy(update={k: v for k, v in defaults.items() if getattr(self.p, k) is None})
+        from madlab.errors import ConfigError
+        if self.kind == "image":
+            c, h, w = self.data_shape
+            k = _upsamplings(min(h, w))
+            if k == 0 or h % 2**k or w % 2**k:
+                raise ConfigError(f"generator.name: gan needs image sides that halve at least once to >= 4 pixels, "
+                                  f"got {h}x{w}")
         if self.p.pac > self.p.batch_size:
-            from madlab.errors import ConfigError
             raise ConfigError(f"generator.pac: {self.p.pac} exceeds generator.batch_size {self.p.batch_size}")
 
     def _build(self):

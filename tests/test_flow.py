@@ -1,0 +1,115 @@
+"""Flow generator: invertibility of the normflows models, MAD's temperature bias, warm start, quality (slow)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from generators.flow import FlowGenerator, glow, realnvp
+from madlab.samples import Samples
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def perturb(module, seed=0):
+    """Random weights everywhere (normflows zero-initialises coupling outputs, which would make
+    the round trip trivially the identity)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=g))
+
+
+def test_realnvp_forward_inverse_round_trip():
+    flow = realnvp(2, layers=4, hidden=16)
+    x = torch.randn(64, 2)
+    flow.inverse(x)  # ActNorm's data-dependent initialisation
+    perturb(flow)
+    z, log_det = flow.inverse_and_log_det(x)
+    x_back, log_det_back = flow.forward_and_log_det(z)
+    torch.testing.assert_close(x_back, x, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(log_det_back, -log_det, atol=1e-4, rtol=1e-4)
+
+
+def test_glow_forward_inverse_round_trip():
+    model = glow((1, 8, 8), levels=2, blocks=2, hidden=8)
+    x = torch.rand(16, 1, 8, 8)
+    model.log_prob(x, None)
+    perturb(model)
+    z, log_det = model.inverse_and_log_det(x)
+    assert [tuple(t.shape[1:]) for t in z] == [(8, 2, 2), (2, 4, 4)]
+    x_back, log_det_back = model.forward_and_log_det(z)
+    torch.testing.assert_close(x_back, x, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(log_det_back, -log_det, atol=1e-3, rtol=1e-3)
+
+
+def fitted_on_gaussian(epochs=3):
+    rng = np.random.default_rng(0)
+    data = Samples((np.array([1.0, -2.0]) + np.array([2.0, 0.5]) * rng.standard_normal((2000, 2))).astype(np.float32))
+    gen = FlowGenerator(FlowGenerator.Params(layers=2, hidden=16, epochs=epochs, batch_size=256), data_shape=(2,))
+    gen.fit(data, seed=0)
+    return gen, data
+
+
+def test_temperature_scales_the_spread():
+    """MAD's flow bias: z ~ N(0, λI). On Gaussian data the fitted flow is near-affine, so the
+    sample standard deviation scales by sqrt(λ) and λ = 0 maps every sample to one point."""
+    gen, data = fitted_on_gaussian()
+    full = gen.sample(4000, bias=1.0, seed=1).x
+    np.testing.assert_allclose(full.std(0), data.x.std(0), rtol=0.15)
+    np.testing.assert_allclose(full.mean(0), data.x.mean(0), atol=0.15)
+    quarter = gen.sample(4000, bias=0.25, seed=1).x
+    np.testing.assert_allclose(quarter.std(0) / full.std(0), [0.5, 0.5], rtol=0.15)
+    point = gen.sample(5, bias=0.0, seed=1).x
+    np.testing.assert_array_equal(point, np.repeat(point[:1], 5, 0))
+
+
+def test_log_prob_is_a_density():
+    """The fitted density integrates to about 1 over a grid covering the data."""
+    gen, _ = fitted_on_gaussian()
+    xs, ys = np.linspace(-9, 11, 201), np.linspace(-5, 1, 121)
+    grid = np.stack(np.meshgrid(xs, ys, indexing="ij"), -1).reshape(-1, 2).astype(np.float32)
+    with torch.no_grad():
+        density = gen.log_prob(Samples(grid)).exp().numpy()
+    mass = density.sum() * (xs[1] - xs[0]) * (ys[1] - ys[0])
+    assert mass == pytest.approx(1.0, abs=0.05)
+
+
+def test_warm_start_keeps_training_from_the_loaded_weights():
+    gen, data = fitted_on_gaussian(epochs=1)
+    state = {k: v.clone() for k, v in gen.state_dict().items()}
+    fresh = FlowGenerator(gen.params, data_shape=(2,))
+    fresh.load_state_dict(state)
+    steps = int(state["opt.0.step"])
+    fresh.fit(data, seed=1)
+    assert int(fresh.opt.state_dict()["state"][0]["step"]) == 2 * steps
+    np.testing.assert_array_equal(fresh.data_std.numpy(), state["data_std"].numpy())
+
+
+def test_image_samples_are_valid_images():
+    rng = np.random.default_rng(0)
+    x = np.clip(rng.normal(-0.5, 0.3, (32, 1, 8, 8)), -1, 1).astype(np.float32)
+    gen = FlowGenerator(FlowGenerator.Params(layers=1, hidden=8, epochs=2, batch_size=16), data_shape=(1, 8, 8))
+    gen.fit(Samples(x), seed=0)
+    for bias in (1.0, 0.5):
+        out = gen.sample(20, bias=bias, seed=0).x
+        assert out.shape == (20, 1, 8, 8) and out.dtype == np.float32
+        assert -1 <= out.min() and out.max() <= 1
+
+
+@pytest.mark.slow
+def test_gmm25_modes_at_cpu_preset():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from check_quality import vector_check
+
+    result = vector_check("flow", {"preset": "cpu"}, n_train=1000, n_eval=5000, seed=0)
+    assert result["modes@1.0"] >= 20, result

@@ -1,0 +1,122 @@
+"""GAN generator: architecture shapes, MAD's latent-truncation bias, penalties, warm start, quality (slow)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from generators.gan import DCDiscriminator, DCGenerator, GANGenerator, Packed
+from madlab.errors import ConfigError
+from madlab.samples import Samples
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def two_clusters(n=128, seed=0):
+    rng = np.random.default_rng(seed)
+    centre = np.where(rng.integers(0, 2, n) == 1, 3.0, -3.0)[:, None]
+    return Samples((centre + 0.2 * rng.standard_normal((n, 2))).astype(np.float32))
+
+
+def tiny_gan(**kw):
+    params = dict(width=16, depth=2, latent_dim=2, steps=20, batch_size=32)
+    params.update(kw)
+    return GANGenerator(GANGenerator.Params(**params), data_shape=(2,))
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64), (1, 12, 20)])
+def test_dcgan_shapes(shape):
+    G, D = DCGenerator(8, shape, 4), DCDiscriminator(shape, 4)
+    x = G(torch.randn(5, 8))
+    assert x.shape == (5,) + shape and x.abs().max() <= 1
+    assert D(x).shape == (5,)
+
+
+def test_unsupported_image_size_is_a_config_error():
+    with pytest.raises(ConfigError, match="7x7"):
+        GANGenerator(GANGenerator.Params(), data_shape=(1, 7, 7))
+
+
+def test_bias_is_latent_variance():
+    """MAD's GAN bias: z ~ N(0, λI), so the generator's input has variance λ."""
+    gen = tiny_gan(steps=1)
+    gen.fit(two_clusters(), seed=0)
+    seen = []
+    gen.G.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    for bias in (1.0, 0.25):
+        seen.clear()
+        gen.sample(3000, bias=bias, seed=1)
+        z = torch.cat(seen)
+        assert z.var().item() == pytest.approx(bias, rel=0.05)
+    same = gen.sample(10, bias=0.0, seed=1).x
+    np.testing.assert_array_equal(same, np.repeat(same[:1], 10, 0))
+
+
+def test_gradient_penalty_is_zero_for_a_unit_gradient_critic():
+    critic = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        critic.weight.copy_(torch.tensor([[0.6, 0.8]]))
+    D = lambda x: critic(x).squeeze(1)  # noqa: E731
+    real, fake, g = torch.randn(16, 2), torch.randn(16, 2), torch.Generator().manual_seed(0)
+    assert GANGenerator._gradient_penalty(D, real, fake, g).item() == pytest.approx(0.0, abs=1e-10)
+    with torch.no_grad():
+        critic.weight.mul_(2)
+    assert GANGenerator._gradient_penalty(D, real, fake, g).item() == pytest.approx(1.0, rel=1e-5)
+    assert GANGenerator._r1_penalty(D, real).item() == pytest.approx(4.0, rel=1e-5)
+
+
+def test_packing_groups_samples():
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            seen.append(x.shape)
+            return x.sum(1)
+
+    out = Packed(Probe(), 4)(torch.arange(16.0).reshape(8, 2))
+    assert seen == [torch.Size([2, 8])] and out.tolist() == [28.0, 92.0]
+    with pytest.raises(ConfigError, match="pac"):
+        tiny_gan(pac=64)
+
+
+def test_warm_start_continues_training():
+    first = tiny_gan(steps=5)
+    first.fit(two_clusters(), seed=0)
+    state = {k: v.clone() for k, v in first.state_dict().items()}
+    second = tiny_gan(steps=5)
+    second.load_state_dict(state)
+    assert int(second.opt_G.state_dict()["state"][0]["step"]) == 5
+    second.fit(two_clusters(seed=1), seed=1)
+    assert int(second.opt_G.state_dict()["state"][0]["step"]) == 10
+    assert not torch.equal(second.G[0].weight, state["G.0.weight"])
+    np.testing.assert_array_equal(second.data_mean.numpy(), state["data_mean"].numpy())
+
+
+@pytest.mark.slow
+def test_gmm25_modes_at_cpu_preset():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from check_quality import vector_check
+
+    result = vector_check("gan", {"preset": "cpu"}, n_train=1000, n_eval=5000, seed=0)
+    assert result["modes@1.0"] >= 20, result
+
+
+@pytest.mark.slow
+def test_mnist5k_quality_at_cpu_preset():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from check_quality import image_check
+
+    result = image_check("gan", {"preset": "cpu"}, n_train=5000, n_eval=2000, seed=0)
+    assert result["fid_ratio"] <= 0.2 and result["min_digit_share"] >= 0.03, result
