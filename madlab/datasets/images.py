@@ -117,10 +117,11 @@ class ImageDataset(Dataset):
         if n < 0 or offset < 0:
             raise DatasetError(f"{self.name}: cannot draw n={n} images at offset {offset}")
         if offset + n > self.size:
+            who = "fresh-real" if offset else "the loop"
             raise DatasetError(
-                f"{self.name}: needs {offset + n} distinct real images (rows {offset}..{offset + n - 1}, "
-                f"e.g. fresh-real needs {offset + n} real samples) but {self.name} has only {self.size} "
-                f"in its training pool; lower loop.n_real / loop.generations or use a larger dataset")
+                f"{self.name}: {who} needs {offset + n} real samples but {self.name} has only {self.size} "
+                f"distinct images in its training pool (rows {offset}..{offset + n - 1} asked for); "
+                f"lower loop.n_real / loop.generations or use a larger dataset")
         train, _ = self._split
         order = train[_permutation(len(train), seed, _TRAIN_SALT)]
         return self._rows(order[offset:offset + n])

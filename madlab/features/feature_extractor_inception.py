@@ -62,7 +62,7 @@ class FeatureExtractorInception(FeatureExtractorInceptionV3):
         try:
             super().__init__(name, features_list, feature_extractor_weights_path=None if path is None else str(path),
                              **kwargs)
-        except (RuntimeError, OSError, KeyError, ValueError) as e:
+        except Exception as e:  # torch.load raises pickle, zip and runtime errors for a bad file
             where = path if path is not None else URL_INCEPTION_V3
             raise MadlabError(f"metrics.weights_path: cannot load Inception-v3 weights from {where} "
                               f"({str(e).splitlines()[0][:200]})") from None
