@@ -411,16 +411,27 @@ class ImageFolder(ImageDataset):
         self.files = _scan_images(self.root, params.limit)
         self._pool = len(self.files)
         self._check_holdout()
+        self._decoded: dict[int, np.ndarray] = {}
+        self._max_decoded = max(1, self.DECODED_CACHE_BYTES // int(np.prod(self.shape)))
 
     @property
     def shape(self):
         r = self.params.resolution
         return (3, r, r)
 
+    #: Decoded images kept in memory (fixed-real and the evaluation set re-read the same rows).
+    DECODED_CACHE_BYTES = 2 << 30
+
     def _pixels(self, index):
         out = np.empty((len(index),) + self.shape, dtype=np.uint8)
         for i, j in enumerate(index):
-            out[i] = _decode(self.files[j], self.params.resolution)
+            j = int(j)
+            image = self._decoded.get(j)
+            if image is None:
+                image = _decode(self.files[j], self.params.resolution)
+                if len(self._decoded) < self._max_decoded:
+                    self._decoded[j] = image
+            out[i] = image
         return out
 
 
