@@ -137,7 +137,7 @@ def _save(fig, stem: Path) -> list[str]:
 
     paths = []
     for ext, kwargs in (("png", {"dpi": 90}), ("pdf", {})):
-        path = stem.with_suffix(f".{ext}")
+        path = stem.parent / f"{stem.name}.{ext}"
         tmp = path.with_name(f".{path.name}.tmp.{ext}")
         fig.savefig(tmp, bbox_inches="tight", **kwargs)
         tmp.replace(path)

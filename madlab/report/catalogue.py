@@ -63,7 +63,7 @@ CATALOGUE: dict[str, MadFigure] = {
     "fig31_wd_vs_n": MadFigure(
         "Fig. 31", "Limit W2 vs total training-set size n for several real fractions and λ (Gaussian fresh-real)",
         "with λ = 1 the error falls with n for every real fraction; with λ < 1 it plateaus unless the real "
-        "fraction is large", ("w2",), panels=("final_vs_total",)),
+        "fraction is large", ("w2",), hue="mix", panels=("final_vs_total",)),
 }
 
 

@@ -390,6 +390,7 @@ def final_vs_total_panel(results: Results, metric: str = "w2", last: int = 3):
     sns.lineplot(data=per_run, x="total n", y="value", hue="real fraction", style="λ", markers=True,
                  errorbar=("ci", 95), n_boot=_BOOT, seed=0, ax=ax)
     ax.set(xscale="log", yscale="log", ylabel=f"{metric} (mean of last {last} generations)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
     ax.set_title(f"{results.title}: limit {metric} vs n", fontsize=9)
     fig.tight_layout()
     return fig
@@ -436,4 +437,6 @@ def ess_panels(results: Results):
 
 
 def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:60] or "figure"
+    """A file-name-safe form of a label (λ spelled out, so λ=0.8 and 0.8 stay distinct)."""
+    text = text.replace("λ", "lambda")
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("_")[:80] or "figure"
