@@ -91,6 +91,7 @@ class Outcome:
     seconds: float = 0.0  # wall time in the worker for this call
     compute: float = 0.0  # of which fit + sample + metrics (from the DONE records)
     generations_run: int = 0  # generations computed in this call (not resumed)
+    timings: dict = field(default_factory=dict)  # seconds per step phase (data, fit, sample, metrics, publish), summed
 
 
 # ---------------------------------------------------------------------------- fault injection
@@ -154,11 +155,14 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
         store = RunStore(job.run_dir)
         status, error = "ok", None
         counters = {"compute": 0.0, "n": 0}
+        timings: dict[str, float] = {}
 
-        def on_generation(t, record, counters=counters, run_id=job.run_id):
+        def on_generation(t, record, counters=counters, timings=timings, run_id=job.run_id):
             s = record["seconds"]
             counters["compute"] += s["fit"] + s["sample"] + s["metrics"]
             counters["n"] += 1
+            for phase, seconds in s.items():
+                timings[phase] = timings.get(phase, 0.0) + seconds
             if report is not None:
                 report(run_id, t)
 
@@ -176,7 +180,7 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
             except RunFailed as exc:
                 status, error = "failed", str(exc)
         outcomes.append(Outcome(job.run_id, status, error, job.rows(), store.last_done(),
-                                time.perf_counter() - start, counters["compute"], counters["n"]))
+                                time.perf_counter() - start, counters["compute"], counters["n"], timings))
     return outcomes
 
 
