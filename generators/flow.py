@@ -40,8 +40,13 @@ def _levels(shape: tuple[int, int, int], wanted: int) -> int:
     return levels
 
 
-def glow(shape: tuple[int, int, int], levels: int, blocks: int, hidden: int) -> nf.MultiscaleFlow:
-    """Multiscale Glow (Kingma & Dhariwal 2018) built as in normflows' Glow example."""
+def glow(shape: tuple[int, int, int], levels: int, blocks: int, hidden: int,
+         logit: float = 0.0) -> nf.MultiscaleFlow:
+    """Multiscale Glow (Kingma & Dhariwal 2018) built as in normflows' Glow example.
+
+    ``logit`` > 0 adds RealNVP's logit pre-processing of [0, 1] pixels (that alpha), which lets
+    the flow model the saturated black/white pixels of digits without huge log-determinants.
+    """
     c, h, w = shape
     L = levels
     q0, merges, flows = [], [], []
@@ -55,7 +60,8 @@ def glow(shape: tuple[int, int, int], levels: int, blocks: int, hidden: int) -> 
         else:
             latent = (c * 2 ** (L + 1), h // 2**L, w // 2**L)
         q0.append(nf.distributions.GlowBase(latent))
-    return nf.MultiscaleFlow(q0, flows, merges, class_cond=False)
+    transform = nf.transforms.Logit(alpha=logit) if logit > 0 else None
+    return nf.MultiscaleFlow(q0, flows, merges, transform=transform, class_cond=False)
 
 
 class FlowGenerator(TorchGenerator):
@@ -74,6 +80,7 @@ class FlowGenerator(TorchGenerator):
         lr: float | None = Field(None, gt=0)
         weight_decay: float = Field(0.0, ge=0)
         grad_clip: float = Field(100.0, gt=0)
+        logit: float = Field(0.05, ge=0, lt=0.5, description="images: logit pre-processing alpha; 0 = off")
 
         PRESETS: ClassVar = {
             "cpu": {
@@ -96,7 +103,7 @@ class FlowGenerator(TorchGenerator):
             levels = _levels(self.data_shape, p.levels)
             if levels == 0:
                 raise ValueError(f"flow: image side {self.data_shape[1:]} must be even for Glow's squeeze")
-            self.model = glow(self.data_shape, levels, p.layers, p.hidden)
+            self.model = glow(self.data_shape, levels, p.layers, p.hidden, p.logit)
             dim = 1
         self.model.to(self.torch_device)
         self.data_mean = torch.zeros(dim, device=self.torch_device)

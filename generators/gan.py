@@ -54,8 +54,8 @@ class DCGenerator(nn.Module):
         return self.body(self.project(z).view(-1, *self.base))
 
 
-class DCDiscriminator(nn.Module):
-    """DCGAN discriminator without batch norm (the gradient penalty of WGAN-GP forbids it)."""
+class DCFeatures(nn.Module):
+    """DCGAN discriminator trunk without batch norm (WGAN-GP's gradient penalty forbids it)."""
 
     def __init__(self, shape: tuple[int, int, int], width: int):
         super().__init__()
@@ -67,10 +67,24 @@ class DCDiscriminator(nn.Module):
             out = width * 2**stage
             layers += [nn.Conv2d(channels, out, 4, 2, 1), nn.LeakyReLU(0.2, True)]
             channels = out
-        self.body = nn.Sequential(*layers, nn.Flatten(), nn.Linear(channels * (h // 2**k) * (w // 2**k), 1))
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.dim = channels * (h // 2**k) * (w // 2**k)
 
     def forward(self, x):
-        return self.body(x).squeeze(1)
+        return self.body(x)
+
+
+class MLPFeatures(nn.Module):
+    def __init__(self, dim: int, width: int, depth: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        for i in range(depth):
+            layers += [nn.Linear(dim if i == 0 else width, width), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers)
+        self.dim = width
+
+    def forward(self, x):
+        return self.body(x)
 
 
 def _mlp(sizes: list[int], activation) -> nn.Sequential:
@@ -82,31 +96,52 @@ def _mlp(sizes: list[int], activation) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-class MLPDiscriminator(nn.Module):
-    def __init__(self, dim: int, width: int, depth: int):
+class Critic(nn.Module):
+    """Discriminator head over a feature trunk: linear score, plus a projection term for labels.
+
+    Class conditioning is the projection discriminator (Miyato & Koyama 2018):
+    D(x, y) = w·h(x) + e_y·h(x). Packing is PacGAN (Lin et al. 2018): groups of ``pac``
+    samples are stacked on the feature/channel axis and scored jointly, which penalises a
+    generator that drops modes (its packs look alike); the trunk then sees ``pac`` x channels.
+    """
+
+    def __init__(self, features: nn.Module, num_classes: int | None = None, pac: int = 1):
         super().__init__()
-        self.net = _mlp([dim] + [width] * depth + [1], lambda: nn.LeakyReLU(0.2))
+        self.features, self.pac = features, pac
+        self.head = nn.Linear(features.dim, 1)
+        self.embed = nn.Embedding(num_classes, features.dim) if num_classes else None
 
-    def forward(self, x):
-        return self.net(x).squeeze(1)
+    def forward(self, x, y=None):
+        if self.pac > 1:
+            x = x.reshape(len(x) // self.pac, x.shape[1] * self.pac, *x.shape[2:])
+        h = self.features(x)
+        out = self.head(h).squeeze(1)
+        if self.embed is not None:
+            out = out + (self.embed(y) * h).sum(1)
+        return out
 
 
-class Packed(nn.Module):
-    """PacGAN (Lin et al. 2018): the discriminator scores groups of ``pac`` samples stacked on the
-    feature/channel axis, which penalises a generator that drops modes (its packs look alike)."""
+class ConditionalGenerator(nn.Module):
+    """Feeds [z, one_hot(y)] to the network when class-conditional, z alone otherwise."""
 
-    def __init__(self, discriminator: nn.Module, pac: int):
+    def __init__(self, net: nn.Module, num_classes: int | None):
         super().__init__()
-        self.net, self.pac = discriminator, pac
+        self.net, self.num_classes = net, num_classes
 
-    def forward(self, x):
-        if self.pac == 1:
-            return self.net(x)
-        return self.net(x.reshape(len(x) // self.pac, x.shape[1] * self.pac, *x.shape[2:]))
+    def forward(self, z, y=None):
+        if self.num_classes:
+            z = torch.cat([z, F.one_hot(y, self.num_classes).to(z.dtype)], 1)
+        return self.net(z)
 
 
 class GANGenerator(TorchGenerator):
-    """GAN (DCGAN images / MLP 2-D), loss `gan` (non-saturating) or `wgan-gp`; λ: z ~ N(0, λI)."""
+    """GAN (DCGAN images / MLP 2-D), loss `gan` (non-saturating) or `wgan-gp`; λ: z ~ N(0, λI).
+
+    Images are class-conditional by default when the data has labels (``conditional``: a
+    projection discriminator, balanced labels at sampling, returned in ``Samples.y``); 2-D
+    data are modelled unconditionally by default (gmm25's labels are its mode ids, and
+    covering the modes unaided is what that benchmark measures).
+    """
 
     name = "gan"
     data_kinds = frozenset({"vector", "image"})
@@ -126,16 +161,18 @@ class GANGenerator(TorchGenerator):
         gp_weight: float = Field(10.0, ge=0, description="WGAN-GP gradient-penalty weight")
         r1: float | None = Field(None, ge=0, description="R1 penalty weight on real data (objective gan); 0 = off")
         pac: int | None = Field(None, ge=1, description="PacGAN packing: the discriminator judges pac samples jointly")
+        conditional: bool | None = Field(None, description="class-conditional (needs labelled data); samples get "
+                                                           "balanced labels")
         ema: float | None = Field(None, ge=0, lt=1, description="EMA decay of the sampled generator; 0 = off")
 
         PRESETS: ClassVar = {
             "cpu": {
-                "image": dict(latent_dim=64, width=32, steps=600, batch_size=64, ema=0.99, pac=1, r1=0.0),
-                "vector": dict(latent_dim=8, width=128, depth=3, steps=3000, batch_size=256, ema=0.0, pac=1, r1=0.1),
+                "image": dict(latent_dim=64, width=32, steps=600, batch_size=64, ema=0.99, pac=1, r1=0.0, conditional=True),
+                "vector": dict(latent_dim=8, width=128, depth=3, steps=3000, batch_size=256, ema=0.0, pac=1, r1=0.1, conditional=False),
             },
             "paper": {
-                "image": dict(latent_dim=100, width=64, steps=20000, batch_size=64, ema=0.999, pac=1, r1=0.0),
-                "vector": dict(latent_dim=16, width=256, depth=3, steps=20000, batch_size=256, ema=0.0, pac=1, r1=0.1),
+                "image": dict(latent_dim=100, width=64, steps=20000, batch_size=64, ema=0.999, pac=1, r1=0.0, conditional=True),
+                "vector": dict(latent_dim=16, width=256, depth=3, steps=20000, batch_size=256, ema=0.0, pac=1, r1=0.1, conditional=False),
             },
         }
 
@@ -143,8 +180,8 @@ class GANGenerator(TorchGenerator):
     def min_train_size(cls, params):
         return max(cls.min_fit_samples, params.pac or 1)
 
-    def __init__(self, params, **kwargs):
-        super().__init__(params, **kwargs)
+    def __init__(self, params, *, data_shape, num_classes=None, device="cpu"):
+        super().__init__(params, data_shape=data_shape, num_classes=num_classes, device=device)
         wgan = self.p.objective == "wgan-gp"
         # Optimiser defaults of the two papers: DCGAN Adam(2e-4, 0.5, 0.999), WGAN-GP Adam(1e-4, 0, 0.9), 5 critic steps.
         defaults = dict(lr=1e-4 if wgan else 2e-4, beta1=0.0 if wgan else 0.5, beta2=0.9 if wgan else 0.999,
@@ -159,19 +196,23 @@ class GANGenerator(TorchGenerator):
             if k == 0 or h % 2**k or w % 2**k:
                 raise ConfigError(f"generator.name: gan needs image sides that halve at least once to >= 4 pixels, "
                                   f"got {h}x{w}")
+        self.classes = num_classes if self.p.conditional and num_classes else None
+        if self.classes and self.p.pac > 1:
+            raise ConfigError("generator.pac: packing (pac > 1) and conditional: true cannot be combined")
         if self.p.pac > self.p.batch_size:
             raise ConfigError(f"generator.pac: {self.p.pac} exceeds generator.batch_size {self.p.batch_size}")
 
     def _build(self):
         p, dev = self.p, self.torch_device
+        k = self.classes or 0
         if self.kind == "image":
-            self.G = DCGenerator(p.latent_dim, self.data_shape, p.width)
             c, h, w = self.data_shape
-            self.D = Packed(DCDiscriminator((c * p.pac, h, w), p.width), p.pac)
+            self.G = ConditionalGenerator(DCGenerator(p.latent_dim + k, self.data_shape, p.width), self.classes)
+            self.D = Critic(DCFeatures((c * p.pac, h, w), p.width), self.classes, p.pac)
         else:
             (dim,) = self.data_shape
-            self.G = _mlp([p.latent_dim] + [p.width] * p.depth + [dim], nn.ReLU)
-            self.D = Packed(MLPDiscriminator(dim * p.pac, p.width, p.depth), p.pac)
+            self.G = ConditionalGenerator(_mlp([p.latent_dim + k] + [p.width] * p.depth + [dim], nn.ReLU), self.classes)
+            self.D = Critic(MLPFeatures(dim * p.pac, p.width, p.depth), self.classes, p.pac)
         self.G.to(dev)
         self.D.to(dev)
         # 2-D data are standardised for training; the generator learns the standardised law.
@@ -197,6 +238,10 @@ class GANGenerator(TorchGenerator):
         D = maybe_compile(self.D, dev, p.compile)
         self.G.train()
         self.D.train()
+        if self.classes and y is None:
+            raise ValueError("gan: conditional generator needs labelled training data (set generator.conditional: false)")
+        if not self.classes:
+            y = None
         if len(x) < p.pac:
             raise ValueError(f"gan: pac={p.pac} needs at least {p.pac} training samples, got {len(x)}")
         batches = endless_batches(len(x), p.batch_size, generator)
@@ -204,26 +249,29 @@ class GANGenerator(TorchGenerator):
         for step in range(p.steps):
             for _ in range(p.n_critic):
                 index = next(batches)
-                real = x[index[:len(index) - len(index) % p.pac].to(dev)]
+                index = index[:len(index) - len(index) % p.pac].to(dev)
+                real, labels = x[index], (None if y is None else y[index])
                 z = randn((len(real), p.latent_dim), generator, dev)
                 with autocast(dev, p.amp):
                     with torch.no_grad():
-                        fake = G(z)
-                    d_real, d_fake = D(real), D(fake)
+                        fake = G(z, labels)
+                    d_real, d_fake = D(real, labels), D(fake, labels)
                     if p.objective == "gan":
                         loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
                     else:
                         loss_D = d_fake.mean() - d_real.mean()
                 if p.objective == "wgan-gp" and p.gp_weight > 0:
-                    loss_D = loss_D + p.gp_weight * self._gradient_penalty(D, real, fake, generator)
+                    critic = lambda v: D(v, labels)  # noqa: E731
+                    loss_D = loss_D + p.gp_weight * self._gradient_penalty(critic, real, fake, generator)
                 if p.objective == "gan" and p.r1 > 0:
-                    loss_D = loss_D + p.r1 / 2 * self._r1_penalty(D, real)
+                    loss_D = loss_D + p.r1 / 2 * self._r1_penalty(lambda v: D(v, labels), real)
                 self.opt_D.zero_grad(set_to_none=True)
                 loss_D.backward()
                 self.opt_D.step()
             z = randn((g_batch, p.latent_dim), generator, dev)
+            labels = self._labels(g_batch, generator)
             with autocast(dev, p.amp):
-                d_gen = D(G(z))
+                d_gen = D(G(z, labels), labels)
                 loss_G = F.softplus(-d_gen).mean() if p.objective == "gan" else -d_gen.mean()
             self.opt_G.zero_grad(set_to_none=True)
             loss_G.backward()
@@ -250,20 +298,28 @@ class GANGenerator(TorchGenerator):
         (grad,) = torch.autograd.grad(D(real).sum(), real, create_graph=True)
         return grad.flatten(1).pow(2).sum(1).mean()
 
+    def _labels(self, n: int, generator) -> torch.Tensor | None:
+        """Balanced class labels (each class n/K times, shuffled) for conditional generation."""
+        if not self.classes:
+            return None
+        labels = torch.arange(n) % self.classes
+        return labels[torch.randperm(n, generator=generator)].to(self.torch_device)
+
     def _sample(self, n, bias, generator):
         p, dev = self.p, self.torch_device
         G = self.ema.module if self.ema is not None else self.G
         G.eval()
+        labels = self._labels(n, generator)
         chunks = []
         for start in range(0, n, 1024):
             z = randn((min(1024, n - start), p.latent_dim), generator, dev, std=sqrt_bias(bias))
             with autocast(dev, p.amp):
-                out = G(z).float()
+                out = G(z, None if labels is None else labels[start:start + len(z)]).float()
             if self.kind == "vector":
                 out = out * self.data_std + self.data_mean
             chunks.append(out)
         x = torch.cat(chunks) if chunks else torch.zeros((0,) + self.data_shape, device=dev)
-        return tensors_to_samples(x, image=self.kind == "image")
+        return tensors_to_samples(x, labels, image=self.kind == "image")
 
     def _state(self):
         state = {**module_state("G", self.G), **module_state("D", self.D),

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from generators.gan import DCDiscriminator, DCGenerator, GANGenerator, Packed
+from generators.gan import Critic, DCFeatures, DCGenerator, GANGenerator
 from madlab.errors import ConfigError
 from madlab.samples import Samples
 
@@ -32,10 +32,10 @@ def tiny_gan(**kw):
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32), (3, 64, 64), (1, 12, 20)])
 def test_dcgan_shapes(shape):
-    G, D = DCGenerator(8, shape, 4), DCDiscriminator(shape, 4)
+    G, D = DCGenerator(8, shape, 4), Critic(DCFeatures(shape, 4), num_classes=3)
     x = G(torch.randn(5, 8))
     assert x.shape == (5,) + shape and x.abs().max() <= 1
-    assert D(x).shape == (5,)
+    assert D(x, torch.tensor([0, 1, 2, 0, 1])).shape == (5,)
 
 
 def test_unsupported_image_size_is_a_config_error():
@@ -49,6 +49,7 @@ def test_bias_is_latent_variance():
     gen.fit(two_clusters(), seed=0)
     seen = []
     gen.G.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
+    assert gen.classes is None
     for bias in (1.0, 0.25):
         seen.clear()
         gen.sample(3000, bias=bias, seed=1)
@@ -75,14 +76,33 @@ def test_packing_groups_samples():
     seen = []
 
     class Probe(torch.nn.Module):
-        def forward(self, x):
-            seen.append(x.shape)
-            return x.sum(1)
+        dim = 8
 
-    out = Packed(Probe(), 4)(torch.arange(16.0).reshape(8, 2))
-    assert seen == [torch.Size([2, 8])] and out.tolist() == [28.0, 92.0]
+        def forward(self, x):
+            seen.append(x.clone())
+            return x
+
+    critic = Critic(Probe(), pac=4)
+    critic(torch.arange(16.0).reshape(8, 2))
+    assert seen[0].shape == (2, 8) and seen[0][1].tolist() == list(range(8, 16))
     with pytest.raises(ConfigError, match="pac"):
         tiny_gan(pac=64)
+
+
+def test_conditional_images_get_balanced_labels_and_follow_them():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 64)
+    x = np.where(y[:, None, None, None] == 1, 0.8, -0.8) + 0.05 * rng.standard_normal((64, 1, 8, 8))
+    gen = GANGenerator(GANGenerator.Params(width=8, latent_dim=4, steps=150, batch_size=32, lr=2e-3, ema=0.0),
+                       data_shape=(1, 8, 8), num_classes=2)
+    assert gen.classes == 2
+    gen.fit(Samples(x.astype(np.float32), y), seed=0)
+    out = gen.sample(200, bias=1.0, seed=0)
+    assert np.bincount(out.y).tolist() == [100, 100]
+    brightness = out.x.mean(axis=(1, 2, 3))
+    assert brightness[out.y == 1].mean() > brightness[out.y == 0].mean() + 0.5
+    with pytest.raises(ValueError, match="labelled"):
+        GANGenerator(gen.params, data_shape=(1, 8, 8), num_classes=2).fit(Samples(x.astype(np.float32)), seed=0)
 
 
 def test_warm_start_continues_training():
@@ -94,7 +114,7 @@ def test_warm_start_continues_training():
     assert int(second.opt_G.state_dict()["state"][0]["step"]) == 5
     second.fit(two_clusters(seed=1), seed=1)
     assert int(second.opt_G.state_dict()["state"][0]["step"]) == 10
-    assert not torch.equal(second.G[0].weight, state["G.0.weight"])
+    assert not torch.equal(second.G.net[0].weight, state["G.net.0.weight"])
     np.testing.assert_array_equal(second.data_mean.numpy(), state["data_mean"].numpy())
 
 
