@@ -163,12 +163,15 @@ def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel])
     e = html.escape
     meta = [("results folder", str(results.dir)), ("spec", results.spec), ("command", results.command or "unknown"),
             ("scale", results.scale), ("generators", ", ".join(results.generators) or "unknown"),
-            ("metric extractor", ", ".join(results.extractors) or "none (low-dimensional metrics)"),
+            ("metric extractor", ", ".join(results.extractors) or ("none (low-dimensional metrics)" if len(results.values)
+                                                                   else "unknown (no generation yet)")),
             ("run date", results.date), ("madlab version", str(results.info.get("madlab_version", "unknown")))]
     if results.table is not None:
-        runs = results.runs
-        meta.append(("runs", f"{len(runs)} ({len(results.failures)} failed); "
-                             f"generations up to {int(results.values['generation'].max()) if len(results.values) else 0}"))
+        with_data = results.values["run_id"].nunique()
+        listed = len(results.info.get("runs") or []) or len(results.runs)
+        top = int(results.values["generation"].max()) if len(results.values) else 0
+        meta.append(("runs", f"{with_data} of {listed} have published generations (up to generation {top}); "
+                             f"{len(results.failures)} failed"))
     meta_rows = "".join(f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in meta)
     head = f"<h1>{e(results.name)}</h1>"
     if figure:

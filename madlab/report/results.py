@@ -91,8 +91,12 @@ class Results:
 
     @property
     def generators(self) -> list[str]:
-        if self.table is not None and "generator" in self.table:
+        if self.table is not None and "generator" in self.table and self.table["generator"].notna().any():
             return sorted(self.table["generator"].dropna().astype(str).unique())
+        from_configs = {(self.config(p.name).get("generator") or {}).get("name")
+                        for p in (self.dir / "runs").glob("*") if p.is_dir()}
+        if from_configs - {None}:
+            return sorted(from_configs - {None})
         if self.ess is not None:
             return ["gaussian (Monte Carlo)"]
         return []
@@ -230,9 +234,44 @@ def open_results(results_dir) -> Results:
         ess = _read_parquet(path / ESS_TABLE, results_dir)
         if (path / "ess_curve.parquet").is_file():
             curve = _read_parquet(path / "ess_curve.parquet", results_dir)
-    if table is None and ess is None:
+    live = (path / "run.json").is_file() and (path / "runs").is_dir()
+    if table is None and ess is None and not live:
         raise MadlabError(f"{results_dir}: not a madlab results folder (no metrics.parquet)")
+    if live:
+        table = _with_live_runs(path, table, str(info.get("name", path.name)))
     return Results(dir=path, table=table, ess=ess, ess_curve=curve, info=info)
+
+
+def _with_live_runs(path: Path, table: pd.DataFrame | None, sweep: str) -> pd.DataFrame | None:
+    """Add the generations published since the table was written (a sweep still running).
+
+    The runner rewrites metrics.parquet only as whole runs finish; a run in progress has its
+    generations in DONE records only. Those rows are rebuilt with the engine's own row
+    builder, so they are the rows the final table will hold.
+    """
+    from madlab.storage import RunStore
+    from madlab.table import run_rows
+
+    in_table = table.groupby("run_id")["generation"].max().to_dict() if table is not None and len(table) else {}
+    fresh, replaced = [], set()
+    for run_dir in sorted((path / "runs").iterdir()):
+        if not (run_dir / "config.json").is_file():
+            continue
+        done = RunStore(run_dir).last_done()
+        if done == 0 or done <= in_table.get(run_dir.name, 0):
+            continue
+        try:
+            record = json.loads((run_dir / "config.json").read_text())
+            fresh += run_rows(run_dir, record.get("config", record), record.get("swept", {}), sweep)
+        except (OSError, ValueError, KeyError):
+            continue  # a run folder being created right now: next report picks it up
+        replaced.add(run_dir.name)
+    if not fresh:
+        return table if table is not None else pd.DataFrame(columns=BASE_COLUMNS)
+    extra = pd.DataFrame(fresh)
+    if table is None:
+        return extra
+    return pd.concat([table[~table["run_id"].isin(replaced)], extra], ignore_index=True)
 
 
 def _read_parquet(path: Path, results_dir) -> pd.DataFrame:
