@@ -196,3 +196,23 @@ def test_every_figure_has_a_spec_and_every_spec_a_figure():
         assert lookup(name) is CATALOGUE[name]
         text = specs[name].read_text()
         assert "cpu" in text  # every spec documents its cpu-scale switch
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "loops").glob("fig*.yaml")), ids=lambda p: p.stem)
+def test_figure_specs_validate_at_both_scales(path):
+    """Paper scale as written, and the documented cpu preset, pass validation before anything runs."""
+    raw = yaml.safe_load(path.read_text())
+    if "ess" in raw:
+        from madlab.theory import _load_study
+
+        paper, _ = _load_study(str(path), None, [])
+        cpu, _ = _load_study(str(path), "cpu", [])
+        assert len(paper.fig11_bias) == 3 and len(paper.fig11_n_real) == len(paper.fig11_n_synthetic) == 10
+        assert cpu.reps < paper.reps
+        return
+    from madlab.config import load_spec
+
+    paper = load_spec(path)
+    cpu = load_spec(path, preset="cpu")
+    assert paper.runs and cpu.runs
+    assert sum(r.config.loop.generations for r in cpu.runs) <= sum(r.config.loop.generations for r in paper.runs)
