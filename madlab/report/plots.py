@@ -189,7 +189,9 @@ def representative_runs(results: Results, limit: int = _MAX_GROUPS) -> list[tupl
             pass
     out = []
     for row in runs.head(limit).itertuples(index=False):
-        label = ", ".join(_label(a, getattr(row, a)) for a in axes) or "run"
+        label = ", ".join(_label(a, getattr(row, a)) for a in axes)
+        if not label:
+            label = ", ".join(_label(a, getattr(row, a)) for a in ("bias", "scheme") if hasattr(row, a)) or "run"
         out.append((label, row.run_id))
     return out
 
@@ -201,18 +203,26 @@ def _pick(gens: list[int], k: int = _MAX_GENERATIONS) -> list[int]:
     return [gens[i] for i in idx]
 
 
-def _real_reference(results: Results, run_id: str, n: int):
-    """Real samples for the first column (analytic datasets only: nothing is downloaded)."""
+def _real_reference(results: Results, run_id: str, n: int, images: bool = False):
+    """Real samples to show beside the generated ones, or None.
+
+    Only from datasets at hand: analytic ones, or image datasets whose files are already
+    here (nothing is downloaded: a dataset that cannot be opened is simply not shown).
+    """
     cfg = results.config(run_id)
     ds = cfg.get("dataset") or {}
     try:
         from madlab.datasets import get_dataset_class
 
         cls = get_dataset_class(ds["name"])
-        if cls.kind != "vector":
+        if (cls.kind == "image") != images:
             return None
-        dataset = cls(cls.Params.model_validate({k: v for k, v in ds.items() if k != "name"}))
-        return dataset.eval_set(n, seed=int(cfg.get("seed", 0))).x
+        params = {k: v for k, v in ds.items() if k != "name"}
+        if params.get("download"):
+            params["download"] = False
+        dataset = cls(cls.Params.model_validate(params))
+        real = dataset.eval_set(n, seed=int(cfg.get("seed", 0)))
+        return real if images else real.x
     except Exception:  # a plugin dataset that cannot be rebuilt here: plot without the reference
         return None
 
@@ -275,7 +285,8 @@ def _tile(images: np.ndarray, ncol: int) -> np.ndarray:
 
 
 def image_grid_panel(results: Results, per_row: int = 10):
-    """Rows = generations, columns = samples: the look of MAD Fig. 1, one block per run."""
+    """Rows = generations (first row: real images where the dataset is at hand), columns =
+    samples spread over the classes: the look of MAD Fig. 1, one block per run."""
     plt = _pyplot()
     reps = representative_runs(results)
     if not reps:
@@ -283,21 +294,31 @@ def image_grid_panel(results: Results, per_row: int = 10):
     first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
     if first.x.ndim != 4:
         raise Missing("samples are vectors (see the scatter panel)")
-    fig, axes = plt.subplots(1, len(reps), figsize=(3.2 * len(reps), 3.6), squeeze=False)
-    for ax, (label, run_id) in zip(axes[0], reps):
+    blocks = []
+    for label, run_id in reps:
         gens = _pick(results.generations(run_id))
-        rows = []
-        for g in gens:
-            s = results.samples(run_id, g)
+        rows, names = [], []
+        real = _real_reference(results, run_id, 200, images=True)
+        shape = results.samples(run_id, gens[0]).x.shape[1:]
+        if real is not None and real.x.shape[1:] != shape:
+            real = None
+        for name, s in [("real", real)] + [(f"t={g}", results.samples(run_id, g)) for g in gens]:
+            if s is None:
+                continue
             idx = _balanced(s.y, per_row) if s.y is not None else np.arange(min(per_row, len(s)))
             x = s.x[idx]
             if len(x) < per_row:
                 x = np.concatenate([x, -np.ones((per_row - len(x), *x.shape[1:]), np.float32)])
             rows.append(x)
-        canvas = _tile(np.concatenate(rows), per_row)
+            names.append(name)
+        blocks.append((label, names, _tile(np.concatenate(rows), per_row)))
+    width = 3.4
+    height = max(b[2].shape[0] / b[2].shape[1] for b in blocks) * width
+    fig, axes = plt.subplots(1, len(blocks), figsize=(width * len(blocks) + 0.4, height + 0.7), squeeze=False)
+    for ax, (label, names, canvas) in zip(axes[0], blocks):
         ax.imshow(canvas, interpolation="nearest")
-        h = canvas.shape[0] / len(gens)
-        ax.set_yticks([(k + 0.5) * h for k in range(len(gens))], [f"t={g}" for g in gens], fontsize=7)
+        h = canvas.shape[0] / len(names)
+        ax.set_yticks([(k + 0.5) * h for k in range(len(names))], names, fontsize=7)
         ax.set_xticks([])
         ax.set_title(label, fontsize=8)
     fig.suptitle(f"{results.title}: samples per generation (rows)", fontsize=9)
