@@ -1,9 +1,10 @@
 """Class-conditional denoising diffusion (DDPM) generator, as in MAD's MNIST diffusion loops.
 
 Images use a diffusers ``UNet2DModel``; 2-D data a small residual MLP denoiser. Both are trained
-with a diffusers ``DDPMScheduler`` (T = 500 linear-beta steps, ε-prediction, as in MAD) and
-sampled either with the full ancestral DDPM chain or, much faster, with a ``DDIMScheduler`` of
-``sample_steps`` steps (η = 0 by default, deterministic given the initial noise).
+with a diffusers ``DDPMScheduler`` (T = 500 linear-beta steps, as in MAD; ε-prediction at the
+``paper`` preset, v-prediction at the ``cpu`` preset, see ``PRESETS``) and sampled either with
+the full ancestral DDPM chain or, much faster, with a ``DDIMScheduler`` of ``sample_steps``
+steps (η = 0 by default, deterministic given the initial noise).
 
 Sampling bias (MAD §4): the model is class-conditional with a null class; during training the
 label is replaced by the null class with probability ``cond_drop`` (10 %), and at sampling time
@@ -98,6 +99,8 @@ class DDPMGenerator(TorchGenerator):
         grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 = off")
         timesteps: int = Field(500, ge=2, description="diffusion steps T of the training scheduler")
         beta_schedule: Literal["linear", "squaredcos_cap_v2"] = "linear"
+        prediction: Literal["epsilon", "v_prediction", "sample"] | None = Field(
+            None, description="what the network predicts: noise ε (MAD, DDPM), velocity v, or the clean sample")
         sampler: Literal["ddim", "ddpm"] | None = None
         sample_steps: int | None = Field(None, ge=1, description="DDIM steps (ddim sampler only)")
         eta: float = Field(0.0, ge=0, le=1, description="DDIM η (0 = deterministic DDIM)")
@@ -107,21 +110,24 @@ class DDPMGenerator(TorchGenerator):
         label_sampling: Literal["uniform", "empirical"] = Field(
             "uniform", description="labels of generated samples: balanced, or the last training set's frequencies")
 
+        # cpu/image: a 0.26M-parameter UNet trained for a fixed 300 steps of 64 images (a couple of
+        # minutes on one core) with v-prediction, which at this budget gives far cleaner samples
+        # than ε-prediction (mnist5k LeNet-FID / noise-FID 0.12 vs 0.65 at 10 DDIM steps).
         PRESETS: ClassVar = {
             "cpu": {
-                "image": dict(channels=(16, 32, 32), layers_per_block=1, attention=False, norm_groups=8,
-                              epochs=20, batch_size=64, lr=2e-3, ema=0.99, sampler="ddim", sample_steps=10,
+                "image": dict(prediction="v_prediction", channels=(16, 32, 32), layers_per_block=1, attention=False,
+                              norm_groups=8, steps=300, batch_size=64, lr=2e-3, ema=0.99, sampler="ddim", sample_steps=10,
                               sample_batch_size=500),
-                "vector": dict(hidden=128, depth=3, steps=1500, batch_size=256, lr=1e-3, ema=0.99,
+                "vector": dict(prediction="epsilon", hidden=128, depth=3, steps=1500, batch_size=256, lr=1e-3, ema=0.99,
                                sampler="ddim", sample_steps=50, sample_batch_size=4096),
             },
             # MAD's MNIST DDPM (after the classifier-free-guidance MNIST code it builds on):
             # 20 epochs, batch 256, lr 1e-4, T = 500, full ancestral sampling.
             "paper": {
-                "image": dict(channels=(128, 256, 256), layers_per_block=2, attention=True, norm_groups=32,
+                "image": dict(prediction="epsilon", channels=(128, 256, 256), layers_per_block=2, attention=True, norm_groups=32,
                               epochs=20, batch_size=256, lr=1e-4, ema=0.9995, sampler="ddpm", sample_steps=500,
                               sample_batch_size=1000),
-                "vector": dict(hidden=256, depth=4, epochs=200, batch_size=256, lr=1e-3, ema=0.999,
+                "vector": dict(prediction="epsilon", hidden=256, depth=4, epochs=200, batch_size=256, lr=1e-3, ema=0.999,
                                sampler="ddpm", sample_steps=500, sample_batch_size=8192),
             },
         }
@@ -148,8 +154,7 @@ class DDPMGenerator(TorchGenerator):
             if any(s % factor for s in size):
                 raise ConfigError(f"generator.channels: {len(p.channels)} resolutions halve {size[0]}x{size[1]} "
                                   f"images {len(p.channels) - 1} times, which needs sides divisible by {factor}")
-        self.train_scheduler = DDPMScheduler(num_train_timesteps=p.timesteps, beta_schedule=p.beta_schedule,
-                                             clip_sample=self.kind == "image")
+        self.train_scheduler = DDPMScheduler(**self._scheduler_config())
         self.label_freq: torch.Tensor | None = None
 
     # -- construction ---------------------------------------------------------------------
@@ -232,7 +237,13 @@ class DDPMGenerator(TorchGenerator):
             c = torch.where(drop, self.null_class, labels[index])
         with autocast(dev, p.amp):
             pred = self._forward(model, xt, t, c)
-        loss = torch.nn.functional.mse_loss(pred.float(), noise)
+        if p.prediction == "epsilon":
+            target = noise
+        elif p.prediction == "sample":
+            target = x0
+        else:
+            target = self.train_scheduler.get_velocity(x0, noise, t)
+        loss = torch.nn.functional.mse_loss(pred.float(), target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if p.grad_clip:
@@ -244,16 +255,23 @@ class DDPMGenerator(TorchGenerator):
 
     # -- sampling -------------------------------------------------------------------------
 
+    def _scheduler_config(self) -> dict:
+        p = self.p
+        return dict(num_train_timesteps=p.timesteps, beta_schedule=p.beta_schedule, prediction_type=p.prediction,
+                    clip_sample=self.kind == "image")
+
     def sampling_scheduler(self):
-        """A fresh sampler scheduler (they hold per-call timestep state) sharing the training betas."""
+        """A fresh sampler scheduler (they hold per-call timestep state) sharing the training betas.
+
+        DDIM uses "trailing" timestep spacing so that even a few steps start from t = T - 1,
+        pure noise, as training assumed (Lin et al. 2024).
+        """
         p = self.p
         if p.sampler == "ddim":
-            sched = DDIMScheduler(num_train_timesteps=p.timesteps, beta_schedule=p.beta_schedule,
-                                  clip_sample=self.kind == "image", timestep_spacing="trailing")
+            sched = DDIMScheduler(**self._scheduler_config(), timestep_spacing="trailing")
             sched.set_timesteps(min(p.sample_steps, p.timesteps))
         else:
-            sched = DDPMScheduler(num_train_timesteps=p.timesteps, beta_schedule=p.beta_schedule,
-                                  clip_sample=self.kind == "image")
+            sched = DDPMScheduler(**self._scheduler_config())
             sched.set_timesteps(p.timesteps)
         return sched
 
@@ -301,11 +319,11 @@ class DDPMGenerator(TorchGenerator):
             tt = torch.full((len(c) if c is not None else b,), int(t), device=dev, dtype=torch.int64)
             inp = torch.cat([xt, xt]) if guidance is not None else xt
             with autocast(dev, p.amp):
-                eps = self._forward(module, inp, tt, c).float()
-            if guidance is not None:
-                eps_c, eps_u = eps.chunk(2)
-                eps = eps_u + guidance * (eps_c - eps_u)
-            xt = sched.step(eps, int(t), xt, generator=generator, **step_kwargs).prev_sample
+                out = self._forward(module, inp, tt, c).float()
+            if guidance is not None:  # affine in ε at fixed x_t, so the same mix holds for v and x_0
+                out_c, out_u = out.chunk(2)
+                out = out_u + guidance * (out_c - out_u)
+            xt = sched.step(out, int(t), xt, generator=generator, **step_kwargs).prev_sample
         return xt
 
     # -- state ----------------------------------------------------------------------------

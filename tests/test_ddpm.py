@@ -175,3 +175,11 @@ def test_full_ddpm_sampler_runs():
     g.fit(images(), seed=0)
     s = g.sample(3, bias=0.8, seed=0)
     assert s.x.shape == (3, 1, 8, 8) and np.isfinite(s.x).all()
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+def test_every_prediction_target_trains_and_samples(prediction):
+    g = tiny_unet(prediction=prediction)
+    g.fit(images(), seed=0)
+    s = g.sample(4, bias=0.6, seed=0)
+    assert s.x.shape == (4, 1, 8, 8) and np.isfinite(s.x).all()
