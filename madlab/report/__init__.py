@@ -178,15 +178,16 @@ def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel])
         head += f"<p><b>MAD {e(figure.figures)}</b>: {e(figure.title)}<br>Paper's claim: {e(figure.claim)}</p>"
     else:
         head += "<p>No MAD figure is registered for this spec name; generic panels only.</p>"
+    provenance = "".join(f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in meta[1:7])
     body = []
     for p in panels:
         if p.paths:
             png = Path(p.paths[0])
             data = base64.b64encode(png.read_bytes()).decode()
             files = ", ".join(f"<code>{e(Path(x).name)}</code>" for x in p.paths)
-            body.append(f'<section><h2>{e(p.title)}</h2><p>files: {files}; from <code>{e(results.spec)}</code>, '
-                        f'scale <code>{e(results.scale)}</code>, {e(results.date)}</p>'
-                        f'<img alt="{e(p.title)}" src="data:image/png;base64,{data}"></section>')
+            body.append(f'<section><h2>{e(p.title)}</h2>'
+                        f'<img alt="{e(p.title)}" src="data:image/png;base64,{data}">'
+                        f'<details><summary>files: {files}</summary><table>{provenance}</table></details></section>')
     missing = [p for p in panels if p.missing]
     if missing:
         items = "".join(f"<li><b>{e(p.title)}</b> ({e(p.key)}): missing — {e(p.missing)}</li>" for p in missing)
