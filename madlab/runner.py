@@ -58,6 +58,8 @@ PROGRESS_FLUSH_S = 2.0
 MAX_RESTARTS = 4
 #: times a run is tried in a fresh actor after an actor was lost for good
 MAX_ATTEMPTS = 2
+#: on a cluster, the most actors one pool asks for at once (pending ones drive the autoscaler)
+MAX_ACTORS_PER_POOL = 256
 
 
 @dataclass
@@ -209,19 +211,18 @@ def _remote_classes():
     class LoopWorker:
         """One process that runs units of jobs on the device Ray assigned it."""
 
-        def __init__(self, num_cpus: float, tracker=None):
+        def __init__(self, num_cpus: float):
             import torch
 
             torch.set_num_threads(max(1, int(num_cpus)))
             gpus = ray.get_gpu_ids()
             self.device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
-            self.tracker = tracker
 
         def ready(self) -> str:
             return self.device
 
-        def run(self, jobs, fault):
-            reporter = _Reporter(self.tracker)
+        def run(self, jobs, fault, tracker=None):
+            reporter = _Reporter(tracker)
             try:
                 return run_jobs(jobs, device=self.device, fault=fault, report=reporter)
             finally:
@@ -489,7 +490,7 @@ class Runner:
             num_cpus, num_gpus, memory = resources
             capacity = max(1, _capacity(resources, cluster))
             units = self.units(jobs, self.workers or capacity)
-            target = min(len(units), self.workers or (len(units) if self.address else capacity))
+            target = min(len(units), self.workers or (MAX_ACTORS_PER_POOL if self.address else capacity))
             options = {"num_cpus": num_cpus, "num_gpus": num_gpus,
                        "max_restarts": MAX_RESTARTS, "max_task_retries": MAX_RESTARTS}
             if memory:
@@ -500,7 +501,7 @@ class Runner:
         in_flight: dict = {}  # ref -> (pool, actor, unit or None while starting)
 
         def start_actor(pool: _Pool):
-            actor = worker_cls.options(**pool.options).remote(pool.resources[0], tracker)
+            actor = worker_cls.options(**pool.options).remote(pool.resources[0])
             ref = actor.ready.remote()
             pool.actors.append(actor)
             pool.starting[ref] = actor
@@ -525,7 +526,7 @@ class Runner:
                 for pool in pools:
                     while pool.queue and pool.idle:
                         actor, unit = pool.idle.pop(), pool.queue.pop(0)
-                        in_flight[actor.run.remote(unit, self.fault)] = (pool, actor, unit)
+                        in_flight[actor.run.remote(unit, self.fault, tracker)] = (pool, actor, unit)
                     if not pool.queue:  # free the resources for the other pools
                         for actor in pool.idle:
                             drop(pool, actor)
