@@ -27,8 +27,9 @@ resumes every run from its last published generation, so redoing a unit is alway
 Fault injection for tests (environment variable ``MADLAB_FAULT``), faults separated by ``;``,
 each ``MODE:RUN:VALUE`` with RUN a run id or a glob (``*``):
 ``kill:RUN:T`` the worker process exits hard before generation T (once per run),
-``raise:RUN:T`` generation T raises (every time), ``sleep:RUN:S`` sleep S seconds before every
-generation (makes cheap runs slow enough to interrupt).
+``crash:RUN:T`` the same, every time (a run that always kills its worker), ``raise:RUN:T``
+generation T raises (every time), ``sleep:RUN:S`` sleep S seconds before every generation (makes
+cheap runs slow enough to interrupt). ``MADLAB_MAX_RESTARTS`` overrides ``MAX_RESTARTS``.
 """
 from __future__ import annotations
 
@@ -113,11 +114,11 @@ def parse_faults(spec: str | None) -> list[Fault]:
     for part in filter(None, (p.strip() for p in spec.split(";"))):
         try:
             mode, run, value = part.rsplit(":", 2)
-            if mode not in ("kill", "raise", "sleep"):
+            if mode not in ("kill", "crash", "raise", "sleep"):
                 raise ValueError
             faults.append(Fault(mode, run, float(value)))
         except ValueError:
-            raise MadlabError(f"{FAULT_ENV}={spec!r}: expected MODE:RUN:VALUE with MODE kill, raise or sleep, "
+            raise MadlabError(f"{FAULT_ENV}={spec!r}: expected MODE:RUN:VALUE with MODE kill, crash, raise or sleep, "
                               f"e.g. kill:*:3") from None
     return faults
 
@@ -136,7 +137,8 @@ def _fault_hook(spec: str | None):
                 time.sleep(fault.value)
             elif t == int(fault.value) and fault.mode == "raise":
                 raise RunFailed(f"injected failure at generation {t}")
-            elif t == int(fault.value) and fault.mode == "kill" and store.touch_marker(f"fault-kill-{t}"):
+            elif t == int(fault.value) and (fault.mode == "crash" or (
+                    fault.mode == "kill" and store.touch_marker(f"fault-kill-{t}"))):
                 os._exit(17)  # as abrupt as a node dying: no cleanup, no exception
     return hook
 
@@ -486,13 +488,14 @@ class Runner:
         for job in pending:
             groups.setdefault(job.resources, []).append(job)
         pools = []
+        restarts = int(os.environ.get("MADLAB_MAX_RESTARTS", MAX_RESTARTS))
         for resources, jobs in groups.items():
             num_cpus, num_gpus, memory = resources
             capacity = max(1, _capacity(resources, cluster))
             units = self.units(jobs, self.workers or capacity)
             target = min(len(units), self.workers or (MAX_ACTORS_PER_POOL if self.address else capacity))
             options = {"num_cpus": num_cpus, "num_gpus": num_gpus,
-                       "max_restarts": MAX_RESTARTS, "max_task_retries": MAX_RESTARTS}
+                       "max_restarts": restarts, "max_task_retries": restarts}
             if memory:
                 options["memory"] = memory
             pools.append(_Pool(resources, options, units, target))

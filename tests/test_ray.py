@@ -145,3 +145,20 @@ def test_cli_run_on_an_object_store_uri(tmp_path, write_spec, cli):
     pd.testing.assert_frame_equal(read_table("memory://madlab-cli/out"), read_table(tmp_path / "f"))
     code, _, err = cli("run", path, "--out", "nosuchscheme://x", "--no-ray")
     assert code == 2 and "--out nosuchscheme://x" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_run_that_always_kills_its_worker_fails_alone(tmp_path, monkeypatch, ray_session):
+    """An actor lost for good: its batch-mates are retried alone and finish; the poison run fails."""
+    spec = sweep(generations=3, seeds=tuple(range(8)))
+    _, reference = run(spec, tmp_path / "ref", use_ray=False)
+    monkeypatch.setenv("MADLAB_FAULT", "crash:seed=2-*:2")
+    monkeypatch.setenv("MADLAB_MAX_RESTARTS", "1")
+    summary, table = run(spec, tmp_path / "out", workers=1)  # one worker: cheap runs go two to a unit
+    assert [o.run_id.split("-")[0] for o in summary.failed] == ["seed=2"]
+    assert "worker died repeatedly" in summary.failed[0].error
+    same = [c for c in reference.columns if c not in ("status", "error")]  # dtype differs once a run failed
+    pd.testing.assert_frame_equal(reference[reference.seed != 2][same].reset_index(drop=True),
+                                  table[table.seed != 2][same].reset_index(drop=True))
+    assert (table[table.seed != 2].status == "ok").all()
+    assert table[(table.seed == 2) & (table.metric == "failed")].generation.tolist() == [2]
