@@ -51,7 +51,8 @@ def glow(shape: tuple[int, int, int], levels: int, blocks: int, hidden: int,
     L = levels
     q0, merges, flows = [], [], []
     for i in range(L):
-        level = [nf.flows.GlowBlock(c * 2 ** (L + 1 - i), hidden, split_mode="channel", scale=True)
+        level = [nf.flows.GlowBlock(c * 2 ** (L + 1 - i), hidden, split_mode="channel", scale=True,
+                                    scale_map="sigmoid_inv")
                  for _ in range(blocks)]
         flows.append(level + [nf.flows.Squeeze()])
         if i > 0:
