@@ -14,8 +14,9 @@ classifier-free guidance (Ho & Salimans 2022) mixes the two predictions,
 
 λ = 1 is plain conditional sampling (w = 0, one network pass per step); λ → 0 is infinite
 guidance, so ``sample`` rejects λ = 0 with a :class:`~madlab.errors.ConfigError` rather than
-clamping it to an arbitrary w. Without class labels (e.g. ``rosenbrock``) the model is
-unconditional and λ has nothing to guide: it is ignored, with a warning.
+clamping it to an arbitrary w. Without class labels (e.g. ``rosenbrock``, or a conditional
+model fitted on unlabelled samples, which then trains and samples the null class only) λ has
+nothing to guide: it is ignored, with a warning.
 """
 from __future__ import annotations
 
@@ -216,7 +217,9 @@ class DDPMGenerator(TorchGenerator):
         if not self.conditional:
             return None
         if y is None:
-            # Unlabelled training data: everything is the null class (unconditional training).
+            # Unlabelled training data: everything is the null class (unconditional training),
+            # recorded as all-zero label frequencies so that sampling uses the null class too.
+            self.label_freq = torch.zeros(self.null_class, dtype=torch.float64)
             return torch.full((n,), self.null_class, dtype=torch.int64, device=self.torch_device)
         if int(y.min()) < 0 or int(y.max()) >= self.null_class:
             raise ValueError(f"ddpm: labels must lie in [0, {self.null_class}), got [{int(y.min())}, {int(y.max())}]")
@@ -275,8 +278,13 @@ class DDPMGenerator(TorchGenerator):
             sched.set_timesteps(p.timesteps)
         return sched
 
+    @property
+    def _guidable(self) -> bool:
+        """Class-conditional and trained on labelled data (so that guidance has labels to follow)."""
+        return self.conditional and not (self.label_freq is not None and self.label_freq.sum() == 0)
+
     def _sample_labels(self, n, generator):
-        if not self.conditional:
+        if not self._guidable:
             return None
         k = self.null_class
         if self.p.label_sampling == "empirical" and self.label_freq is not None and self.label_freq.sum() > 0:
@@ -289,7 +297,7 @@ class DDPMGenerator(TorchGenerator):
     def _sample(self, n, bias, generator):
         if bias <= 0:
             raise ConfigError("loop.bias: ddpm needs λ > 0 (λ = 1/(1+w); λ = 0 would be infinite guidance)")
-        if bias < 1 and not self.conditional:
+        if bias < 1 and not self._guidable:
             warnings.warn("ddpm: sampling bias λ < 1 has no effect on an unconditional model (no labels to guide)",
                           stacklevel=3)
         p, dev = self.p, self.torch_device
@@ -297,11 +305,16 @@ class DDPMGenerator(TorchGenerator):
         module.eval()
         module = maybe_compile(module, dev, p.compile)
         labels = self._sample_labels(n, generator)
-        guided = self.conditional and bias < 1
+        guided = self._guidable and bias < 1
         chunks = []
         for start in range(0, n, p.sample_batch_size):
             b = min(p.sample_batch_size, n - start)
-            c = None if labels is None else labels[start:start + b].to(dev)
+            if labels is not None:
+                c = labels[start:start + b].to(dev)
+            elif self.conditional:
+                c = torch.full((b,), self.null_class, dtype=torch.int64, device=dev)
+            else:
+                c = None
             chunks.append(self._denoise(module, b, c, 1.0 / bias if guided else None, generator))
         x = torch.cat(chunks) if chunks else torch.zeros((0, *self.data_shape), device=dev)
         x = x * self.scale + self.shift

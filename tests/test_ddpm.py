@@ -183,3 +183,14 @@ def test_every_prediction_target_trains_and_samples(prediction):
     g.fit(images(), seed=0)
     s = g.sample(4, bias=0.6, seed=0)
     assert s.x.shape == (4, 1, 8, 8) and np.isfinite(s.x).all()
+
+
+def test_conditional_model_fitted_without_labels_samples_the_null_class(tmp_path):
+    g = tiny_unet()
+    g.fit(Samples(images().x), seed=0)
+    s = g.sample(4, bias=1.0, seed=0)
+    assert s.y is None and s.x.shape == (4, 1, 8, 8)
+    h = tiny_unet()
+    h.load_state_dict(g.state_dict())
+    with pytest.warns(UserWarning, match="no effect"):
+        np.testing.assert_array_equal(h.sample(4, bias=0.5, seed=0).x, s.x)
