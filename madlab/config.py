@@ -265,6 +265,7 @@ def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, 
             for key, value in fixed:  # the user's --set / preset wins over linked sweep values
                 set_dotted(config, key, value)
             runs.append(Run(validate_run(config, context=_describe(swept)), swept))
+    _check_datasets(runs)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
@@ -385,6 +386,27 @@ def _check_sizes(run: RunConfig, need: int, generator: str, where: str) -> None:
     if run.metrics.k >= n_eval:
         raise ConfigError(f"metrics.k: k={run.metrics.k} must be smaller than the {n_eval} samples scored "
                           f"per generation (metrics.n_eval / loop.n_synthetic){where}")
+
+
+def _check_datasets(runs: list[Run]) -> None:
+    """Open each distinct dataset once (missing or corrupt files fail here, before anything runs)
+    and check that finite ones hold the real rows the loop will draw."""
+    opened = {}
+    for run in runs:
+        key = json.dumps(run.config.dataset, sort_keys=True)
+        if key not in opened:
+            opened[key] = make_components(run.config)[0]
+        dataset, loop = opened[key], run.config.loop
+        if dataset.size is None:
+            continue
+        if loop.scheme == "fresh-real":
+            needed = loop.first_size + (loop.generations - 1) * loop.n_real
+            key_name = "loop.n_real"
+        else:
+            needed, key_name = loop.first_size, "loop.n_real"
+        if needed > dataset.size:
+            raise ConfigError(f"{key_name}: the loop draws {needed} real samples but dataset "
+                              f"{dataset.name!r} has {dataset.size} [run {_describe(run.swept)}]")
 
 
 def eval_size(run: RunConfig) -> int:

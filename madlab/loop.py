@@ -43,7 +43,7 @@ class Loop:
         self.config = config
         self.store = RunStore(run_dir)
         self.device = device
-        self.cache_dir = cache_dir or str(self.store.dir / "cache")
+        self.cache_dir = cache_dir or self.store.cache_dir
         self.dataset, self.generator_cls, self.generator_params = make_components(config)
         self.image = self.dataset.kind == "image"
         self.n_eval = eval_size(config)

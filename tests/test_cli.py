@@ -149,3 +149,18 @@ def test_sweep_list_is_a_union_of_products(cli, write_spec):
     assert code == 0 and "5 run(s), 14 generation(s)" in out
     code, out, _ = cli("validate", write_spec(spec), "--set", "loop.generations=1")
     assert code == 0 and "5 run(s), 5 generation(s)" in out  # --set wins over the linked value
+
+
+def test_validate_opens_datasets_and_checks_their_size(cli, write_spec, tmp_path):
+    spec = gaussian_spec()
+    spec["dataset"] = {"name": "ffhq", "root": str(tmp_path / "no-such-folder"), "resolution": 8}
+    spec["generator"] = {"name": "gan", "preset": "cpu"}
+    code, _, err = cli("validate", write_spec(spec))
+    assert code == 2 and "no-such-folder" in err and len(err.strip().splitlines()) == 1
+
+    spec = gaussian_spec(scheme="fresh-real", generations=6, n_real=1000, n_initial=1000, n_synthetic=100)
+    spec["dataset"] = {"name": "mnist5k"}
+    spec["generator"] = {"name": "gan", "preset": "cpu"}
+    out = tmp_path / "out"
+    code, _, err = cli("run", write_spec(spec), "--out", out, "--no-ray")
+    assert code == 2 and "loop.n_real: the loop draws 6000 real samples" in err and not out.exists()
