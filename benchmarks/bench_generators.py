@@ -68,9 +68,11 @@ def bare_ddpm(gen, x, y, steps):
 
 
 def bare_gan(gen, x, y, steps):
-    """Non-saturating (or WGAN-GP) DCGAN steps with the plugin's G, D, Adam settings and EMA."""
+    """Non-saturating (or WGAN-GP) DCGAN steps with the plugin's G, D, Adam settings and EMA;
+    class-conditional (projection discriminator) when the plugin is."""
     p, dev = gen.p, gen.torch_device
     G, D = gen.G, gen.D
+    classes = getattr(gen, "classes", None)
     opt_G = torch.optim.Adam(G.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
     opt_D = torch.optim.Adam(D.parameters(), lr=p.lr, betas=(p.beta1, p.beta2))
     n, b = len(x), min(p.batch_size, len(x))
@@ -78,25 +80,31 @@ def bare_gan(gen, x, y, steps):
     amp = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=p.amp and dev.type == "cuda")
     for _ in range(steps):
         for _ in range(p.n_critic):
-            real = x[torch.randint(0, n, (b,), device=dev)]
+            index = torch.randint(0, n, (b,), device=dev)
+            real, labels = x[index], (y[index] if classes else None)
             z = torch.randn(b, p.latent_dim, device=dev)
             with torch.autocast(**amp):
                 with torch.no_grad():
-                    fake = G(z)
-                d_real, d_fake = D(real), D(fake)
+                    fake = G(z, labels)
+                d_real, d_fake = D(real, labels), D(fake, labels)
                 loss_D = (F.softplus(-d_real).mean() + F.softplus(d_fake).mean() if p.objective == "gan"
                           else d_fake.mean() - d_real.mean())
             if p.objective == "wgan-gp" and p.gp_weight > 0:
                 alpha = torch.rand(b, 1, 1, 1, device=dev)
                 mix = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
-                (grad,) = torch.autograd.grad(D(mix).sum(), mix, create_graph=True)
+                (grad,) = torch.autograd.grad(D(mix, labels).sum(), mix, create_graph=True)
                 loss_D = loss_D + p.gp_weight * ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+            if p.objective == "gan" and p.r1 > 0:
+                real_ = real.detach().requires_grad_(True)
+                (grad,) = torch.autograd.grad(D(real_, labels).sum(), real_, create_graph=True)
+                loss_D = loss_D + p.r1 / 2 * grad.flatten(1).pow(2).sum(1).mean()
             opt_D.zero_grad(set_to_none=True)
             loss_D.backward()
             opt_D.step()
         z = torch.randn(b, p.latent_dim, device=dev)
+        labels = torch.randint(0, classes, (b,), device=dev) if classes else None
         with torch.autocast(**amp):
-            d_gen = D(G(z))
+            d_gen = D(G(z, labels), labels)
             loss_G = F.softplus(-d_gen).mean() if p.objective == "gan" else -d_gen.mean()
         opt_G.zero_grad(set_to_none=True)
         loss_G.backward()
@@ -126,19 +134,24 @@ def bare_flow(gen, x, y, steps):
 BARE = {"ddpm": bare_ddpm, "gan": bare_gan, "flow": bare_flow}
 
 
-def step_params(name: str, steps: int, batch_size: int, n_train: int) -> dict:
-    """Hyper-parameters that make ``fit`` run exactly ``steps`` optimizer steps of ``batch_size``."""
-    if name == "flow":  # epoch-based: one epoch of n_train // batch_size steps
-        return {"epochs": 1, "batch_size": batch_size}
-    return {"steps": steps, "batch_size": batch_size}
+def fit_plan(name: str, steps: int, batch_size: int, n_train: int) -> tuple[dict, int]:
+    """Hyper-parameters that make ``fit`` run a known number of optimizer steps, and that number.
+
+    Step-based plugins run ``steps`` exactly; flow is epoch-based (``n_train // batch_size``
+    steps per epoch), so it runs whole epochs, at least ``steps`` in all.
+    """
+    if name == "flow":
+        per_epoch = max(1, n_train // batch_size)
+        epochs = -(-steps // per_epoch)
+        return {"epochs": epochs, "batch_size": batch_size}, epochs * per_epoch
+    return {"steps": steps, "batch_size": batch_size}, steps
 
 
 def bench_one(name, cls, dataset, args, device):
-    n_train = args.steps * args.batch_size if name == "flow" else args.n_train
-    data = dataset.draw(n_train, seed=0)
-    extra = step_params(name, args.steps, args.batch_size, n_train)
+    data = dataset.draw(args.n_train, seed=0)
+    extra, steps = fit_plan(name, args.steps, args.batch_size, args.n_train)
     params = cls.Params(preset=args.preset, **extra, **json.loads(args.params.get(name, "{}")))
-    images_per_fit = args.steps * args.batch_size
+    images_per_fit = steps * args.batch_size
 
     def make():
         return cls(params, data_shape=dataset.shape, num_classes=dataset.num_classes, device=device)
@@ -161,7 +174,7 @@ def bench_one(name, cls, dataset, args, device):
         torch.manual_seed(seed)
         _sync(dev)
         start = time.perf_counter()
-        BARE[name](gen, x, y, args.steps)
+        BARE[name](gen, x, y, steps)
         _sync(dev)
         return time.perf_counter() - start
 
@@ -179,7 +192,7 @@ def bench_one(name, cls, dataset, args, device):
             t_madlab.append(dt)
     fit_s, bare_s = statistics.median(t_madlab), statistics.median(t_bare)
     row = {"generator": name, "preset": args.preset, "device": str(gen.torch_device),
-           "steps": args.steps, "batch_size": args.batch_size,
+           "steps": steps, "batch_size": args.batch_size,
            "train_img_s_madlab": images_per_fit / fit_s, "train_img_s_bare": images_per_fit / bare_s,
            "overhead": fit_s / bare_s - 1}
     biases = [1.0, 0.8] if name == "ddpm" else [1.0]
@@ -212,7 +225,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
 
     from madlab.datasets import get_dataset_class
-    from madlab.errors import ConfigError
+    from madlab.errors import ConfigError, RunFailed
     from madlab.registry import generator_names, get_generator_class
 
     dataset_cls = get_dataset_class("mnist5k")
@@ -227,7 +240,11 @@ def main(argv=None) -> int:
         except (ConfigError, ImportError) as err:
             print(f"# {name}: cannot be imported ({err}), skipped", file=sys.stderr)
             continue
-        row = bench_one(name, cls, dataset, args, args.device)
+        try:
+            row = bench_one(name, cls, dataset, args, args.device)
+        except RunFailed as err:  # a diverged fit says nothing about throughput, but is worth knowing
+            print(f"# {name}: a timed fit failed ({err}), skipped", file=sys.stderr)
+            continue
         rows.append(row)
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
 
