@@ -194,3 +194,28 @@ def test_conditional_model_fitted_without_labels_samples_the_null_class(tmp_path
     h.load_state_dict(g.state_dict())
     with pytest.warns(UserWarning, match="no effect"):
         np.testing.assert_array_equal(h.sample(4, bias=0.5, seed=0).x, s.x)
+
+
+def _check_quality():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "check_quality.py"
+    spec = importlib.util.spec_from_file_location("check_quality", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_cpu_preset_learns_mnist5k_digits():
+    """Issue 4's bar: LeNet-FID <= noise-FID / 5 and every digit >= 3 % (measured: 0.14, 6.4 %)."""
+    result = _check_quality().image_check("ddpm", {"preset": "cpu"}, n_train=2000, n_eval=1000, seed=0)
+    assert result["fid_ratio"] <= 0.2, result
+    assert result["min_digit_share"] >= 0.03, result
+
+
+@pytest.mark.slow
+def test_cpu_preset_covers_gmm25_modes():
+    result = _check_quality().vector_check("ddpm", {"preset": "cpu"}, n_train=1000, n_eval=2000, seed=0)
+    assert result["modes@1.0"] >= 20, result
