@@ -81,6 +81,7 @@ class DDPMGenerator(TorchGenerator):
     """Class-conditional DDPM (diffusers UNet / MLP); λ = 1/(1+w) classifier-free guidance."""
 
     name = "ddpm"
+    min_bias_exclusive = 0.0  # λ = 0 is infinite guidance: refused at config time
     data_kinds = frozenset({"vector", "image"})
     min_fit_samples = 2
 

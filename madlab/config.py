@@ -349,6 +349,9 @@ def validate_run(config: dict, context: str = "") -> RunConfig:
         raise ConfigError(f"generator.name: {generator_cls.name!r} does not handle {dataset_cls.kind} data "
                           f"(dataset {dataset_cls.name!r}){where}")
     _check_sizes(run, generator_cls.min_train_size(gen_params), generator_cls.name, where)
+    floor = generator_cls.min_bias_exclusive
+    if floor is not None and run.loop.bias <= floor:
+        raise ConfigError(f"loop.bias: generator {generator_cls.name!r} needs λ > {floor:g}, got {run.loop.bias:g}{where}")
     del ds_params
     return run
 

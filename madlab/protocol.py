@@ -73,6 +73,9 @@ class Generator(ABC):
         """
         return None
 
+    #: sampling biases this family cannot realise (e.g. λ = 0 is infinite guidance for diffusion)
+    min_bias_exclusive: ClassVar[float | None] = None
+
     @classmethod
     def min_train_size(cls, params: Params) -> int:
         """Fewest training samples these hyper-parameters can be fitted on (config check)."""

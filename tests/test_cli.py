@@ -69,6 +69,8 @@ BAD = [
     ("no real data", {"loop": {"n_real": 0}}, "loop.n_real:"),
     ("fresh-real without real", {"loop": {"scheme": "fresh-real", "n_initial": 10, "n_real": 0}}, "loop.n_real:"),
     ("unknown generator", {"generator": {"name": "vae"}}, "generator.name: unknown generator 'vae'"),
+    ("diffusion at infinite guidance", {"generator": {"name": "ddpm", "preset": "cpu"}, "loop": {"bias": 0.0}},
+     "loop.bias: generator 'ddpm' needs λ > 0"),
     ("unknown dataset", {"dataset": {"name": "cifar"}}, "dataset.name: unknown dataset 'cifar'"),
     ("bad dataset param", {"dataset": {"name": "gaussian", "dim": 0}}, "dataset.dim:"),
     ("unknown generator param", {"generator": {"name": "gaussian", "rank": 3}}, "generator.rank: unknown key"),
