@@ -38,7 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_args(validate)
 
     report = sub.add_parser("report", help="draw the figures of a results folder")
-    report.add_argument("dir")
+    report.add_argument("dir", help="results folder, or an object-store URI (s3://..., gs://...)")
+    report.add_argument("--local", help="for a URI: local folder to mirror the inputs into "
+                                        "(default: $MADLAB_CACHE/reports/...)")
 
     sub.add_parser("generators", help="list installed generator plugins")
     return parser
@@ -60,9 +62,14 @@ def _dispatch(args, argv) -> int:
     if args.command == "report":
         from madlab.report import make_report
 
-        paths = make_report(args.dir)
-        print(f"wrote {len(paths)} files to {args.dir}/figures (index: {args.dir}/figures/index.html)")
+        paths = make_report(args.dir, local_dir=args.local)
+        print(f"wrote {len(paths)} files to {args.dir.rstrip('/')}/figures (index: {paths[-1]})")
         return 0
+
+    from madlab.theory import is_ess_spec
+
+    if is_ess_spec(args.config or ""):
+        return _ess(args, argv)
 
     from madlab.config import load_spec
 
@@ -84,6 +91,26 @@ def _dispatch(args, argv) -> int:
     print(f"[madlab] table: {summary.table}")
     print(f"[madlab] figures: madlab report {summary.out_dir}")
     return EXIT_RUNS_FAILED if summary.failed else 0
+
+
+def _ess(args, argv) -> int:
+    """A spec with a top-level ``ess`` mapping is a Monte-Carlo study of the Gaussian fresh-real
+    loop (MAD Figs. 11/12), not a loop: validate/run it with madlab.theory."""
+    from madlab import theory
+
+    if args.command == "validate":
+        study = theory.validate_ess_spec(args.config, args.preset, args.overrides)
+        cells = len(study.fig11_bias) * len(study.fig11_n_real) * len(study.fig11_n_synthetic) \
+            + len(study.fig12_bias) * len(study.fig12_n_synthetic)
+        print(f"ok: {args.config}: effective-sample-size study, {cells} cell(s) x {study.reps} repetitions")
+        return 0
+    if getattr(args, "address", None):
+        print("[madlab] note: an ess study runs in this process (vectorised numpy); --address is ignored",
+              file=sys.stderr)
+    out = theory.run_ess_spec(args.config, args.preset, args.overrides, args.out,
+                              command="madlab " + shlex.join(argv))
+    print(f"[madlab] figures: madlab report {out}")
+    return 0
 
 
 def _generators() -> int:

@@ -28,7 +28,12 @@ def get_generator_class(name: str) -> type[Generator]:
     if name not in eps:
         known = ", ".join(sorted(eps)) or "none installed"
         raise ConfigError(f"generator.name: unknown generator {name!r} (known: {known})")
-    cls = eps[name].load()
+    try:
+        cls = eps[name].load()
+    except Exception as exc:  # a plugin whose module or dependencies are broken: a config error, not a crash
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise ConfigError(f"generator.name: plugin {name!r} ({eps[name].value}) cannot be loaded: "
+                          f"{type(exc).__name__}: {first}") from exc
     if not (isinstance(cls, type) and issubclass(cls, Generator)):
         raise ConfigError(f"generator.name: plugin {name!r} ({eps[name].value}) is not a madlab.protocol.Generator")
     return cls

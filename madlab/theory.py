@@ -27,9 +27,11 @@ times 1/(1-p), p = n_s/(n_r+n_s)) and averaging W2 over the remaining generation
 repetitions (the chain is ergodic). W2 to N(0, I) needs only the eigenvalues of Σ:
 W2^2 = |mu|^2 + sum_i (sqrt(σ_i) - 1)^2.
 
-Command line (the Fig. 11/12 grids; a loop spec cannot express them, see loops/fig11_12_ess.yaml)::
+Command line (the Fig. 11/12 grids; a loop spec cannot express them, see loops/fig11_12_ess.yaml).
+`madlab run`/`madlab validate` dispatch any spec with a top-level ``ess`` mapping here::
 
-    python -m madlab.theory ess loops/fig11_12_ess.yaml --preset cpu --out results/fig11_12
+    madlab run loops/fig11_12_ess.yaml --preset cpu --out results/fig11_12_ess
+    python -m madlab.theory ess loops/fig11_12_ess.yaml --preset cpu --out results/fig11_12_ess  # same
 """
 from __future__ import annotations
 
@@ -354,6 +356,9 @@ def n_e_mean_only(n_real, n_synthetic):
 # ----------------------------------------------------------------------------- command line
 
 
+ESS_TOP_LEVEL = ("name", "ess", "presets", "out")
+
+
 def _load_study(path: str, preset: str | None, overrides: list[str]) -> tuple[EssStudy, dict]:
     import yaml
 
@@ -365,6 +370,11 @@ def _load_study(path: str, preset: str | None, overrides: list[str]) -> tuple[Es
     raw = yaml.safe_load(p.read_text()) or {}
     if not isinstance(raw, dict) or "ess" not in raw:
         raise ConfigError(f"{path}: an effective-sample-size spec needs a top-level 'ess' mapping")
+    unknown = [k for k in raw if k not in ESS_TOP_LEVEL]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown top-level key of an ess spec (allowed: {', '.join(ESS_TOP_LEVEL)})")
+    if not isinstance(raw["ess"] or {}, dict):
+        raise ConfigError("ess: must be a mapping of study settings")
     settings = dict(raw["ess"] or {})
     presets = raw.get("presets") or {}
     if preset is not None:
@@ -377,38 +387,65 @@ def _load_study(path: str, preset: str | None, overrides: list[str]) -> tuple[Es
     return EssStudy.from_mapping(settings, where="ess."), raw
 
 
+def is_ess_spec(path: str) -> bool:
+    """True when ``path`` is a YAML mapping with a top-level ``ess`` key (an ESS study, not a loop)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError, UnicodeDecodeError):
+        return False  # the loop-spec loader reports the problem with its own message
+    return isinstance(raw, dict) and "ess" in raw
+
+
+def validate_ess_spec(path: str, preset: str | None = None, overrides: list[str] | None = None) -> EssStudy:
+    study, _ = _load_study(path, preset, list(overrides or []))
+    return study
+
+
+def run_ess_spec(path: str, preset: str | None = None, overrides: list[str] | None = None,
+                 out: str | None = None, command: str | None = None, log=None) -> Path:
+    """Run an ESS study and write ``ess.parquet``, ``ess_curve.parquet`` and ``run.json`` to ``out``
+    (default: the spec's ``out``, else ``results/<name>``). Nothing is written if the spec is bad."""
+    study, raw = _load_study(path, preset, list(overrides or []))
+    out_dir = Path(out or raw.get("out") or Path("results") / str(raw.get("name", "fig11_12_ess")))
+    frame, curve, seconds = run_ess_study(study, log=log or (lambda m: print(m, file=sys.stderr, flush=True)))
+    from madlab import __version__
+    from madlab.storage import atomic_write_json, atomic_write_table
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame["seconds_total"] = seconds
+    atomic_write_table(out_dir / ESS_TABLE, frame)
+    atomic_write_table(out_dir / "ess_curve.parquet", curve)
+    atomic_write_json(out_dir / "run.json", {
+        "spec": path, "name": raw.get("name", "fig11_12_ess"), "preset": preset,
+        "command": command or f"madlab run {path}" + (f" --preset {preset}" if preset else ""),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "madlab_version": __version__,
+        "kind": "ess-monte-carlo", "settings": asdict(study), "seconds": round(seconds, 1),
+        "method": "exact mean/Wishart sampling of each generation's fit, all cells x reps vectorised in numpy; "
+                  "limit = W2 averaged after burn-in; n_e by inverting the plain-estimator curve"})
+    print(f"wrote {out_dir / ESS_TABLE} ({len(frame)} cells) in {seconds:.1f}s")
+    return out_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m madlab.theory",
-                                     description="Gaussian loop theory (MAD Figs. 11/12 Monte Carlo)")
+                                     description="Gaussian loop theory (MAD Figs. 11/12 Monte Carlo); "
+                                                 "`madlab run SPEC` does the same for a spec with an 'ess' mapping")
     sub = parser.add_subparsers(dest="command", required=True)
     ess = sub.add_parser("ess", help="effective-sample-size grids of the Gaussian fresh-real loop")
     ess.add_argument("spec", help="YAML with an 'ess' mapping (e.g. loops/fig11_12_ess.yaml)")
     ess.add_argument("--preset", default=None, help="named preset of the spec, e.g. cpu")
     ess.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    ess.add_argument("--out", required=True, help="results folder (gets ess.parquet, ess_curve.parquet, run.json)")
+    ess.add_argument("--out", default=None, help="results folder (gets ess.parquet, ess_curve.parquet, run.json); "
+                                                 "default: the spec's out, else results/<name>")
     args = parser.parse_args(argv)
+    command = " ".join(["python", "-m", "madlab.theory"] + (argv if argv is not None else sys.argv[1:]))
     try:
-        study, raw = _load_study(args.spec, args.preset, args.overrides)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        frame, curve, seconds = run_ess_study(study, log=lambda m: print(m, file=sys.stderr, flush=True))
+        run_ess_spec(args.spec, args.preset, args.overrides, args.out, command=command)
     except MadlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from madlab import __version__
-    from madlab.storage import atomic_write_json, atomic_write_table
-
-    frame["seconds_total"] = seconds
-    atomic_write_table(out / ESS_TABLE, frame)
-    atomic_write_table(out / "ess_curve.parquet", curve)
-    atomic_write_json(out / "run.json", {
-        "spec": args.spec, "name": raw.get("name", "fig11_12_ess"), "preset": args.preset,
-        "command": " ".join(["python", "-m", "madlab.theory"] + (argv if argv is not None else sys.argv[1:])),
-        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "madlab_version": __version__,
-        "kind": "ess-monte-carlo", "settings": asdict(study), "seconds": round(seconds, 1),
-        "method": "exact mean/Wishart sampling of each generation's fit, all cells x reps vectorised in numpy; "
-                  "limit = W2 averaged after burn-in; n_e by inverting the plain-estimator curve"})
-    print(f"wrote {out / ESS_TABLE} ({len(frame)} cells) in {seconds:.1f}s")
     return 0
 
 

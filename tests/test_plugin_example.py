@@ -71,3 +71,34 @@ def test_plugin_bias_shrinks_the_kernel(installed_plugin):
     # λ = 0 returns training points exactly
     assert np.isin(none.x[:, 0], train.x[:, 0].astype(np.float64)).all()
 
+
+
+@pytest.fixture
+def broken_plugin(tmp_path, monkeypatch):
+    """A plugin whose module imports a dependency that is not installed."""
+    dist = tmp_path / "madlab_broken-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: madlab-broken\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[madlab.generators]\nbroken = madlab_broken_plugin:Gen\n")
+    (tmp_path / "madlab_broken_plugin.py").write_text("import no_such_dependency_for_madlab\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry._entry_points.cache_clear()
+    yield
+    registry._entry_points.cache_clear()
+    sys.modules.pop("madlab_broken_plugin", None)
+
+
+def test_broken_plugin_is_a_one_line_config_error(broken_plugin, write_spec, cli, tmp_path):
+    spec = write_spec({"name": "uses-broken", "dataset": {"name": "gaussian", "dim": 2},
+                       "generator": {"name": "broken"},
+                       "loop": {"scheme": "fully-synthetic", "generations": 2, "n_real": 50, "n_synthetic": 50}})
+    code, _, err = cli("run", spec, "--out", tmp_path / "res", "--no-ray")
+    assert code == 2
+    assert err.strip().splitlines() == [
+        "madlab: error: generator.name: plugin 'broken' (madlab_broken_plugin:Gen) cannot be loaded: "
+        "ModuleNotFoundError: No module named 'no_such_dependency_for_madlab'"]
+    assert not (tmp_path / "res").exists()
+    # the other plugins are still listed, the broken one is marked
+    code, out, _ = cli("generators")
+    assert code == 0
+    assert "gaussian" in out and "broken" in out and "cannot load" in out

@@ -146,6 +146,36 @@ def test_not_a_results_folder(tmp_path, make):
     assert not (folder / "figures").exists()
 
 
+def test_report_on_an_object_store_folder(tmp_path, cli):
+    """Results left on an object store by a cluster: `madlab report URI` draws them and puts the
+    figures next to them; checkpoints are not downloaded."""
+    import uuid
+
+    import fsspec
+
+    folder = write_folder(tmp_path / "res")
+    (folder / "runs" / "bias=1.0-seed0" / "gen-0001" / "state.safetensors").write_bytes(b"weights")
+    fs = fsspec.filesystem("memory")
+    root = f"/bucket-{uuid.uuid4().hex[:8]}/res"
+    fs.put(str(folder), root, recursive=True)
+    uri = f"memory://{root}"
+    mirror = tmp_path / "mirror"
+    code, out, err = cli("report", uri, "--local", mirror)
+    assert code == 0, err
+    names = sorted(p.rsplit("/", 1)[-1] for p in fs.glob(root + "/figures/*"))
+    assert names == figure_names(str(p) for p in (mirror / "figures").iterdir())
+    assert {"toy_metrics.png", "toy_metrics.pdf", "index.html"} <= set(names)
+    assert fs.cat_file(root + "/figures/toy_metrics.png").startswith(PNG_MAGIC)
+    assert "memory://" in out and "index.html" in out
+    assert not list(mirror.rglob("state.safetensors"))
+
+    fs.rm(root + "/runs/bias=0.8-seed1", recursive=True)  # the table still has it; samples gone
+    assert make_report(uri, local_dir=str(mirror))[-1].endswith("/figures/index.html")
+
+    with pytest.raises(MadlabError, match="not a madlab results folder"):
+        make_report(f"memory:///bucket-{uuid.uuid4().hex[:8]}/nothing", local_dir=str(tmp_path / "m2"))
+
+
 def test_ess_folder_draws_heat_maps(tmp_path):
     from madlab import theory
 

@@ -131,3 +131,42 @@ def test_command_line_rejects_unknown_key(tmp_path, capsys):
     spec.write_text("ess: {dims: 2}\n")
     assert theory.main(["ess", str(spec), "--out", str(tmp_path / "o")]) == 2
     assert "ess.dims: unknown key" in capsys.readouterr().err
+
+
+TINY_ESS = ("name: tiny_ess\ness: {dim: 2, reps: 10, curve_reps: 500,"
+            " fig11_bias: [1.0], fig11_n_real: [100], fig11_n_synthetic: [100, 300],"
+            " fig12_n_real: 100, fig12_bias: [0.9], fig12_n_synthetic: [100]}\n")
+
+
+def test_madlab_run_and_validate_dispatch_an_ess_spec(tmp_path, cli):
+    spec = tmp_path / "ess.yaml"
+    spec.write_text(TINY_ESS)
+    code, out, err = cli("validate", spec)
+    assert code == 0, err
+    assert "effective-sample-size study, 3 cell(s)" in out
+    code, out, err = cli("run", spec, "--out", tmp_path / "res", "--set", "seed=1")
+    assert code == 0, err
+    table = pd.read_parquet(tmp_path / "res" / "ess.parquet")
+    assert len(table) == 3 and table["n_e"].gt(0).all()
+    assert "madlab report" in out
+
+
+def test_madlab_run_rejects_a_bad_ess_spec_without_writing(tmp_path, cli):
+    spec = tmp_path / "ess.yaml"
+    spec.write_text(TINY_ESS + "sweep: {seed: [1, 2]}\n")
+    code, out, err = cli("run", spec, "--out", tmp_path / "res")
+    assert code == 2
+    assert err.strip().endswith("sweep: unknown top-level key of an ess spec (allowed: name, ess, presets, out)")
+    assert not (tmp_path / "res").exists()
+    spec.write_text(TINY_ESS.replace("fig12_bias: [0.9]", "fig12_bias: [1.5]"))
+    code, _, err = cli("validate", spec)
+    assert code == 2 and "λ must be in (0, 1]" in err and len(err.strip().splitlines()) == 1
+
+
+def test_shipped_ess_spec_validates(cli):
+    from pathlib import Path
+
+    spec = Path(__file__).resolve().parents[1] / "loops" / "fig11_12_ess.yaml"
+    code, out, err = cli("validate", spec, "--preset", "cpu")
+    assert code == 0, err
+    assert "400 cell(s) x 400 repetitions" in out  # 3 λ x 10 x 10 + 10 λ x 10 n_s; cpu preset reps

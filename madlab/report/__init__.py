@@ -33,11 +33,63 @@ class Panel:
     missing: str | None = None          # why it could not be drawn
 
 
-def make_report(results_dir: str) -> list[str]:
+#: what the report reads from a results location (never checkpoints or feature caches)
+REPORT_INPUTS = ("metrics.parquet", "ess.parquet", "ess_curve.parquet", "run.json", "spec.yaml",
+                 "runs/*/config.json", "runs/*/FAILED", "runs/*/gen-*/DONE", "runs/*/gen-*/samples.npz")
+#: files that never change once written (a generation is immutable after its DONE marker)
+_IMMUTABLE = ("config.json", "DONE", "samples.npz")
+
+
+def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
     """Draw every panel of a results folder; returns the paths written (PNGs, PDFs, index.html).
 
-    Raises MadlabError (one line) when ``results_dir`` is not a results folder.
+    ``results_dir`` may be an object-store URI (``s3://…``, ``gs://…``, anything fsspec reads):
+    the report's inputs (tables, run records, samples; not checkpoints) are mirrored into
+    ``local_dir`` (default ``$MADLAB_CACHE/reports/<location>``), drawn there, and the figures
+    are uploaded to ``results_dir/figures``. Raises MadlabError (one line) when ``results_dir``
+    is not a results folder.
     """
+    from madlab.storage import Location
+
+    location = Location(results_dir)
+    if not location.local:
+        return _report_remote(location, local_dir)
+    return _report_local(results_dir)
+
+
+def _report_remote(location, local_dir: str | None) -> list[str]:
+    import os
+    import re
+
+    from madlab.errors import MadlabError
+    from madlab.storage import atomic_write_bytes
+
+    if not any(location.exists(name) for name in ("metrics.parquet", "ess.parquet", "run.json")):
+        raise MadlabError(f"{location.uri}: not a madlab results folder (no metrics.parquet, ess.parquet or run.json)")
+    if local_dir is None:
+        base = Path(os.environ.get("MADLAB_CACHE", Path.home() / ".cache" / "madlab")) / "reports"
+        local_dir = base / re.sub(r"[^A-Za-z0-9._-]+", "_", location.uri).strip("_")
+    mirror = Path(local_dir)
+    wanted = {rel for pattern in REPORT_INPUTS for rel in location.glob(pattern)}
+    for rel in sorted(wanted):
+        target = mirror / rel
+        if target.is_file() and target.name in _IMMUTABLE:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(target, location.read_bytes(rel))
+    for stale in (mirror / "runs").glob("*/FAILED") if (mirror / "runs").is_dir() else []:
+        if str(stale.relative_to(mirror)) not in wanted:  # the run was retried since
+            stale.unlink()
+    written = _report_local(str(mirror))
+    uploads = {}
+    for path in written:
+        rel = str(Path(path).relative_to(mirror))
+        uploads[rel] = Path(path).read_bytes()
+    location.write_many(uploads)
+    return [location.join(rel) for rel in uploads]
+
+
+def _report_local(results_dir: str) -> list[str]:
     results = open_results(results_dir)
     figure = lookup(results.name)
     out_dir = results.dir / "figures"

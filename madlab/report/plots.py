@@ -424,7 +424,7 @@ def ess_panels(results: Results):
     plt = _pyplot()
     ess = results.ess
     if ess is None or ess.empty:
-        raise Missing("no ess.parquet (run python -m madlab.theory ess)")
+        raise Missing("no ess.parquet (run madlab run loops/fig11_12_ess.yaml)")
     out = {}
     f11 = ess[ess["figure"] == "fig11"]
     if not f11.empty:

@@ -2,7 +2,7 @@
 
 Everything here reads; nothing writes. A folder is usable when it has the tidy table
 (``metrics.parquet``, written by ``madlab run``) or an effective-sample-size table
-(``ess.parquet``, written by ``python -m madlab.theory ess``). Paths recorded in ``run.json``
+(``ess.parquet``, written by ``madlab run`` on an ess spec). Paths recorded in ``run.json``
 are never followed (they may name another machine); runs and generations are found by
 listing ``runs/`` and trusting only generation folders that hold a ``DONE`` record.
 """
