@@ -122,10 +122,45 @@ def machine_parallelism(cores: int, n: int = 20_000_000) -> float:
     return serial / parallel
 
 
+def _torch_work(steps: int) -> float:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(2, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                                torch.nn.Linear(64, 2))
+    opt = torch.optim.Adam(model.parameters(), 1e-3)
+    x = torch.randn(256, 2)
+    for _ in range(steps):
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return 0.0
+
+
+def torch_parallelism(cores: int, steps: int = 4000) -> float:
+    """The same ceiling for small single-threaded torch training loops (what the runs do)."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(cores) as pool:
+        pool.map(_torch_work, [10] * cores)  # import torch outside the timing
+        start = time.perf_counter()
+        pool.map(_torch_work, [steps] * cores, chunksize=1)
+        parallel = time.perf_counter() - start
+        start = time.perf_counter()
+        for _ in range(cores):
+            pool.apply(_torch_work, (steps,))
+        serial = time.perf_counter() - start
+    return serial / parallel
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=8)
-    parser.add_argument("--epochs", type=int, default=60, help="flow training epochs (sets the run length)")
+    parser.add_argument("--epochs", type=int, default=200,
+                        help="flow training epochs (sets the run length; 200 ~ 4 s generations here)")
     parser.add_argument("--image-runs", type=int, default=2)
     parser.add_argument("--image-epochs", type=int, default=5)
     parser.add_argument("--skip-image", action="store_true")
@@ -149,6 +184,7 @@ def main():
             ray.shutdown()
         return
     ceiling_before = machine_parallelism(cores)
+    torch_before = torch_parallelism(cores)
     with tempfile.TemporaryDirectory() as tmp:
         t_seq, seq = sweep(flow_spec(args.runs, args.epochs), f"{tmp}/seq", use_ray=False)
         start = time.perf_counter()
@@ -157,21 +193,25 @@ def main():
         t_ray, summary = sweep(flow_spec(args.runs, args.epochs), f"{tmp}/ray", use_ray=True)
         load_after = os.getloadavg()
         ceiling_after = machine_parallelism(cores)
+        torch_after = torch_parallelism(cores)
         print(f"{args.runs} CPU-bound runs (flow on rosenbrock, 2 generations, 1 thread each), {cores} cores")
         print(f"  load average (1/5/15 min) before {load_before[0]:.1f}/{load_before[1]:.1f}/{load_before[2]:.1f}"
               f"  after {load_after[0]:.1f}/{load_after[1]:.1f}/{load_after[2]:.1f}"
               f"  (other processes; {cores:.0f} = machine fully busy)")
         print(f"  bare {cores}-process speed-up on this machine now: x{ceiling_before:.2f} before, "
               f"x{ceiling_after:.2f} after (the ceiling under this load)")
+        print(f"  bare {cores}-process speed-up of small torch training loops: x{torch_before:.2f} before, "
+              f"x{torch_after:.2f} after (the ceiling for this kind of work)")
         seq_gen = sum(o.compute for o in seq.outcomes) / sum(o.generations_run for o in seq.outcomes)
         ray_gen = sum(o.compute for o in summary.outcomes) / sum(o.generations_run for o in summary.outcomes)
         print(f"  one after another, one process  {t_seq:7.1f} s   ({seq_gen:.2f} s/generation of fit+sample+metrics)")
         print(f"  Ray runner, {cores} workers         {t_ray:7.1f} s   speed-up x{t_seq / t_ray:.2f} "
               f"(goal >= 1.70; ideal x{cores})   [ray.init {t_init:.1f} s, not counted]")
         print(f"  ({ray_gen:.2f} s/generation in the workers; parallel efficiency vs the bare ceiling "
-              f"{t_seq / t_ray / max(ceiling_before, ceiling_after):.0%})")
+              f"{t_seq / t_ray / max(ceiling_before, ceiling_after):.0%}, vs the torch ceiling "
+              f"{t_seq / t_ray / max(torch_before, torch_after):.0%})")
         print("scheduling overhead per generation (time not in fit/sample/metrics)")
-        overhead("flow (tiny: 1 s generations)", t_ray, cores, summary)
+        overhead(f"flow ({seq_gen:.0f} s generations)", t_ray, cores, summary)
         if not args.skip_image:
             t_img, summary = sweep(ddpm_spec(args.image_runs, args.image_epochs), f"{tmp}/ddpm", use_ray=True)
             overhead(f"ddpm mnist5k (image, {args.image_runs} runs)", t_img, min(cores, args.image_runs), summary)
