@@ -105,21 +105,26 @@ def _spin_work(n: int) -> int:
     return x
 
 
-def machine_parallelism(cores: int, n: int = 20_000_000) -> float:
-    """Speed-up that bare processes get right now: the ceiling for any runner under this load."""
+def _pool_speedup(cores: int, work, arg, warm) -> float:
+    """Serial / parallel time of ``cores`` copies of ``work(arg)`` in bare spawned processes."""
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
     with ctx.Pool(cores) as pool:
-        pool.map(_spin, [0.1] * cores)  # start the processes outside the timing
+        pool.map(*warm)  # start the processes (and their imports) outside the timing
         start = time.perf_counter()
-        pool.map(_spin_work, [n] * cores, chunksize=1)
+        pool.map(work, [arg] * cores, chunksize=1)
         parallel = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(cores):
-            pool.apply(_spin_work, (n,))
+            pool.apply(work, (arg,))
         serial = time.perf_counter() - start
     return serial / parallel
+
+
+def machine_parallelism(cores: int, n: int = 20_000_000) -> float:
+    """Speed-up that bare processes get right now: the ceiling for any runner under this load."""
+    return _pool_speedup(cores, _spin_work, n, (_spin, [0.1] * cores))
 
 
 def _torch_work(steps: int) -> float:
@@ -141,19 +146,7 @@ def _torch_work(steps: int) -> float:
 
 def torch_parallelism(cores: int, steps: int = 4000) -> float:
     """The same ceiling for small single-threaded torch training loops (what the runs do)."""
-    import multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    with ctx.Pool(cores) as pool:
-        pool.map(_torch_work, [10] * cores)  # import torch outside the timing
-        start = time.perf_counter()
-        pool.map(_torch_work, [steps] * cores, chunksize=1)
-        parallel = time.perf_counter() - start
-        start = time.perf_counter()
-        for _ in range(cores):
-            pool.apply(_torch_work, (steps,))
-        serial = time.perf_counter() - start
-    return serial / parallel
+    return _pool_speedup(cores, _torch_work, steps, (_torch_work, [10] * cores))
 
 
 def main():
