@@ -119,6 +119,40 @@ def test_report_on_images_draws_grids_and_tsne(tmp_path):
     assert "lenet-mnist abc123" in html  # the metric extractor and its hash
 
 
+@pytest.mark.parametrize("biases", [(1.0,), (1.0, 0.8)])
+def test_sweep_mixing_image_and_2d_runs_draws_each_kind_its_way(tmp_path, biases):
+    """The quickstart sweeps a `model` axis over 2-D and MNIST runs. With λ swept, `model` makes
+    one slice per model; without, `model` is the colour and one slice holds both kinds: either
+    way the image runs get a sample grid and the 2-D runs a scatter, in whatever order."""
+    import shutil
+
+    images = write_folder(tmp_path / "a", name="mix", image=True, biases=biases, seeds=(0,), generations=2,
+                          metrics=("fid", "precision"))
+    points = write_folder(tmp_path / "b", name="mix", biases=biases, seeds=(1,), generations=2,
+                          metrics=("w2", "precision"))
+    tables = []
+    for folder, model in ((images, "gan-mnist5k"), (points, "gan-gmm25")):
+        table = pd.read_parquet(folder / "metrics.parquet")
+        table["run_id"] = model + "-" + table["run_id"]
+        table["model"] = model
+        tables.append(table)
+        for run in (folder / "runs").iterdir():
+            record = json.loads((run / "config.json").read_text())
+            record["swept"]["model"] = model
+            (run / "config.json").write_text(json.dumps(record))
+            shutil.move(str(run), str(images / "runs" / f"{model}-{run.name}"))
+    pd.concat(tables, ignore_index=True).to_parquet(images / "metrics.parquet", index=False)
+    names = set(figure_names(make_report(str(images))))
+    if len(biases) == 2:
+        expected = {"mix_samples_model_gan-mnist5k.png", "mix_samples_model_gan-gmm25.png",
+                    "mix_tsne_model_gan-mnist5k.png"}
+        assert "mix_tsne_model_gan-gmm25.png" not in names
+    else:
+        expected = {"mix_samples.png", "mix_points.png"}
+    assert expected <= names, names
+    assert "Missing figures" not in (images / "figures" / "index.html").read_text()
+
+
 def test_partial_folder_with_failed_run(tmp_path):
     folder = write_folder(tmp_path / "res", missing_gens=1, failed="RunFailed: NaN loss at step 3")
     (folder / "runs" / "bias=1.0-seed0" / "gen-0009").mkdir()  # a generation still being written

@@ -103,7 +103,7 @@ def _report_local(results_dir: str) -> list[str]:
 
 
 #: sweep slices (combinations of axes beyond colour and line style) drawn as separate figures
-MAX_SLICES = 6
+MAX_SLICES = 12
 
 
 def _slices(results: Results, hue: str) -> tuple[list[Results], list[str]]:
@@ -133,8 +133,9 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
         if skipped:
             plans.append(("slices", "Further sweep slices", lambda: _raise(
                 f"only the first {MAX_SLICES} sweep slices get per-slice panels; not drawn: {'; '.join(skipped)}"), True))
-        image = _is_image(results)
         for view in views:
+            kinds = _sample_kinds(view)  # per slice: one sweep may mix image and 2-D runs (the quickstart does)
+            image = True in kinds
             tag = f"_{slug(view.label)}" if view.label else ""
             title = f" [{view.label}]" if view.label else ""
             mine = view.metrics
@@ -145,7 +146,10 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
                 plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title,
                               lambda v=view: theory_panel(v), "theory" in wanted))
             plans.append((f"samples{tag}", "Samples per generation" + title,
-                          lambda v=view: image_grid_panel(v) if image else scatter_panel(v), True))
+                          lambda v=view, im=image: image_grid_panel(v) if im else scatter_panel(v), True))
+            if kinds == {True, False}:  # the 2-D runs of a mixed slice
+                plans.append((f"points{tag}", "2-D samples per generation" + title,
+                              lambda v=view: scatter_panel(v), True))
             if "tsne" in wanted or image:
                 plans.append((f"tsne{tag}", "t-SNE of samples per generation" + title,
                               lambda v=view: tsne_panel(v), "tsne" in wanted))
@@ -170,14 +174,11 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
     return panels
 
 
-def _is_image(results: Results) -> bool:
-    from madlab.report.plots import representative_runs
+def _sample_kinds(results: Results) -> set[bool]:
+    """{True} image runs only, {False} 2-D only, both, or empty (no samples yet)."""
+    from madlab.report.plots import is_image_run, representative_runs
 
-    reps = representative_runs(results, limit=1)
-    if not reps:
-        return False
-    gens = results.generations(reps[0][1])
-    return results.samples(reps[0][1], gens[0]).x.ndim == 4
+    return {is_image_run(results, run_id) for _, run_id in representative_runs(results)}
 
 
 def _raise(message: str):

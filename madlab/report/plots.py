@@ -172,13 +172,22 @@ def _theory_for(cfg: dict, generations: int, expected_moments):
                             dim=dataset.get("dim", 2), n_initial=loop.get("n_initial"))
 
 
-def representative_runs(results: Results, limit: int = _MAX_GROUPS) -> list[tuple[str, str]]:
-    """(label, run_id) of one run (lowest seed) per combination of the sweep axes, with samples."""
+def is_image_run(results: Results, run_id: str) -> bool | None:
+    """Whether a run's samples are images (None: no published samples yet)."""
+    gens = results.generations(run_id)
+    return results.samples(run_id, gens[0]).x.ndim == 4 if gens else None
+
+
+def representative_runs(results: Results, limit: int = _MAX_GROUPS, image: bool | None = None) -> list[tuple[str, str]]:
+    """(label, run_id) of one run (lowest seed) per combination of the sweep axes, with samples
+    (only image runs, or only 2-D runs, when ``image`` says so)."""
     runs = results.runs
     if runs.empty:
         return []
     axes = results.axes
     runs = runs[[bool(results.generations(r)) for r in runs["run_id"]]]
+    if image is not None:
+        runs = runs[[is_image_run(results, r) == image for r in runs["run_id"]]]
     if "seed" in runs:
         runs = runs.sort_values("seed", kind="stable")
     if axes:
@@ -230,12 +239,12 @@ def _real_reference(results: Results, run_id: str, n: int, images: bool = False)
 def scatter_panel(results: Results):
     """2-D scatter of samples per generation (MAD Figs. 14, 17); first two coordinates if d > 2."""
     plt = _pyplot()
-    reps = representative_runs(results)
-    if not reps:
+    if not representative_runs(results, limit=1):
         raise Missing("no published generation with samples yet")
-    first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
-    if first.x.ndim != 2:
+    reps = representative_runs(results, image=False)
+    if not reps:
         raise Missing("samples are images (see the sample-grid panel)")
+    first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
     cols = max(len(_pick(results.generations(r))) for _, r in reps) + 1
     fig, axes = plt.subplots(len(reps), cols, figsize=(1.9 * cols, 1.9 * len(reps) + 0.4), squeeze=False)
     for i, (label, run_id) in enumerate(reps):
@@ -288,11 +297,10 @@ def image_grid_panel(results: Results, per_row: int = 10):
     """Rows = generations (first row: real images where the dataset is at hand), columns =
     samples spread over the classes: the look of MAD Fig. 1, one block per run."""
     plt = _pyplot()
-    reps = representative_runs(results)
-    if not reps:
+    if not representative_runs(results, limit=1):
         raise Missing("no published generation with samples yet")
-    first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
-    if first.x.ndim != 4:
+    reps = representative_runs(results, image=True)
+    if not reps:
         raise Missing("samples are vectors (see the scatter panel)")
     blocks = []
     for label, run_id in reps:
