@@ -22,7 +22,7 @@ noise-FID; 1-2 CPU threads): the old cpu preset (4 blocks, hidden 32, 8 bits, ``
 4 epochs at 5e-4) 0.79 with one digit at 0.4%; 3 bits alone 0.58; 3 bits with 8 blocks of
 hidden 64, 10 epochs at 1e-3 0.30; ``exp`` coupling 0.26; lr 3e-3 (warm-up 300 steps)
 0.25/0.24 (seeds 0/1); 12 coarse blocks 0.22/0.25 (fit 172 s at 2 threads, seed 1); 16: 0.21;
-6 fine + 24 coarse 0.21; 4 + 24 0.24. The ``cpu`` preset (8 blocks of hidden 64 at 14x14, 20 at
+6 fine + 24 coarse 0.205/0.226 (seeds 0/1); 4 + 24 0.24. The ``cpu`` preset (8 blocks of hidden 64 at 14x14, 20 at
 7x7, 3 bits, ``exp``, 10 epochs of batch 64 at 3e-3 after 300 warm-up steps): 0.212/0.223
 with every digit >= 5.9% (seeds 0/1; seed 2: 0.227, 5.4%), fit 212 s on 5,000 digits at 2
 threads (load ~1.9); the acceptance bar of 0.2 is not reached at this budget. Cosine lr
