@@ -100,9 +100,7 @@ def _ess(args, argv) -> int:
 
     if args.command == "validate":
         study = theory.validate_ess_spec(args.config, args.preset, args.overrides)
-        cells = len(study.fig11_bias) * len(study.fig11_n_real) * len(study.fig11_n_synthetic) \
-            + len(study.fig12_bias) * len(study.fig12_n_synthetic)
-        print(f"ok: {args.config}: effective-sample-size study, {cells} cell(s) x {study.reps} repetitions")
+        print(f"ok: {args.config}: effective-sample-size study, {len(study.cells())} cell(s) x {study.reps} repetitions")
         return 0
     if getattr(args, "address", None):
         print("[madlab] note: an ess study runs in this process (vectorised numpy); --address is ignored",

@@ -264,6 +264,14 @@ class EssStudy:
     fig12_bias: list = field(default_factory=lambda: [round(x, 3) for x in np.linspace(0.5, 1.0, 10)])
     fig12_n_synthetic: list = field(default_factory=lambda: _loggrid(100, 10_000, 10))
 
+    def cells(self) -> list[tuple[str, float, int, int]]:
+        """(figure, λ, n_r, n_s) of every grid cell: Fig. 11's λ x n_r x n_s, then Fig. 12's λ x n_s."""
+        fig11 = [("fig11", float(lam), int(nr), int(ns))
+                 for lam in self.fig11_bias for nr in self.fig11_n_real for ns in self.fig11_n_synthetic]
+        fig12 = [("fig12", float(lam), int(self.fig12_n_real), int(ns))
+                 for lam in self.fig12_bias for ns in self.fig12_n_synthetic]
+        return fig11 + fig12
+
     @classmethod
     def from_mapping(cls, data: dict, where: str = "") -> "EssStudy":
         known = set(cls.__dataclass_fields__)
@@ -290,14 +298,7 @@ def run_ess_study(study: EssStudy, log=print):
     import pandas as pd
 
     t0 = time.perf_counter()
-    cells = []
-    for lam in study.fig11_bias:
-        for nr in study.fig11_n_real:
-            for ns in study.fig11_n_synthetic:
-                cells.append(("fig11", float(lam), int(nr), int(ns)))
-    for lam in study.fig12_bias:
-        for ns in study.fig12_n_synthetic:
-            cells.append(("fig12", float(lam), int(study.fig12_n_real), int(ns)))
+    cells = study.cells()
     frame = pd.DataFrame(cells, columns=["figure", "bias", "n_real", "n_synthetic"])
 
     top = 4 * max(frame.n_real.max(), frame.n_synthetic.max())

@@ -58,17 +58,16 @@ def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
 
 
 def _report_remote(location, local_dir: str | None) -> list[str]:
-    import os
     import re
 
+    from madlab.datasets.images import cache_root
     from madlab.errors import MadlabError
     from madlab.storage import atomic_write_bytes
 
     if not any(location.exists(name) for name in ("metrics.parquet", "ess.parquet", "run.json")):
         raise MadlabError(f"{location.uri}: not a madlab results folder (no metrics.parquet, ess.parquet or run.json)")
     if local_dir is None:
-        base = Path(os.environ.get("MADLAB_CACHE", Path.home() / ".cache" / "madlab")) / "reports"
-        local_dir = base / re.sub(r"[^A-Za-z0-9._-]+", "_", location.uri).strip("_")
+        local_dir = cache_root() / "reports" / re.sub(r"[^A-Za-z0-9._-]+", "_", location.uri).strip("_")
     mirror = Path(local_dir)
     wanted = {rel for pattern in REPORT_INPUTS for rel in location.glob(pattern)}
     for rel in sorted(wanted):

@@ -186,8 +186,6 @@ def representative_runs(results: Results, limit: int = _MAX_GROUPS, image: bool 
         return []
     axes = results.axes
     runs = runs[[bool(results.generations(r)) for r in runs["run_id"]]]
-    if image is not None:
-        runs = runs[[is_image_run(results, r) == image for r in runs["run_id"]]]
     if "seed" in runs:
         runs = runs.sort_values("seed", kind="stable")
     if axes:
@@ -197,7 +195,11 @@ def representative_runs(results: Results, limit: int = _MAX_GROUPS, image: bool 
         except TypeError:
             pass
     out = []
-    for row in runs.head(limit).itertuples(index=False):
+    for row in runs.itertuples(index=False):
+        if len(out) == limit:
+            break
+        if image is not None and is_image_run(results, row.run_id) != image:
+            continue  # checked on the candidates only: it loads the run's first samples
         label = ", ".join(_label(a, getattr(row, a)) for a in axes)
         if not label:
             label = ", ".join(_label(a, getattr(row, a)) for a in ("bias", "scheme") if hasattr(row, a)) or "run"
