@@ -31,7 +31,7 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from pydantic import Field
 from torch import nn
 
-from generators._torch import (
+from ._torch import (
     EMA,
     NeuralParams,
     TorchGenerator,

@@ -40,7 +40,7 @@ import normflows as nf
 import torch
 from pydantic import Field
 
-from generators._torch import (
+from ._torch import (
     NeuralParams, TorchGenerator, autocast, epoch_batches, load_module_state, load_optimizer_state,
     module_state, optimizer_state, randn, sqrt_bias, tensors_to_samples,
 )

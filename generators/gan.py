@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from generators._torch import (
+from ._torch import (
     EMA, NeuralParams, TorchGenerator, autocast, endless_batches, load_module_state,
     load_optimizer_state, maybe_compile, module_state, optimizer_state, randn, sqrt_bias,
     tensors_to_samples,

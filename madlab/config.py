@@ -1,6 +1,6 @@
 """Loop specs: YAML -> validated run configs.
 
-A spec has the top-level keys of DESIGN.md (``name, seed, dataset, generator, loop, metrics,
+A spec has the top-level keys of docs/design.md (``name, seed, dataset, generator, loop, metrics,
 sweep, resources, out``) plus ``presets`` (named sets of dotted overrides, e.g. a ``cpu`` scale
 of a paper-scale spec). Everything is validated before anything runs; the first problem is
 reported in one line that names the key.
@@ -32,7 +32,21 @@ from madlab.registry import get_generator_class
 
 SCHEMES = ("fully-synthetic", "fixed-real", "fresh-real", "accumulate", "accumulate-subsample")
 TOP_LEVEL = ("name", "seed", "dataset", "generator", "loop", "metrics", "sweep", "resources", "out", "presets")
-DEFAULT_SPEC = Path(__file__).resolve().parent.parent / "loops" / "quickstart.yaml"
+
+
+def _default_spec() -> Path:
+    """loops/quickstart.yaml: the installed ``madlab.loops`` package data, or the source tree's copy."""
+    from importlib.resources import files
+    try:
+        candidate = Path(str(files("madlab.loops") / "quickstart.yaml"))
+        if candidate.is_file():
+            return candidate
+    except (ModuleNotFoundError, TypeError):
+        pass
+    return Path(__file__).resolve().parent.parent / "loops" / "quickstart.yaml"
+
+
+DEFAULT_SPEC = _default_spec()
 
 
 class _Strict(BaseModel):

@@ -1,6 +1,6 @@
 """Results folders on a local/NFS path or an object store: atomic publishing, records, markers.
 
-Layout (DESIGN.md)::
+Layout (docs/design.md)::
 
     DIR/run.json                       what produced the folder (spec, command, date, version)
     DIR/metrics.parquet                one row per (run, generation, metric)

@@ -6,7 +6,7 @@ import pydantic
 import pytest
 import torch
 
-from generators.ddpm import DDPMGenerator
+from madlab_generators.ddpm import DDPMGenerator
 from madlab.checkpoint import load_state, save_state
 from madlab.errors import ConfigError
 from madlab.registry import get_generator_class

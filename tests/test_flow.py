@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from generators.flow import FlowGenerator, glow, realnvp
+from madlab_generators.flow import FlowGenerator, glow, realnvp
 from madlab.samples import Samples
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from generators.gan import Critic, DCFeatures, DCGenerator, GANGenerator
+from madlab_generators.gan import Critic, DCFeatures, DCGenerator, GANGenerator
 from madlab.errors import ConfigError
 from madlab.samples import Samples
 

@@ -11,7 +11,7 @@ from functools import lru_cache
 import numpy as np
 import pytest
 
-from generators.gaussian import GaussianGenerator
+from madlab_generators.gaussian import GaussianGenerator
 from madlab.config import build_spec
 from madlab.datasets.lowdim import GaussianDataset
 from madlab.loop import derive_seed

@@ -91,7 +91,7 @@ def test_failing_run_is_recorded_and_others_finish(tmp_path, monkeypatch):
 
 
 def test_non_finite_samples_fail_the_run(tmp_path, monkeypatch):
-    from generators.gaussian import GaussianGenerator
+    from madlab_generators.gaussian import GaussianGenerator
 
     spec = build_spec(gaussian_spec(generations=3))
     monkeypatch.setattr(GaussianGenerator, "fit", lambda self, data, seed: setattr(self, "mean", self.mean * np.nan))

@@ -22,7 +22,7 @@ PNG_MAGIC = b"\x89PNG"
 def write_folder(root: Path, *, name="toy", image=False, biases=(1.0, 0.8), seeds=(0, 1), generations=4,
                  metrics=("w2", "precision", "recall", "trace_cov"), dataset="gaussian", failed=None,
                  missing_gens=None) -> Path:
-    """A results folder in the DESIGN.md layout, with made-up but schema-true contents."""
+    """A results folder in the docs/design.md layout, with made-up but schema-true contents."""
     rng = np.random.default_rng(0)
     rows = []
     (root / "runs").mkdir(parents=True)

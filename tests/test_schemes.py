@@ -1,4 +1,4 @@
-"""Each scheme builds exactly the training set DESIGN.md describes, counts and provenance."""
+"""Each scheme builds exactly the training set docs/design.md describes, counts and provenance."""
 import numpy as np
 import pytest
 

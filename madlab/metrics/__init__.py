@@ -1,4 +1,4 @@
-"""Metrics: the feature-space API of DESIGN.md and the per-run evaluators the loop calls.
+"""Metrics: the feature-space API of docs/design.md and the per-run evaluators the loop calls.
 
 ``make_evaluator`` builds, once per run, the object that scores each generation's samples
 against a fixed real reference set: low-dimensional data are scored on the raw coordinates
