@@ -414,6 +414,12 @@ def _check_datasets(runs: list[Run]) -> None:
         if key not in opened:
             opened[key] = make_components(run.config)[0]
         dataset, loop = opened[key], run.config.loop
+        dataset.check_run(run.config)
+        generator_cls = get_generator_class(run.config.generator["name"])
+        check = getattr(generator_cls, "check_dataset", None)
+        if check is not None:  # a generator's own validate-time check against the data (e.g. context length)
+            check(generator_cls.Params.model_validate({k: v for k, v in run.config.generator.items() if k != "name"}),
+                  dataset)
         if dataset.size is None:
             continue
         if loop.scheme == "fresh-real":

@@ -19,7 +19,7 @@ from madlab.samples import Samples
 class Dataset(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[Params]] = Params
-    kind: ClassVar[str] = "vector"  # "vector" or "image"
+    kind: ClassVar[str] = "vector"  # "vector", "image" or "tokens"
 
     def __init__(self, params: Params):
         self.params = params
@@ -49,6 +49,9 @@ class Dataset(ABC):
     def true_gaussian(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(mean, covariance) when the real distribution is exactly Gaussian."""
         return None
+
+    def check_run(self, run) -> None:
+        """Validate-time check of one run against this dataset (raise a MadlabError naming the key)."""
 
     def extra_metrics(self, fake: Samples) -> dict[str, float]:
         """Dataset-specific quality figures of generated samples (e.g. modes covered)."""

@@ -16,6 +16,10 @@ def feature_metrics(real, fake, k: int = 5, **kwargs) -> dict[str, float]:
 
 def make_evaluator(dataset, metrics_cfg, real_eval, *, cache_dir: str, device: str = "cpu"):
     """The evaluator for one run: ``evaluator(fake: Samples) -> dict[str, float]``."""
+    if dataset.kind == "tokens":
+        from madlab.metrics.text import TextEvaluator
+
+        return TextEvaluator(dataset, metrics_cfg, real_eval)
     if dataset.kind == "image":
         from madlab.metrics.images import ImageEvaluator
 
