@@ -89,6 +89,7 @@ class CorpusDataset(TokenDataset):
     def __init__(self, params):
         super().__init__(params)
         docs = [d for d in _split_long(self._documents(), params.max_chars) if len(d) >= params.min_chars]
+        docs = list(dict.fromkeys(docs))  # exact duplicates dropped: a drawn document is never seen twice
         if len(docs) < 2:
             raise DatasetError(f"{self.name}: the corpus holds {len(docs)} document(s) of at least "
                                f"{params.min_chars} characters; it needs a training pool and a held-out split")
@@ -121,22 +122,27 @@ class CorpusDataset(TokenDataset):
     def heldout_size(self) -> int:
         return len(self._held_idx)
 
-    def draw(self, n, *, seed, offset=0):
+    def draw_indices(self, n: int, *, seed: int, offset: int = 0) -> np.ndarray:
+        """Which documents ``draw`` returns (indices into ``documents``)."""
         if n < 0 or offset < 0:
             raise DatasetError(f"{self.name}: cannot draw n={n} documents at offset {offset}")
         if offset + n > self.size:
             who = "fresh-real" if offset else "the loop"
             raise DatasetError(f"{self.name}: {who} needs {offset + n} real documents but the training pool "
                                f"has {self.size}; lower loop.n_real / loop.generations or use a larger corpus")
-        order = self._train_idx[_permutation(self.size, seed, _TRAIN_SALT)]
-        return Samples(self._encoded[order[offset:offset + n]])
+        return self._train_idx[_permutation(self.size, seed, _TRAIN_SALT)][offset:offset + n]
 
-    def eval_set(self, n, *, seed):
+    def draw(self, n, *, seed, offset=0):
+        return Samples(self._encoded[self.draw_indices(n, seed=seed, offset=offset)])
+
+    def eval_indices(self, n: int, *, seed: int) -> np.ndarray:
         if n > self.heldout_size:
             raise DatasetError(f"{self.name}: metrics want {n} held-out documents but the held-out split has "
                                f"{self.heldout_size}; lower metrics.n_eval or raise dataset.heldout")
-        pick = np.sort(self._held_idx[_permutation(self.heldout_size, seed, _EVAL_SALT)[:n]])
-        return Samples(self._encoded[pick])
+        return np.sort(self._held_idx[_permutation(self.heldout_size, seed, _EVAL_SALT)[:n]])
+
+    def eval_set(self, n, *, seed):
+        return Samples(self._encoded[self.eval_indices(n, seed=seed)])
 
     def training_documents(self) -> list[str]:
         return [self.documents[i] for i in self._train_idx]
@@ -177,14 +183,15 @@ class PydocTextDataset(CorpusDataset):
     """CPython's embedded documentation (``pydoc_data.topics``, ~465k characters): no download.
 
     Each help topic is cut into paragraphs (blank-line separated) of at least ``min_chars`` (40)
-    characters; paragraphs longer than ``max_chars`` (256) are split at whitespace. About 2,500
-    documents; the exact text depends on the Python version, so the corpus digest is recorded.
+    characters; paragraphs longer than ``max_chars`` (128, the default context of the character
+    tokenizer) are split at whitespace; exact duplicates are dropped. About 4,000 documents on
+    Python 3.11; the text depends on the Python version (the tokenizer digest is recorded per run).
     """
 
     name = "pydoc-text"
 
     class Params(TextParams):
-        max_chars: int | None = Field(256, ge=16)
+        max_chars: int | None = Field(128, ge=16)
         min_chars: int = Field(40, ge=1)
 
     def _documents(self):
