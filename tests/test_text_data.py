@@ -142,6 +142,8 @@ def _spec(**over):
     ({"dataset": {"tokenizer": "wordpiece"}}, "dataset.tokenizer"),
     ({"generator": {"name": "gaussian"}}, "does not handle tokens data"),
     ({"dataset": {"name": "gaussian", "dim": 2}}, "does not handle vector data"),
+    ({"generator": {"name": "gpt", "block_size": 64}}, "generator.block_size: 64 positions cannot take the data's context of 128"),
+    ({"generator": {"name": "gpt", "n_embd": 30, "n_head": 4}}, "generator.n_head"),
 ])
 def test_bad_text_specs_fail_validation(cli, write_spec, over, message):
     code, out, err = cli("validate", write_spec(_spec(**over)))
