@@ -133,8 +133,8 @@ class GPTGenerator(Generator):
         sample_batch: int = Field(512, ge=1)
 
         PRESETS: ClassVar = {
-            "cpu": {"tokens": {"n_layer": 2, "n_head": 4, "n_embd": 128, "steps": 600, "batch_size": 32,
-                               "lr": 2e-3, "warmup": 50}},
+            "cpu": {"tokens": {"n_layer": 2, "n_head": 4, "n_embd": 64, "steps": 400, "batch_size": 16,
+                               "lr": 3e-3, "warmup": 40}},
             "gpu": {"tokens": {"n_layer": 6, "n_head": 6, "n_embd": 384, "steps": 5000, "batch_size": 64,
                                "lr": 1e-3, "warmup": 200}},
             "paper": {"tokens": {"n_layer": 12, "n_head": 12, "n_embd": 768, "steps": 20000, "batch_size": 64,
