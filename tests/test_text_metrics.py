@@ -60,6 +60,18 @@ def test_self_bleu_equals_hand_computed_bleu():
     assert self_bleu(["a b c d e"] * 3) == pytest.approx(1.0)
 
 
+def test_self_bleu_equals_sacrebleu_leave_one_out():
+    """The O(n) leave-one-out counts give exactly sacrebleu's sentence scores, punctuation included."""
+    from sacrebleu.metrics import BLEU
+
+    rng = np.random.default_rng(0)
+    vocab = ["the", "cat", "sat", "on", "mat", ",", "a", "dog.", "(x)", "ran"]
+    texts = [" ".join(rng.choice(vocab, rng.integers(1, 12))) for _ in range(25)] + ["the cat sat"] * 2
+    bleu = BLEU(effective_order=True)
+    expected = np.mean([bleu.sentence_score(h, texts[:i] + texts[i + 1:]).score for i, h in enumerate(texts)]) / 100
+    assert self_bleu(texts) == pytest.approx(expected, abs=1e-12)
+
+
 def test_frequencies_entropy_and_tail():
     x = pad([[0, 0, 0, 1], [0, 2, 0, 0], [0, 0, 3]], 4)  # 8 zeros, one each of 1, 2, 3
     f = token_frequencies(x, 5)

@@ -68,10 +68,12 @@ def text_excerpts_panel(results: Results):
         for g in _pick(results.generations(run_id)):
             rows.append((f"t={g}", tok.decode_batch(_tokens(results, run_id, g)[:_EXCERPTS])))
         blocks.append((label, rows))
-    lines = sum(1 + len(rows) * _EXCERPTS for _, rows in blocks)
-    fig = plt.figure(figsize=(11, 0.22 * lines + 0.6))
-    y = 1.0
+    lines = sum(1 + len(rows) * _EXCERPTS for _, rows in blocks) + 2
+    fig = plt.figure(figsize=(11, 0.22 * lines + 0.4))
     step = 1.0 / (lines + 1)
+    fig.text(0.01, 1.0, f"{results.title}: generated text per generation (first {_EXCERPTS} documents)",
+             fontsize=9, va="top")
+    y = 1.0 - 2 * step
     for label, rows in blocks:
         fig.text(0.01, y, label, fontsize=8, weight="bold", va="top")
         y -= step
@@ -82,7 +84,6 @@ def text_excerpts_panel(results: Results):
                 fig.text(0.01, y, name if i == 0 else "", fontsize=7, family="monospace", va="top")
                 fig.text(0.07, y, snippet, fontsize=7, family="monospace", va="top")
                 y -= step
-    fig.suptitle(f"{results.title}: generated text per generation (first {_EXCERPTS} documents)", fontsize=9)
     return fig
 
 
