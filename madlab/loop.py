@@ -10,7 +10,6 @@ their published folders, so the step needs nothing from the process that made th
 """
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from contextlib import contextmanager
@@ -191,7 +190,3 @@ def compute_threads(num_cpus: float):
             yield
     finally:
         torch.set_num_threads(previous)
-
-
-def finite(value: float) -> bool:
-    return value is not None and math.isfinite(value)
