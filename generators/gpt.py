@@ -114,6 +114,7 @@ class GPTGenerator(Generator):
 
     name = "gpt"
     data_kinds = frozenset({"tokens"})
+    model_metric_names = frozenset({"train_loss"})
 
     class Params(NeuralParams):
         n_layer: int | None = Field(None, ge=1, le=96)
@@ -147,29 +148,29 @@ class GPTGenerator(Generator):
             raise ConfigError("generator.name: 'gpt' needs token data (a vocab_size)")
         self.vocab_size = int(vocab_size)
         self.max_tokens = int(data_shape[0])
-        p = params.resolved("tokens")
-        if p.block_size is None:
-            p = p.model_copy(update={"block_size": self.max_tokens + 1})
-        self.p = p
-        self._check(p, self.max_tokens)
+        self.p = self.resolve_params(params, data_shape=self.data_shape, num_classes=num_classes)
+        self.check(self.p, data_shape=self.data_shape, num_classes=num_classes)
         self.torch_device = resolve_device(device)
         self.built = False
 
-    @staticmethod
-    def _check(p, max_tokens: int) -> None:
-        if p.n_embd % p.n_head:
-            raise ConfigError(f"generator.n_head: n_embd={p.n_embd} is not a multiple of n_head={p.n_head}")
-        if p.block_size < max_tokens + 1:
-            raise ConfigError(f"generator.block_size: {p.block_size} positions cannot take the data's context of "
-                              f"{max_tokens} tokens plus the start token (need {max_tokens + 1})")
+    @classmethod
+    def resolve_params(cls, params, *, data_shape, num_classes=None):
+        """The preset's sizes fill every unset field; ``block_size`` defaults to the context + 1."""
+        p = params.resolved("tokens")
+        if p.block_size is None:
+            p = p.model_copy(update={"block_size": int(data_shape[0]) + 1})
+        return p
 
     @classmethod
-    def check_dataset(cls, params, dataset) -> None:
-        p = params.resolved("tokens")
-        if p.block_size is not None:
-            cls._check(p, dataset.max_tokens)
-        elif p.n_embd % p.n_head:
-            cls._check(p.model_copy(update={"block_size": dataset.max_tokens + 1}), dataset.max_tokens)
+    def check(cls, params, *, data_shape, num_classes=None):
+        if len(tuple(data_shape)) != 1:
+            raise ConfigError(f"generator.name: gpt needs token data, got samples of shape {tuple(data_shape)}")
+        max_tokens = int(data_shape[0])
+        if params.n_embd % params.n_head:
+            raise ConfigError(f"generator.n_head: n_embd={params.n_embd} is not a multiple of n_head={params.n_head}")
+        if params.block_size < max_tokens + 1:
+            raise ConfigError(f"generator.block_size: {params.block_size} positions cannot take the data's context of "
+                              f"{max_tokens} tokens plus the start token (need {max_tokens + 1})")
 
     # ------------------------------------------------------------------ model
     def _ensure_built(self, seed: int) -> None:

@@ -41,6 +41,8 @@ class NGramGenerator(Generator):
     name = "ngram"
     data_kinds = frozenset({"tokens"})
     cheap = True
+    model_metric_names = frozenset({"model_entropy", "model_support", "model_gini_simpson", "model_ngram_support",
+                                    "model_ngram_entropy", "model_tv_truth", "model_kl_truth"})
 
     class Params(Params):
         order: int = Field(3, ge=1, le=12)

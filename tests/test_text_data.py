@@ -138,7 +138,7 @@ def _spec(**over):
 @pytest.mark.parametrize("over,message", [
     ({"loop": {"scheme": "fresh-real", "generations": 50, "n_real": 100}}, "loop.n_real: the loop draws 5000 real"),
     ({"metrics": {"n_eval": 1000}}, "metrics.n_eval: metrics want 1000 held-out documents"),
-    ({"metrics": {"n_eval": 50, "names": ["fid"]}}, "metrics.names: fid not available for token data"),
+    ({"metrics": {"n_eval": 50, "names": ["fid"]}}, "metrics.names: 'fid' not a metric of tokens data"),
     ({"dataset": {"tokenizer": "wordpiece"}}, "dataset.tokenizer"),
     ({"generator": {"name": "gaussian"}}, "does not handle tokens data"),
     ({"dataset": {"name": "gaussian", "dim": 2}}, "does not handle vector data"),

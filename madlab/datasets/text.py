@@ -75,10 +75,14 @@ class TokenDataset(Dataset):
         return None
 
     def check_run(self, run) -> None:
-        """Validate-time checks: metric names known for token data."""
-        from madlab.metrics.text import check_names
+        """Validate-time check of a generator against this vocabulary (``check_dataset(params, dataset)``,
+        e.g. the n-gram's key width), which the shape-only ``Generator.check`` cannot see."""
+        from madlab.registry import get_generator_class
 
-        check_names(run.metrics.names, self)
+        cls = get_generator_class(run.generator["name"])
+        check = getattr(cls, "check_dataset", None)
+        if check is not None:
+            check(cls.Params.model_validate({k: v for k, v in run.generator.items() if k != "name"}), self)
 
 
 class CorpusDataset(TokenDataset):
@@ -312,6 +316,8 @@ class SyntheticTokens(TokenDataset):
     and ``kl_truth`` = KL(q̂ ‖ p) of the generated token frequencies q̂ to the true marginal p
     (plug-in estimates on the generated sample; finite because p has full support).
     """
+
+    extra_metric_names = frozenset({"tv_truth", "kl_truth"})
 
     @cached_property
     def tokenizer(self):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from madlab.errors import ConfigError
 from madlab.tokenizer import lengths, unpad
 
 #: Generated documents scored by self-BLEU (each against the other SELF_BLEU_DOCS - 1): O(n²) in this.
@@ -127,17 +126,6 @@ def rare_tokens(real_freq: np.ndarray, fraction: float = TAIL_FRACTION) -> np.nd
     return order[cum <= fraction + 1e-12]
 
 
-def check_names(names, dataset) -> None:
-    """Validate-time check of ``metrics.names`` for token data (exit 2 on an unknown one)."""
-    if names is None:
-        return
-    extra = {"tv_truth", "kl_truth"} if dataset.true_unigram() is not None else set()
-    unknown = [n for n in names if n not in TEXT_METRICS and n not in extra and not n.startswith("model_")]
-    if unknown:
-        raise ConfigError(f"metrics.names: {', '.join(unknown)} not available for token data (text metrics: "
-                          f"{', '.join(TEXT_METRICS + tuple(sorted(extra)))}, and the generator's model_* metrics)")
-
-
 class TextEvaluator:
     """``evaluator(fake: Samples, generator=...) -> dict`` for one run (real statistics computed once)."""
 
@@ -146,7 +134,6 @@ class TextEvaluator:
         self.tokenizer = dataset.tokenizer
         self.vocab_size = dataset.vocab_size
         self.real = np.asarray(real_eval.x)
-        check_names(metrics_cfg.names, dataset)
         self.names = set(metrics_cfg.names) if metrics_cfg.names is not None else set(TEXT_METRICS)
         real_freq = token_frequencies(self.real, self.vocab_size)
         self.rare = rare_tokens(real_freq)
@@ -179,4 +166,4 @@ class TextEvaluator:
 
 
 __all__ = ["TextEvaluator", "TEXT_METRICS", "distinct_n", "self_bleu", "token_frequencies", "rare_tokens",
-           "entropy", "check_names"]
+           "entropy"]
