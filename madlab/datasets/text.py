@@ -188,7 +188,7 @@ class PydocTextDataset(CorpusDataset):
 
     Each help topic is cut into paragraphs (blank-line separated) of at least ``min_chars`` (40)
     characters; paragraphs longer than ``max_chars`` (128, the default context of the character
-    tokenizer) are split at whitespace; exact duplicates are dropped. About 4,000 documents on
+    tokenizer) are split at whitespace; exact duplicates are dropped. 3,242 documents on
     Python 3.11; the text depends on the Python version (the tokenizer digest is recorded per run).
     """
 
