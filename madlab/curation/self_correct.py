@@ -54,7 +54,8 @@ class SelfCorrect(Curator):
             targets = self._assigned(flat, real.x.reshape(len(real), -1).astype(np.float64))
         else:
             targets = self._centres(batch, flat, real, seed)
-        corrected = flat + self.params.gamma * (targets - flat)
+        gamma = self.params.gamma  # (1 - γ) x + γ c: exactly x at γ = 0 and exactly c at γ = 1
+        corrected = (1.0 - gamma) * flat + gamma * targets
         return Curated(Samples(corrected.reshape(x.shape).astype(x.dtype), batch.y))
 
     @staticmethod
