@@ -2,7 +2,8 @@
 
     step(t):  plan(t) -> training set (real rows + earlier generations' samples)
               -> fresh generator (or G_{t-1}'s weights when warm-starting) -> fit
-              -> sample n_synthetic (and n_eval) with bias λ -> metrics -> publish gen-t
+              -> sample n_synthetic (and n_eval) with bias λ -> [loop.curation: select or correct
+              the samples that later generations train on, madlab.curation] -> metrics -> publish gen-t
 
 Every random choice is seeded from (run seed, generation, purpose), so a generation computed
 twice, in one process or after a crash, gives the same bits. Earlier generations are read from

@@ -56,7 +56,7 @@ def _inputs(case: CuratorCase, dataset, seed: int = 0):
     n_candidates = int(np.ceil(cls.candidates_per_kept(params) * case.n_keep))
     if cls.rejects:
         n_candidates = int(params.max_oversampling * case.n_keep)
-    raw = dataset.draw(n_candidates, seed=seed + 1, offset=10_000)
+    raw = dataset.draw(n_candidates, seed=seed + 1, offset=0 if dataset.size else 10_000)
     x = raw.x * 0.8 if dataset.kind == "vector" else raw.x
     return Samples(x.astype(raw.x.dtype), raw.y), dataset.draw(case.n_real, seed=seed + 2)
 
