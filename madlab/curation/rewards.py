@@ -108,14 +108,14 @@ def _lenet(device: str):
     return model.eval().requires_grad_(False).to(device)
 
 
-@torch.no_grad()
 def _lenet_forward(images: np.ndarray, device: str, *, features: bool, batch_size: int = 1000) -> np.ndarray:
-    model = _lenet(device)
+    model = _lenet(device)  # outside no_grad: the first use trains the network
     out = []
-    for i in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)).to(device)
-        h = model.features(x)
-        out.append((h if features else torch.log_softmax(model.fc2(h), 1)).double().cpu())
+    with torch.no_grad():
+        for i in range(0, len(images), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size], dtype=np.float32)).to(device)
+            h = model.features(x)
+            out.append((h if features else torch.log_softmax(model.fc2(h), 1)).double().cpu())
     return torch.cat(out).numpy()
 
 
