@@ -11,7 +11,6 @@ their published folders, so the step needs nothing from the process that made th
 """
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from madlab.errors import RunFailed
 from madlab.metrics import make_evaluator
 from madlab.samples import Samples
 from madlab.schemes import Part, Plan, plan
+from madlab.shared_generation import SharedFirstGeneration
 from madlab.storage import RunStore
 
 _PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7}
@@ -57,6 +57,7 @@ class Loop:
             from madlab.curation import CurationStage
 
             self.curation = CurationStage(config.loop.curation, self.dataset, device)
+        self.shared = SharedFirstGeneration.for_run(config, self.store, self.generator_cls)
 
     # ------------------------------------------------------------------ data
     def real(self, offset: int, n: int) -> Samples:
@@ -91,7 +92,13 @@ class Loop:
 
     # ------------------------------------------------------------------ the step
     def step(self, t: int) -> dict:
-        """Compute and publish generation t; returns its record."""
+        """Compute and publish generation t (generation 1 shared with the runs that would compute
+        it identically, see :mod:`madlab.shared_generation`); returns its record."""
+        if t == 1 and self.shared is not None:
+            return self.shared.run(lambda: self._step(1), self.image)
+        return self._step(t)
+
+    def _step(self, t: int) -> dict:
         loop, seed = self.config.loop, self.config.seed
         clock = time.perf_counter()
         training_plan = self.plan(t)
@@ -221,7 +228,3 @@ def compute_threads(num_cpus: float):
             yield
     finally:
         torch.set_num_threads(previous)
-
-
-def finite(value: float) -> bool:
-    return value is not None and math.isfinite(value)

@@ -178,3 +178,18 @@ def test_stronger_self_correction_gives_a_lower_w2_in_the_gaussian_toy(tmp_path)
     for lo, hi in ((0.0, 0.5), (0.5, 1.0)):
         diff = w2[lo] - w2[hi]
         assert diff.mean() > 4 * diff.std(ddof=1) / np.sqrt(len(diff)), (lo, hi, diff.describe())
+
+
+def test_a_shared_generation_1_keeps_its_candidates(tmp_path, monkeypatch):
+    """Runs that share generation 1 (madlab.shared_generation: non-cheap generators) copy the
+    curated generation's candidates.npz with it."""
+    from madlab_generators.gaussian import GaussianGenerator
+
+    monkeypatch.setattr(GaussianGenerator, "cheap", False)
+    spec = curated_spec(LINEAR)
+    spec["sweep"] = {"loop.scheme": ["fully-synthetic", "fixed-real"]}
+    run(tmp_path, spec)
+    folders = sorted((tmp_path / "runs").iterdir())
+    assert len(folders) == 2 and (tmp_path / "shared").is_dir()
+    first = [(f / "gen-0001" / "candidates.npz").read_bytes() for f in folders]
+    assert first[0] == first[1]
