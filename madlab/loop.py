@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from madlab.config import RunConfig, eval_size, make_components
 from madlab.errors import RunFailed
+from madlab.image import grid_png, quantise
 from madlab.metrics import make_evaluator
 from madlab.samples import Samples
 from madlab.schemes import Part, Plan, plan
@@ -111,9 +112,11 @@ class Loop:
             "seconds": {"data": t_data - clock, "fit": t_fit - t_data, "sample": t_sample - t_fit,
                         "metrics": t_metrics - t_sample},
         }
-        self.store.publish(t, generator.state_dict(), samples.take(slice(0, loop.n_synthetic)), record, self.image)
+        kept = samples.take(slice(0, loop.n_synthetic))
+        self.store.publish(t, generator.state_dict(), kept, record, self.image,
+                           extra={"grid.png": grid_png(kept.x)} if self.image else None)
         record["seconds"]["publish"] = time.perf_counter() - t_metrics
-        self._synthetic[t] = samples.take(slice(0, loop.n_synthetic))
+        self._synthetic[t] = kept
         for old in [g for g in self._synthetic if g < t - self._history_needed()]:
             del self._synthetic[old]
         return record
@@ -128,8 +131,7 @@ class Loop:
         if not np.isfinite(samples.x).all():
             raise RunFailed(f"generation {t}: the generator produced non-finite samples")
         if self.image:  # generated images become 8-bit pictures, like the real ones
-            samples = Samples((np.round((np.clip(samples.x, -1, 1) + 1) * 127.5) / 127.5 - 1).astype(np.float32),
-                              samples.y)
+            samples = Samples(quantise(samples.x), samples.y)
         return samples
 
     def _metrics(self, generator, fake: Samples) -> dict[str, float]:
