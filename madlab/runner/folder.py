@@ -12,6 +12,7 @@ from pathlib import Path
 from madlab import __version__
 from madlab.config import Spec
 from madlab.errors import MadlabError
+from madlab.provenance import check_resume, config_record
 from madlab.runner.jobs import Job
 from madlab.storage import CONFIG, Location, last_done
 
@@ -44,6 +45,10 @@ def prepare(spec: Spec, out_dir, command: str, jobs: list[Job] | None = None) ->
     """Create the results folder and each run's resolved config (idempotent)."""
     location = results_location(out_dir)
     jobs = jobs if jobs is not None else plan_jobs(spec, location)
+    records = {job.run_id: config_record(job.config, job.swept) for job in jobs}
+    for job in jobs:  # a resume over a different resolved config is refused before anything is written
+        if location.exists(f"runs/{job.run_id}/{CONFIG}"):
+            check_resume(job.run_id, location.read_json(f"runs/{job.run_id}/{CONFIG}"), records[job.run_id])
     try:
         location.makedirs("runs")
     except OSError as exc:
@@ -57,7 +62,6 @@ def prepare(spec: Spec, out_dir, command: str, jobs: list[Job] | None = None) ->
     if spec.path and Path(spec.path).is_file():
         files["spec.yaml"] = Path(spec.path).read_bytes()
     for job in jobs:
-        files[f"runs/{job.run_id}/{CONFIG}"] = json.dumps(
-            {"config": job.config, "swept": job.swept}, indent=1, sort_keys=True).encode()
+        files[f"runs/{job.run_id}/{CONFIG}"] = json.dumps(records[job.run_id], indent=1, sort_keys=True).encode()
     location.write_many(files)
     return jobs
