@@ -269,18 +269,38 @@ def last_done(location: Location, runs: str | None = None) -> int | dict[str, in
     """Highest t such that generations 1..t are all published.
 
     ``runs=None``: of the run whose folder ``location`` is. ``runs="runs"``: of every run below
-    that folder, as ``{run_id: t}`` (runs with nothing published are absent), from one listing.
+    that folder, as ``{run_id: t}`` (runs with nothing published are absent).
+
+    How it looks depends on what is cheap, not on what it trusts (a DONE record, always): a local
+    folder is probed ``gen-0001/DONE``, ``gen-0002/DONE``, ... (a stat each; listing would stat
+    every file of every generation), an object store is listed once (a request per probe would
+    cost a round trip each).
     """
+    if location.renames:
+        if runs is None:
+            return _probe(location)
+        if not location.fs.isdir(runs):
+            return {}
+        names = sorted(posixpath.basename(p.rstrip("/")) for p in location.fs.ls(runs, detail=False))
+        found = {name: _probe(location.child(runs, name)) for name in names}
+        return {name: t for name, t in found.items() if t}
     pattern = f"gen-*/{DONE}" if runs is None else f"{runs}/*/gen-*/{DONE}"
-    found: dict[str, set[int]] = {}
+    listed: dict[str, set[int]] = {}
     for rel in location.glob(pattern):
         parts = rel.split("/")
         match = _GENERATION.fullmatch(parts[-2])
         if match:
-            found.setdefault("" if runs is None else parts[-3], set()).add(int(match.group(1)))
+            listed.setdefault("" if runs is None else parts[-3], set()).add(int(match.group(1)))
     if runs is None:
-        return _consecutive(found.get("", set()))
-    return {run: _consecutive(gens) for run, gens in found.items()}
+        return _consecutive(listed.get("", set()))
+    return {run: t for run, gens in listed.items() if (t := _consecutive(gens))}
+
+
+def _probe(location: Location) -> int:
+    t = 0
+    while location.exists(f"{generation_folder(t + 1)}/{DONE}"):
+        t += 1
+    return t
 
 
 # ----------------------------------------------------------------------------- one run
