@@ -140,6 +140,20 @@ def _task_options(resources: tuple, retries: int) -> dict:
     return options
 
 
+def _lost(unit: list[Job], exc: Exception, attempts: Counter, sweep) -> list[Job]:
+    """The jobs of a unit whose worker kept dying that get another try, alone; the rest finish or fail."""
+    retry = []
+    for job in unit:
+        if job.last_done() >= job.generations:
+            sweep.finish([finished(job)])
+        elif attempts[job.run_id] + 1 < MAX_ATTEMPTS:
+            attempts[job.run_id] += 1
+            retry.append(job)  # alone, so one poison run cannot sink its batch
+        else:
+            sweep.finish(give_up([job], f"worker died repeatedly ({type(exc).__name__})"))
+    return retry
+
+
 def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | None, wait_s: float) -> None:
     """Run every pending job as Ray tasks, handing each outcome to ``sweep.finish``.
 
@@ -182,14 +196,7 @@ def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | N
                 except RayTaskError as exc:  # a bug escaped run_jobs: record it, keep the sweep going
                     sweep.finish(give_up(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
                 except RayError as exc:  # the worker died and Ray's retries are spent
-                    for job in unit:
-                        if job.last_done() >= job.generations:
-                            sweep.finish([finished(job)])
-                        elif attempts[job.run_id] + 1 < MAX_ATTEMPTS:
-                            attempts[job.run_id] += 1
-                            queue.append((resources, [job]))
-                        else:
-                            sweep.finish(give_up([job], f"worker died repeatedly ({type(exc).__name__})"))
+                    queue += [(resources, [job]) for job in _lost(unit, exc, attempts, sweep)]
             sweep.tick()
     finally:
         for ref in in_flight:

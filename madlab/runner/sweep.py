@@ -96,9 +96,6 @@ class Runner:
         self.fault = os.environ.get(FAULT_ENV) or None
         parse_faults(self.fault)
 
-    def units(self, jobs: list[Job], n_workers: int) -> list[list[Job]]:
-        return pack(jobs, n_workers)
-
     def run(self) -> Summary:
         start = time.monotonic()
         location = results_location(self.out_dir)
