@@ -221,7 +221,7 @@ class Location:
         try:
             for name, data in {**files, DONE: done}.items():  # DONE last
                 self.fs.pipe_file(posixpath.join(tmp, name), data)
-            if self.fs.exists(folder):
+            if self.fs.exists(folder) and not self.exists(marker):
                 self.fs.rm(folder, recursive=True)  # debris without DONE: a crash or an old layout
             try:
                 os.rename(self.path(tmp), self.path(folder))
