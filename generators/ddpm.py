@@ -24,7 +24,6 @@ import math
 import warnings
 from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -45,7 +44,6 @@ from ._torch import (
     tensors_to_samples,
 )
 from madlab.errors import ConfigError, RunFailed
-from madlab.samples import Samples
 
 
 class MLPDenoiser(nn.Module):

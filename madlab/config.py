@@ -107,17 +107,6 @@ class ResourcesConfig(_Strict):
     memory: int | None = Field(None, gt=0, description="bytes of RAM reserved per run")
 
 
-class ComponentConfig(BaseModel):
-    """``{name: ..., <params>}`` of a dataset or generator; params validated by the class."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    name: str
-
-    @property
-    def params(self) -> dict:
-        return dict(self.model_extra or {})
-
-
 class RunConfig(_Strict):
     """One fully resolved run: what a generation step needs, and nothing from the sweep."""
 
