@@ -90,7 +90,7 @@ class Loop:
         """Compute and publish generation t (generation 1 shared with the runs that would compute
         it identically, see :mod:`madlab.shared_generation`); returns its record."""
         if t == 1 and self.shared is not None:
-            return self.shared.run(lambda: self._step(1), self.image)
+            return self.shared.run(lambda: self._step(1))
         return self._step(t)
 
     def _step(self, t: int) -> dict:

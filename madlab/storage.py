@@ -375,6 +375,13 @@ class RunStore:
                  **(extra or {})}
         return self.location.publish(generation_folder(t), files, json_bytes(record, indent=None))
 
+    def copy_generation(self, t: int, source: "RunStore") -> bool:
+        """Publish ``source``'s generation t here byte for byte (same files, same DONE record)."""
+        folder = generation_folder(t)
+        names = [rel.rsplit("/", 1)[1] for rel in source.location.glob(f"{folder}/*")]
+        files = {name: source.location.read_bytes(f"{folder}/{name}") for name in names if name != DONE}
+        return self.location.publish(folder, files, source.location.read_bytes(f"{folder}/{DONE}"))
+
     # ------------------------------------------------------------------ run-level markers
     def config(self) -> dict:
         """The run's config.json record (``{"config": ..., "swept": ...}``)."""
