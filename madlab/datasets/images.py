@@ -29,7 +29,7 @@ from pydantic import Field
 from madlab.datasets import register_dataset
 from madlab.datasets.base import Dataset
 from madlab.errors import DatasetError
-from madlab.image import to_float
+from madlab.image import to_float, to_uint8  # noqa: F401  (to_uint8: the pixel map, also read from here)
 from madlab.protocol import Params
 from madlab.samples import Samples
 
