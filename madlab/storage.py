@@ -84,11 +84,13 @@ def _tmp_name(rel: str) -> str:
 # ----------------------------------------------------------------------------- sample codec
 
 
-def encode_samples(samples: Samples, pixels: bool) -> bytes:
-    """samples.npz bytes, no pickles; ``pixels``: images stored as 8-bit (they are on that grid)."""
+def encode_samples(samples: Samples, pixels: bool, extra: dict[str, np.ndarray] | None = None) -> bytes:
+    """npz bytes, no pickles; ``pixels``: images stored as 8-bit (they are on that grid); ``extra``
+    arrays ride along (e.g. a curated generation's ``kept_index``)."""
     arrays = {"x_uint8": to_uint8(samples.x)} if pixels else {"x": samples.x}
     if samples.y is not None:
         arrays["y"] = samples.y
+    arrays.update(extra or {})
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     return buffer.getvalue()
@@ -96,9 +98,15 @@ def encode_samples(samples: Samples, pixels: bool) -> bytes:
 
 def decode_samples(data: bytes) -> Samples:
     """The inverse of :func:`encode_samples` (images back as float32 in [-1, 1])."""
+    return decode_samples_and(data)[0]
+
+
+def decode_samples_and(data: bytes, *extra: str) -> tuple[Samples, dict[str, np.ndarray | None]]:
+    """The samples and the ``extra`` arrays named (None where absent)."""
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         x = to_float(z["x_uint8"]) if "x_uint8" in z.files else z["x"]
-        return Samples(x, z["y"] if "y" in z.files else None)
+        samples = Samples(x, z["y"] if "y" in z.files else None)
+        return samples, {name: z[name] if name in z.files else None for name in extra}
 
 
 # ----------------------------------------------------------------------------- locations
