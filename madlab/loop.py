@@ -111,6 +111,9 @@ class Loop:
             "seconds": {"data": t_data - clock, "fit": t_fit - t_data, "sample": t_sample - t_fit,
                         "metrics": t_metrics - t_sample},
         }
+        if t == 1:  # once per run: the report's reference row (what "good" scores)
+            record["metadata"]["real_vs_real"] = self._metrics(None, self.dataset.eval_set(
+                self.n_eval, seed=derive_seed(seed, "eval", 1)))  # an independent draw: generation 1, not 0
         self.store.publish(t, generator.state_dict(), samples.take(slice(0, loop.n_synthetic)), record, self.image)
         record["seconds"]["publish"] = time.perf_counter() - t_metrics
         self._synthetic[t] = samples.take(slice(0, loop.n_synthetic))
@@ -133,11 +136,14 @@ class Loop:
         return samples
 
     def _metrics(self, generator, fake: Samples) -> dict[str, float]:
+        """Metrics of ``fake`` against the reference set; ``generator=None`` scores a real set."""
         if self.image:
             scores = dict(self.evaluator(fake))
         else:
-            scores = dict(self.evaluator(fake, sampling_gaussian=generator.sampling_gaussian(self.config.loop.bias)))
-        scores.update(generator.model_metrics(self.dataset))
+            gaussian = generator.sampling_gaussian(self.config.loop.bias) if generator is not None else None
+            scores = dict(self.evaluator(fake, sampling_gaussian=gaussian))
+        if generator is not None:
+            scores.update(generator.model_metrics(self.dataset))
         scores.update(self.dataset.extra_metrics(fake))
         names = self.config.metrics.names
         if names is not None:
