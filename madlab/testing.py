@@ -11,7 +11,7 @@ generator; a third-party plugin runs the same ones from its own tests, against a
         cases = [Case({"bandwidth": 0.3}, (2,), bad=({"bandwidth": -1.0},))]
 
 ``GeneratorContract`` turns into one pytest test per check and case (``test_fit_and_sample``,
-``test_state_round_trip``, ``test_determinism``, ``test_bad_params``, ``test_check_params``). The
+``test_state_round_trip``, ``test_determinism``, ``test_bad_params``, ``test_resolution``). The
 checks are also plain functions, ``check_*(name, case, ..., cls=None)``: ``name`` is the registered
 name (looked up in the entry-point group unless ``cls`` is given) and each raises ``AssertionError``
 (or the generator's own exception) when the generator breaks the contract. Loading the module as a
@@ -27,17 +27,17 @@ The contract, in the order the checks test it:
   loads it samples identically; a loaded instance trains on (warm start);
 - a seed fixes everything (same seed, same model and samples; another seed, other samples);
 - bad hyper-parameters are refused with an error naming the key: an unknown key and every entry of
-  ``Case.bad``, by ``Params`` (pydantic ``ValidationError``), by the class's cheap ``check_params``
-  classmethod when it has one (``madlab.errors.ConfigError``, what ``madlab validate`` calls before
-  anything runs), or failing both, by the constructor;
-- ``check_params`` (when present) accepts the case's good hyper-parameters.
+  ``Case.bad``, by the validation hook ``madlab validate`` calls before anything runs: ``Params``
+  (pydantic ``ValidationError``), then the classmethods ``resolve_params`` and ``check``
+  (``madlab.errors.ConfigError``), never first by the constructor;
+- ``resolve_params`` of the good hyper-parameters is JSON-serialisable, idempotent and passes ``check``.
 """
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, ClassVar, Sequence
+from typing import ClassVar, Sequence
 
 import numpy as np
 import pytest
@@ -165,49 +165,50 @@ def check_determinism(name: str, case: Case, cls: type[Generator] | None = None)
     assert not np.array_equal(sa.x, a.sample(19, bias=1.0, seed=3).x), "a different seed gives the same samples"
 
 
-def _params_check(cls: type[Generator]) -> Callable | None:
-    return getattr(cls, "check_params", None)
-
-
 def check_bad_params(name: str, case: Case, cls: type[Generator] | None = None) -> None:
-    """An unknown key and each ``case.bad`` override are refused with an error naming the key."""
-    cls = generator_class(name, cls)
-    check_params = _params_check(cls)
+    """An unknown key and each ``case.bad`` override are refused by the validation hook, naming the key.
+
+    The hook is what ``madlab validate`` and the start of ``madlab run`` call before anything runs:
+    ``Params`` (pydantic ``ValidationError``), then ``resolve_params`` and ``check``
+    (``madlab.errors.ConfigError``). A value refused only later, when the model is built or fitted,
+    fails this check: a sweep would then stop half-way instead of at once.
+    """
     from pydantic import ValidationError
 
+    cls = generator_class(name, cls)
+    shape = dict(data_shape=case.shape, num_classes=case.num_classes)
     for bad in ({"no_such_hyper_parameter": 1},) + tuple(case.bad):
         key = next(iter(bad))
         try:
-            params = cls.Params(**{**case.params, **bad})
-            if check_params is not None:
-                check_params(params, data_shape=case.shape, num_classes=case.num_classes)
-            cls(params, data_shape=case.shape, num_classes=case.num_classes, device="cpu")
+            cls.check(cls.resolve_params(cls.Params(**{**case.params, **bad}), **shape), **shape)
         except (ValidationError, ConfigError) as exc:
             assert key in str(exc), f"the error for {bad} does not name the parameter: {exc}"
         else:
-            raise AssertionError(f"{bad} was accepted by Params, check_params and the constructor")
+            raise AssertionError(f"{bad} passed the validation hook (Params, resolve_params, check): "
+                                 f"madlab validate would accept it")
 
 
-def check_check_params(name: str, case: Case, cls: type[Generator] | None = None) -> None:
-    """The class's cheap ``check_params`` (if it has one) accepts the case's good hyper-parameters."""
+def check_resolution(name: str, case: Case, cls: type[Generator] | None = None) -> None:
+    """``resolve_params`` gives JSON-serialisable parameters (they go into config.json and the run id)
+    that resolve to themselves and pass ``check``."""
     cls = generator_class(name, cls)
-    check_params = _params_check(cls)
-    if check_params is None:
-        pytest.skip(f"{cls.__name__} has no check_params")
-    check_params(cls.Params(**case.params), data_shape=case.shape, num_classes=case.num_classes)
+    shape = dict(data_shape=case.shape, num_classes=case.num_classes)
+    resolved = cls.resolve_params(cls.Params(**case.params), **shape)
+    cls.check(resolved, **shape)
+    dumped = resolved.model_dump(mode="json")
+    again = cls.resolve_params(cls.Params.model_validate(dumped), **shape)
+    assert again.model_dump(mode="json") == dumped, "resolving resolved parameters changed them"
 
 
 #: every check taking (name, case, cls=...); check_state_round_trip also takes tmp_path.
-CHECKS = [check_fit_and_sample, check_determinism, check_bad_params, check_check_params]
+CHECKS = [check_fit_and_sample, check_determinism, check_bad_params, check_resolution]
 
 
 def check_generator(name: str, case: Case, tmp_path: str | Path, cls: type[Generator] | None = None) -> None:
-    """Run the whole contract on one case (a skipped ``check_check_params`` is not a failure)."""
-    for check in (check_fit_and_sample, check_determinism, check_bad_params):
+    """Run the whole contract on one case."""
+    for check in CHECKS:
         check(name, case, cls=cls)
     check_state_round_trip(name, case, tmp_path, cls=cls)
-    if _params_check(generator_class(name, cls)) is not None:
-        check_check_params(name, case, cls=cls)
 
 
 def _is_tensor(value) -> bool:
@@ -263,9 +264,9 @@ class GeneratorContract:
         name, cls = self._name_and_class()
         check_bad_params(name, case, cls=cls)
 
-    def test_check_params(self, case):
+    def test_resolution(self, case):
         name, cls = self._name_and_class()
-        check_check_params(name, case, cls=cls)
+        check_resolution(name, case, cls=cls)
 
 
 def register_entry_point(folder: str | Path, name: str, target: str, *, distribution: str = "madlab-test-plugin",
@@ -314,7 +315,7 @@ def madlab_entry_point(tmp_path, monkeypatch):
         sys.modules.pop(module, None)
 
 
-__all__ = ["Case", "CHECKS", "GeneratorContract", "build", "check_bad_params", "check_check_params",
+__all__ = ["Case", "CHECKS", "GeneratorContract", "build", "check_bad_params", "check_resolution",
            "check_determinism", "check_fit_and_sample", "check_generator", "check_samples",
            "check_state_round_trip", "fitted", "generator_class", "madlab_entry_point", "register_entry_point",
            "tiny_data"]

@@ -26,7 +26,7 @@ CASES: dict[str, list[Case]] = {
     "gan": [Case({"width": 16, "depth": 2, "latent_dim": 2, "steps": 4, "batch_size": 16}, (2,),
                  bad=({"steps": 0}, {"objective": "hinge"}, {"ema": 1.5})),
             Case({"width": 4, "latent_dim": 4, "steps": 2, "batch_size": 8, "ema": 0.9}, (1, 8, 8), num_classes=10,
-                 n_train=16),
+                 n_train=16, bad=({"pac": 16, "conditional": False}, {"pac": 2, "conditional": True})),
             Case({"objective": "wgan-gp", "width": 8, "depth": 1, "latent_dim": 2, "steps": 2, "batch_size": 16,
                   "n_critic": 2}, (2,))],
     "flow": [Case({"layers": 2, "hidden": 8, "epochs": 1, "batch_size": 16}, (2,),
@@ -35,7 +35,8 @@ CASES: dict[str, list[Case]] = {
     "ddpm": [Case({"hidden": 16, "depth": 1, "steps": 3, "batch_size": 16, "sample_steps": 3}, (2,), num_classes=2,
                   bad=({"lr": -1}, {"sampler": "euler"}, {"cond_drop": 1.0})),
              Case({"channels": [8, 16], "layers_per_block": 1, "norm_groups": 4, "steps": 2, "batch_size": 8,
-                   "sample_steps": 2}, (1, 8, 8), num_classes=10, n_train=16, bad=({"norm_groups": 3},))],
+                   "sample_steps": 2}, (1, 8, 8), num_classes=10, n_train=16,
+                  bad=({"norm_groups": 3}, {"channels": [8, 16, 16, 16, 16]}))],
 }
 
 
@@ -75,6 +76,11 @@ class TestFlow(GeneratorContract):
 
 class TestDDPM(GeneratorContract):
     generator, cases = "ddpm", CASES["ddpm"]
+
+
+@pytest.mark.parametrize("name,case", list(_registered_cases()))
+def test_resolution(name, case):
+    check_resolution(name, case)
 
 
 @pytest.fixture(autouse=True)

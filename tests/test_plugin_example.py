@@ -18,7 +18,7 @@ from madlab import registry
 from madlab.testing import Case, check_samples, fitted, madlab_entry_point, tiny_data  # noqa: F401 (fixture)
 
 PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "plugin"
-KDE_CASE = Case({"bandwidth": 0.3}, (2,), bad=({"bandwidth": -1.0}, {"max_points": 1}))
+KDE_CASE = Case({"bandwidth": 0.3}, (2,), bad=({"bandwidth": -1.0}, {"max_points": 1}, {"max_points": 2}))
 (KDE_TARGET,) = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]["entry-points"][
     "madlab.generators"].values()
 

@@ -7,5 +7,5 @@ from madlab.testing import Case, GeneratorContract
 
 class TestKDE(GeneratorContract):
     generator = "kde"  # found through the entry point in pyproject.toml
-    cases = [Case({"bandwidth": 0.3}, (2,), bad=({"bandwidth": -1.0}, {"max_points": 1})),
+    cases = [Case({"bandwidth": 0.3}, (2,), bad=({"bandwidth": -1.0}, {"max_points": 1}, {"max_points": 2})),
              Case({}, (3,), n_train=20)]
