@@ -119,8 +119,8 @@ class Loop:
                         "metrics": t_metrics - t_sample},
         }
         if t == 1:  # once per run: the report's reference row (what "good" scores)
-            record["metadata"]["real_vs_real"] = self._metrics(None, self.dataset.eval_set(
-                self.n_eval, seed=derive_seed(seed, "eval", 1)))  # an independent draw: generation 1, not 0
+            record["metadata"]["real_vs_real"] = self._metrics(generator, self.dataset.eval_set(
+                self.n_eval, seed=derive_seed(seed, "eval", 1)), real=True)  # an independent draw: generation 1, not 0
         self.store.publish(t, generator.state_dict(), samples.take(slice(0, loop.n_synthetic)), record, self.image)
         record["seconds"]["publish"] = time.perf_counter() - t_metrics
         self._synthetic[t] = samples.take(slice(0, loop.n_synthetic))
@@ -142,14 +142,18 @@ class Loop:
                               samples.y)
         return samples
 
-    def _metrics(self, generator, fake: Samples) -> dict[str, float]:
-        """Metrics of ``fake`` against the reference set; ``generator=None`` scores a real set."""
+    def _metrics(self, generator, fake: Samples, real: bool = False) -> dict[str, float]:
+        """Metrics of ``fake`` against the reference set; ``real=True`` scores a real set the same way
+        (a closed-form W2 where the generator's is: that of the Gaussian fitted to the real set)."""
         if self.image:
             scores = dict(self.evaluator(fake))
         else:
-            gaussian = generator.sampling_gaussian(self.config.loop.bias) if generator is not None else None
+            gaussian = generator.sampling_gaussian(self.config.loop.bias)
+            if real and gaussian is not None:
+                x = fake.x.astype(np.float64)
+                gaussian = (x.mean(0), np.atleast_2d(np.cov(x, rowvar=False)))
             scores = dict(self.evaluator(fake, sampling_gaussian=gaussian))
-        if generator is not None:
+        if not real:
             scores.update(generator.model_metrics(self.dataset))
         scores.update(self.dataset.extra_metrics(fake))
         names = self.config.metrics.names

@@ -89,16 +89,24 @@ def _workers(env, threads):
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
 
 
+def _cold_env(tmp_path, name):
+    return {**os.environ, "MADLAB_CACHE": str(tmp_path / name), "MADLAB_MNIST_TEST_DIR": str(tmp_path / "none")}
+
+
 def test_concurrent_workers_on_a_cold_cache_train_once_and_agree(tmp_path):
     """Two processes start together on an empty MADLAB_CACHE (as two Ray workers of one sweep do):
-    one trains, the other waits on the lock and reads the same file; a third cache filled by a
-    process running 2 torch threads instead of 1 holds the same bytes."""
-    env = {**os.environ, "MADLAB_CACHE": str(tmp_path / "a"), "MADLAB_MNIST_TEST_DIR": str(tmp_path / "none")}
-    first, second = _workers(env, [1, 1])
+    one trains, the other waits on the lock and reads the same file."""
+    first, second = _workers(_cold_env(tmp_path, "a"), [1, 2])
     assert first["sha256"] == second["sha256"] == first["recorded"]
     assert first["trainer"] == second["trainer"]  # the record was written once, by one of them
-    (other,) = _workers({**env, "MADLAB_CACHE": str(tmp_path / "b")}, [2])
-    assert other["sha256"] == first["sha256"]
+
+
+@pytest.mark.slow
+def test_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
+    """Two cold caches filled by processes running 1 and 4 torch threads hold the same bytes."""
+    (one,) = _workers(_cold_env(tmp_path, "a"), [1])
+    (four,) = _workers(_cold_env(tmp_path, "b"), [4])
+    assert one["sha256"] == four["sha256"]
 
 
 def test_features_and_input_conventions(cache):

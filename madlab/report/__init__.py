@@ -145,9 +145,10 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
             order = [m for m in expected if m in mine] + [m for m in mine if m not in expected]
             plans.append((f"metrics{tag}", "Metrics vs generation" + title,
                           lambda v=view, o=order: metrics_panel(v, o, hue) if o else _raise("no metric values yet"), True))
-            if "trace_cov" in mine or "theory" in wanted:
-                plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title,
-                              lambda v=view: theory_panel(v), "theory" in wanted))
+            gaussian_runs = "generator" in view.runs and (view.runs["generator"].astype(str) == "gaussian").any()
+            if "trace_cov" in mine or "theory" in wanted:  # required where the closed form applies
+                plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title, lambda v=view: theory_panel(v),
+                              "theory" in wanted and (gaussian_runs or len(views) == 1)))
             plans.append((f"samples{tag}", "Samples per generation" + title,
                           lambda v=view, im=image: image_grid_panel(v) if im else scatter_panel(v), True))
             if kinds == {True, False}:  # the 2-D runs of a mixed slice
@@ -233,8 +234,11 @@ def _summary_html(results: Results, figure: MadFigure | None) -> str:
         body = []
         for row in table.to_dict("records"):
             reference = str(row[keys[0]]).startswith("real vs real")
-            cells = "".join(f"<td>{e(_cell(row[k]))}</td>" for k in keys)
-            cells += f"<td>{row['seeds']}</td><td>{'' if reference else int(row['last'])}</td>"
+            if reference:
+                cells = f"<td colspan={len(keys) + 2}>{e(str(row[keys[0]]))}</td><td></td>"
+            else:
+                cells = "".join(f"<td>{e(_cell(row[k]))}</td>" for k in keys)
+                cells += f"<td>{row['seeds']}</td><td>{int(row['last'])}</td>"
             for m in metric_cols:
                 if reference:
                     cells += f"<td colspan=2 class='ref'>{e(_num(row[m + ' @1']))}</td>"

@@ -271,10 +271,9 @@ def representative_runs(results: Results, limit: int = _MAX_GROUPS, image: bool 
         runs = runs.sort_values("seed", kind="stable")
     if axes:
         runs = runs.drop_duplicates(axes)
-        try:
-            runs = runs.sort_values(axes, ascending=[a != "bias" for a in axes], kind="stable")
-        except TypeError:
-            pass
+        positions = {a: {v: i for i, v in enumerate(_order(runs[a].drop_duplicates().tolist(), a))} for a in axes}
+        order = sorted(range(len(runs)), key=lambda i: tuple(positions[a].get(runs[a].iloc[i], -1) for a in axes))
+        runs = runs.iloc[order]
     out = []
     for row in runs.itertuples(index=False):
         if len(out) == limit:
