@@ -235,7 +235,7 @@ def _summary_html(results: Results, figure: MadFigure | None) -> str:
         for row in table.to_dict("records"):
             reference = str(row[keys[0]]).startswith("real vs real")
             if reference:
-                cells = f"<td colspan={len(keys) + 2}>{e(str(row[keys[0]]))}</td><td></td>"
+                cells = f"<td colspan={len(keys) + 2}>{e(str(row[keys[0]]))}</td>"
             else:
                 cells = "".join(f"<td>{e(_cell(row[k]))}</td>" for k in keys)
                 cells += f"<td>{row['seeds']}</td><td>{int(row['last'])}</td>"
