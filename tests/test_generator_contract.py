@@ -78,11 +78,6 @@ class TestDDPM(GeneratorContract):
     generator, cases = "ddpm", CASES["ddpm"]
 
 
-@pytest.mark.parametrize("name,case", list(_registered_cases()))
-def test_resolution(name, case):
-    check_resolution(name, case)
-
-
 @pytest.fixture(autouse=True)
 def _one_thread():
     before = torch.get_num_threads()

@@ -130,10 +130,10 @@ def test_theory_slices_come_first(tmp_path):
 
     folder = write_folder(tmp_path / "res", metrics=("w2",), generations=2)
     table = pd.read_parquet(folder / "metrics.parquet")
-    table["model"] = np.where(table["bias"] == 1.0, "a-neural", "z-gaussian")
-    table["generator"] = np.where(table["bias"] == 1.0, "gan", "gaussian")
+    table["model"] = np.where(table["seed"] == 0, "a-neural", "z-gaussian")
+    table["generator"] = np.where(table["seed"] == 0, "gan", "gaussian")
     table.to_parquet(folder / "metrics.parquet", index=False)
-    views, _ = _slices(open_results(folder), "seed")
+    views, _ = _slices(open_results(folder), "bias")
     assert [v.label for v in views] == ["model=z-gaussian", "model=a-neural"]
 
 

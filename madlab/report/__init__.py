@@ -142,7 +142,8 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
             tag = f"_{slug(view.label)}" if view.label else ""
             title = f" [{view.label}]" if view.label else ""
             mine = view.metrics
-            order = [m for m in expected if m in mine] + [m for m in mine if m not in expected]
+            headline = [m for m in _HEADLINE if m in mine and m not in expected]
+            order = [m for m in expected if m in mine] + headline + [m for m in mine if m not in expected + headline]
             plans.append((f"metrics{tag}", "Metrics vs generation" + title,
                           lambda v=view, o=order: metrics_panel(v, o, hue) if o else _raise("no metric values yet"), True))
             gaussian_runs = "generator" in view.runs and (view.runs["generator"].astype(str) == "gaussian").any()

@@ -74,7 +74,7 @@ GUIDES: dict[str, MadFigure] = {
         "Quickstart", "MAD's three loops on closed-form models (Gaussian, GMM) and neural generators, CPU scale",
         "fully-synthetic loops degrade (faster with λ < 1); a fixed real set slows the decay; fresh real data "
         "each generation keeps the model near the data",
-        ("w2", "precision", "recall", "modes", "fid"), panels=("theory",),
+        (), panels=("theory",),
         guide=(
             "Each run starts from a model trained on real data (generation 1) and retrains every generation on "
             "data built by its scheme. Line style is the scheme (solid: fully-synthetic, dashed: fixed-real, "
