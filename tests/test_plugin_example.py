@@ -1,7 +1,8 @@
 """The third-party plugin example (examples/plugin) is found through the entry point and passes the
 contract kit, ``madlab.testing``, exactly as its own test file runs it.
 
-Nothing is installed: the kit's ``madlab_entry_point`` fixture writes the distribution metadata pip
+Nothing is installed: the kit's ``madlab_entry_point`` fixture (loaded as a pytest plugin in
+conftest.py) writes the distribution metadata pip
 would write (a ``.dist-info`` folder with ``entry_points.txt``) into a temporary folder on
 ``sys.path``, which is what ``importlib.metadata`` reads for an installed package.
 """
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from madlab import registry
-from madlab.testing import Case, check_samples, fitted, madlab_entry_point, tiny_data  # noqa: F401 (fixture)
+from madlab.testing import Case, check_samples, fitted, tiny_data
 
 PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "plugin"
 KDE_CASE = Case({"bandwidth": 0.3}, (2,), bad=({"bandwidth": -1.0}, {"max_points": 1}, {"max_points": 2}))
