@@ -30,7 +30,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -190,18 +189,6 @@ def weights_dir() -> Path:
     return cache_root() / "extractors"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _recipe(overrides: dict | None) -> tuple[dict, str]:
     """The full recipe and the cache file stem (the default recipe keeps the plain versioned name)."""
     overrides = dict(overrides or {})
@@ -254,11 +241,13 @@ def _heldout_missing(record_path: Path) -> bool:
 def _complete_heldout(weights: Path, record_path: Path) -> None:
     from safetensors.torch import load_file
 
+    from madlab.storage import atomic_write_bytes
+
     record = json.loads(record_path.read_text())
     model = LeNet()
     model.load_state_dict(load_file(weights))
     record["heldout_accuracy"], record["heldout_set"] = heldout_accuracy(model)
-    _atomic_write(record_path, lambda p: Path(p).write_text(json.dumps(record, indent=2)))
+    atomic_write_bytes(record_path, json.dumps(record, indent=2).encode())
 
 
 def _train_pinned(weights: Path, recipe: dict) -> None:
@@ -274,9 +263,10 @@ def _train_pinned(weights: Path, recipe: dict) -> None:
 
 def _train_and_record(weights: Path, recipe: dict) -> None:
     """The child's work: train, then publish weights and record atomically (record last)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from madlab.datasets.images import load_mnist5k
+    from madlab.storage import atomic_write_bytes
 
     torch.backends.mkldnn.enabled = False  # oneDNN picks kernels by ISA; MKL's fixed CBWR branch does not
     torch.use_deterministic_algorithms(True)
@@ -287,14 +277,14 @@ def _train_and_record(weights: Path, recipe: dict) -> None:
                         batch_size=recipe["batch_size"])
     seconds = time.perf_counter() - start
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(weights, lambda p: save_file(state, p, metadata={"name": NAME, "version": str(VERSION)}))
+    atomic_write_bytes(weights, save(state, metadata={"name": NAME, "version": str(VERSION)}))
     acc, heldout_set = heldout_accuracy(model)
     record = {"name": NAME, "version": VERSION, "sha256": file_sha256(weights), "recipe": recipe,
               "train_accuracy": accuracy(model, images, labels), "heldout_accuracy": acc,
               "heldout_set": heldout_set, "train_seconds": round(seconds, 1), "torch": torch.__version__,
               "pinned_env": {k: os.environ.get(k) for k in PINNED_ENV},
               "cpu_capability": torch.backends.cpu.get_cpu_capability(), "trained_by_pid": os.getppid()}
-    _atomic_write(weights.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(record, indent=2)))
+    atomic_write_bytes(weights.with_suffix(".json"), json.dumps(record, indent=2).encode())
 
 
 class FeatureExtractorLeNet(FeatureExtractorBase):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ from madlab.report.plots import (Missing, _label, ess_panels, final_vs_total_pan
                                  plot_roles, scatter_panel, slug, theory_panel, tsne_panel)
 from madlab.report.results import Results, open_results
 from madlab.report.summary import generation_table, theory_rank, what_ran
+from madlab.storage import Location, atomic_write_bytes
 
 __all__ = ["make_report", "open_results", "Results", "CATALOGUE", "MadFigure"]
 
@@ -51,8 +53,6 @@ def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
     are uploaded to ``results_dir/figures``. Raises MadlabError (one line) when ``results_dir``
     is not a results folder.
     """
-    from madlab.storage import Location
-
     location = Location(results_dir)
     if not location.local:
         return _report_remote(location, local_dir)
@@ -64,7 +64,6 @@ def _report_remote(location, local_dir: str | None) -> list[str]:
 
     from madlab.datasets.images import cache_root
     from madlab.errors import MadlabError
-    from madlab.storage import atomic_write_bytes
 
     if not any(location.exists(name) for name in ("metrics.parquet", "ess.parquet", "run.json")):
         raise MadlabError(f"{location.uri}: not a madlab results folder (no metrics.parquet, ess.parquet or run.json)")
@@ -99,7 +98,7 @@ def _report_local(results_dir: str) -> list[str]:
     written = [p for panel in panels for p in (panel.paths or [])]
     _remove_stale(out_dir, written)
     index = out_dir / "index.html"
-    _atomic_text(index, _index_html(results, figure, panels))
+    atomic_write_bytes(index, _index_html(results, figure, panels).encode("utf-8"))
     return written + [str(index)]
 
 
@@ -207,9 +206,9 @@ def _save(fig, stem: Path) -> list[str]:
 
     for ext, kwargs in (("png", {"dpi": _DPI}), ("pdf", {})):
         path = stem.parent / f"{stem.name}.{ext}"
-        tmp = path.with_name(f".{path.name}.tmp.{ext}")
-        fig.savefig(tmp, bbox_inches="tight", **kwargs)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, bbox_inches="tight", **kwargs)
+        atomic_write_bytes(path, buffer.getvalue())
         paths.append(str(path))
     plt.close(fig)
     return paths
@@ -220,12 +219,6 @@ def _remove_stale(out_dir: Path, keep: list[str]) -> None:
     for old in list(out_dir.glob("*.png")) + list(out_dir.glob("*.pdf")):
         if old.name not in keep_set:
             old.unlink(missing_ok=True)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _summary_html(results: Results, figure: MadFigure | None) -> str:

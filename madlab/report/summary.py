@@ -10,8 +10,6 @@ sees that real data scores 0.75.
 """
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
@@ -38,10 +36,9 @@ def reference_values(results: Results) -> pd.DataFrame:
     """Real-vs-real metrics per run (columns run_id, metric, value), from generation 1's DONE record."""
     rows = []
     for run_id in results.runs["run_id"] if "run_id" in results.runs else []:
-        path = results.dir / "runs" / str(run_id) / "gen-0001" / "DONE"
         try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
+            record = results.run(str(run_id)).record(1)
+        except (OSError, ValueError, KeyError):  # no generation 1 published yet
             continue
         for metric, value in ((record.get("metadata") or {}).get("real_vs_real") or {}).items():
             if isinstance(value, (int, float)) and np.isfinite(value):
