@@ -132,6 +132,9 @@ class Loop:
             "seconds": {"data": t_data - clock, "fit": t_fit - t_data, "sample": t_sample - t_fit,
                         **(curated.seconds if curated else {}), "metrics": t_metrics - t_curated},
         }
+        if t == 1:  # once per run: the report's reference row (what "good" scores)
+            record["metadata"]["real_vs_real"] = self._metrics(generator, self.dataset.eval_set(
+                self.n_eval, seed=derive_seed(seed, "eval", 1)), real=True)  # an independent draw: generation 1, not 0
         extra = {"grid.png": grid_png(kept.x)} if self.image else {}
         if curated:
             extra.update(curated.files(self.image))
@@ -180,14 +183,21 @@ class Loop:
             samples = Samples(quantise(samples.x), samples.y)
         return samples
 
-    def _metrics(self, generator, fake: Samples) -> dict[str, float]:
+    def _metrics(self, generator, fake: Samples, real: bool = False) -> dict[str, float]:
+        """Metrics of ``fake`` against the reference set; ``real=True`` scores a real set the same way
+        (a closed-form W2 where the generator's is: that of the Gaussian fitted to the real set)."""
         if self.image:
             scores = dict(self.evaluator(fake))
         elif self.tokens:
             scores = dict(self.evaluator(fake, generator=generator))
         else:
-            scores = dict(self.evaluator(fake, sampling_gaussian=generator.sampling_gaussian(self.config.loop.bias)))
-        scores.update(generator.model_metrics(self.dataset))
+            gaussian = generator.sampling_gaussian(self.config.loop.bias)
+            if real and gaussian is not None:
+                x = fake.x.astype(np.float64)
+                gaussian = (x.mean(0), np.atleast_2d(np.cov(x, rowvar=False)))
+            scores = dict(self.evaluator(fake, sampling_gaussian=gaussian))
+        if not real:
+            scores.update(generator.model_metrics(self.dataset))
         scores.update(self.dataset.extra_metrics(fake))
         names = self.config.metrics.names
         if names is not None:

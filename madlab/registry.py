@@ -23,6 +23,17 @@ def generator_names() -> list[str]:
     return sorted(_entry_points())
 
 
+def distributions() -> dict[str, str | None]:
+    """Which installed distribution registers each generator (``madlab`` for the shipped ones)."""
+    return {name: (ep.dist.name if getattr(ep, "dist", None) is not None else None)
+            for name, ep in _entry_points().items()}
+
+
+def refresh() -> None:
+    """Forget the cached entry-point table (after ``sys.path`` or installed packages changed)."""
+    _entry_points.cache_clear()
+
+
 def get_generator_class(name: str) -> type[Generator]:
     eps = _entry_points()
     if name not in eps:

@@ -8,6 +8,9 @@ import pytest
 
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
+# The contract kit as a pytest plugin: its fixture madlab_entry_point is available to every test file.
+pytest_plugins = ["madlab.testing"]
+
 
 def gaussian_spec(**loop) -> dict:
     """A small valid spec on the 2-D Gaussian; ``loop`` overrides loop fields."""

@@ -43,40 +43,74 @@ def test_lenet_training_is_deterministic():
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def quick_training(monkeypatch):
-    real = lenet.train_lenet
-    calls = []
-
-    def quick(images, labels, **kw):
-        calls.append(len(images))
-        return real(images[::10], labels[::10], epochs=1)
-
-    monkeypatch.setattr(lenet, "train_lenet", quick)
-    return calls
+#: A recipe that trains in a few seconds (every 10th digit, one epoch): the real code path, tiny data.
+QUICK = {"epochs": 1, "train_every": 10}
 
 
-def test_weights_are_cached_with_hash_and_heldout_record(cache, monkeypatch):
-    calls = quick_training(monkeypatch)
-    path = lenet.ensure_lenet_weights()
-    assert calls == [5000]  # trained on all of mnist5k
-    assert path.parent == cache / "extractors" and path.name == f"lenet-mnist-v{lenet.VERSION}.safetensors"
+def test_weights_are_cached_with_hash_and_heldout_record(cache):
+    path = lenet.ensure_lenet_weights(recipe=QUICK)
+    assert path.parent == cache / "extractors" and path.name.startswith(f"lenet-mnist-v{lenet.VERSION}-")
     record = json.loads(path.with_suffix(".json").read_text())
     assert record["sha256"] == lenet.file_sha256(path)
-    assert record["recipe"]["train_set"] == "mnist5k"
+    assert record["recipe"]["train_set"] == "mnist5k" and record["recipe"]["epochs"] == 1
+    assert record["pinned_env"] == lenet.PINNED_ENV and record["trained_by_pid"] == os.getpid()
     if HAS_T10K:
         assert record["heldout_set"].startswith("MNIST t10k (10000 digits")
         assert 0.1 < record["heldout_accuracy"] <= 1.0
     else:
         assert record["heldout_accuracy"] is None
-    assert lenet.ensure_lenet_weights() == path and calls == [5000]  # reused, not retrained
-    ext = create_extractor("lenet-mnist")
+    mtime = path.stat().st_mtime_ns
+    assert lenet.ensure_lenet_weights(recipe=QUICK) == path and path.stat().st_mtime_ns == mtime  # reused
+    ext = create_extractor("lenet-mnist", weights_path=str(path))
     ident = extractor_identity(ext)
     assert ident == {"extractor": "lenet-mnist", "extractor_hash": record["sha256"][:16], "feature_layer": "128"}
+    with pytest.raises(MadlabError, match="unknown recipe key"):
+        lenet.ensure_lenet_weights(recipe={"lr": 1.0})
 
 
-def test_features_and_input_conventions(cache, monkeypatch):
-    quick_training(monkeypatch)
-    ext = create_extractor("lenet-mnist")
+_WORKER = """
+import json, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from madlab.features import feature_extractor_lenet as lenet
+path = lenet.ensure_lenet_weights(recipe={"epochs": 1, "train_every": 10})
+record = json.loads(path.with_suffix(".json").read_text())
+print(json.dumps({"sha256": lenet.file_sha256(path), "recorded": record["sha256"], "trainer": record["trained_by_pid"]}))
+"""
+
+
+def _workers(env, threads):
+    import subprocess
+    import sys
+
+    procs = [subprocess.Popen([sys.executable, "-c", _WORKER, str(t)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for t in threads]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err[-2000:] for _, err in outs]
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+
+
+def _cold_env(tmp_path, name):
+    return {**os.environ, "MADLAB_CACHE": str(tmp_path / name), "MADLAB_MNIST_TEST_DIR": str(tmp_path / "none")}
+
+
+def test_concurrent_workers_on_a_cold_cache_train_once_and_agree(tmp_path):
+    """Two processes start together on an empty MADLAB_CACHE (as two Ray workers of one sweep do):
+    one trains, the other waits on the lock and reads the same file."""
+    first, second = _workers(_cold_env(tmp_path, "a"), [1, 2])
+    assert first["sha256"] == second["sha256"] == first["recorded"]
+    assert first["trainer"] == second["trainer"]  # the record was written once, by one of them
+
+
+@pytest.mark.slow
+def test_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
+    """Two cold caches filled by processes running 1 and 4 torch threads hold the same bytes."""
+    (one,) = _workers(_cold_env(tmp_path, "a"), [1])
+    (four,) = _workers(_cold_env(tmp_path, "b"), [4])
+    assert one["sha256"] == four["sha256"]
+
+
+def test_features_and_input_conventions(cache):
+    ext = create_extractor("lenet-mnist", weights_path=str(lenet.ensure_lenet_weights(recipe=QUICK)))
     x, _ = digits(20)
     f_uint8 = extract_features(ext, x)
     f_float = extract_features(ext, x.astype(np.float32) / 127.5 - 1)

@@ -1,13 +1,14 @@
-"""The third-party plugin example (examples/plugin) is found through the entry point and passes the contract.
+"""The third-party plugin example (examples/plugin) is found through the entry point and passes the
+contract kit, ``madlab.testing``, exactly as its own test file runs it.
 
-Nothing is installed: the test writes the distribution metadata pip would write (a
-``.dist-info`` folder with ``entry_points.txt``) into a temporary folder on ``sys.path`` next
-to the example's source, which is exactly what ``importlib.metadata`` reads for an installed
-package, then clears madlab's cached entry-point table.
+Nothing is installed: the kit's ``madlab_entry_point`` fixture (loaded as a pytest plugin in
+conftest.py) writes the distribution metadata pip
+would write (a ``.dist-info`` folder with ``entry_points.txt``) into a temporary folder on
+``sys.path``, which is what ``importlib.metadata`` reads for an installed package.
 """
 from __future__ import annotations
 
-import sys
+import importlib.util
 import tomllib
 from pathlib import Path
 
@@ -15,50 +16,66 @@ import numpy as np
 import pytest
 
 from madlab import registry
-from test_generator_contract import (
-    CHECKS, Case, check_samples, check_state_round_trip, fitted, tiny_data,
-)
+from madlab.testing import Case, check_samples, fitted, tiny_data
 
 PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "plugin"
 KDE_CASE = Case({"bandwidth": 0.3}, (2,), bad=({"bandwidth": -1.0}, {"max_points": 1}, {"max_points": 2}))
-
-
-def _entry_points_txt(pyproject: dict) -> str:
-    lines = []
-    for group, entries in pyproject["project"]["entry-points"].items():
-        lines.append(f"[{group}]")
-        lines += [f"{name} = {target}" for name, target in entries.items()]
-    return "\n".join(lines) + "\n"
+(KDE_TARGET,) = tomllib.loads((PLUGIN / "pyproject.toml").read_text())["project"]["entry-points"][
+    "madlab.generators"].values()
 
 
 @pytest.fixture
-def installed_plugin(tmp_path, monkeypatch):
-    pyproject = tomllib.loads((PLUGIN / "pyproject.toml").read_text())
-    project = pyproject["project"]
-    dist = tmp_path / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n")
-    (dist / "entry_points.txt").write_text(_entry_points_txt(pyproject))
-    monkeypatch.syspath_prepend(str(PLUGIN))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registry._entry_points.cache_clear()
-    yield
-    registry._entry_points.cache_clear()
-    sys.modules.pop("madlab_kde", None)
+def installed_plugin(madlab_entry_point):
+    madlab_entry_point("kde", KDE_TARGET, source_dir=PLUGIN)
+
+
+def _example_test_module():
+    """The example's own test file (examples/plugin/tests/test_kde.py), loaded as a module."""
+    spec = importlib.util.spec_from_file_location("madlab_kde_example_tests", PLUGIN / "tests" / "test_kde.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The example's contract class, collected here as it is in the plugin's own repository; its tests
+# resolve "kde" through the entry point, so they run with the plugin registered.
+TestKDE = pytest.mark.usefixtures("installed_plugin")(_example_test_module().TestKDE)
 
 
 def test_plugin_is_discovered_through_the_entry_point(installed_plugin):
     assert "kde" in registry.generator_names()
+    assert registry.distributions()["kde"] in {"madlab-test-plugin", "madlab-kde"}  # or pip-installed
     cls = registry.get_generator_class("kde")
     assert cls.__module__ == "madlab_kde" and cls.name == "kde"
     assert cls.describe().startswith("Gaussian KDE")
 
 
-def test_plugin_passes_the_contract(installed_plugin, tmp_path):
+def test_madlab_suite_reports_a_foreign_plugin_without_failing(installed_plugin):
+    from test_generator_contract import test_every_shipped_generator_has_a_case
+
+    with pytest.warns(UserWarning, match=r"kde \(madlab-(test-plugin|kde)\)"):
+        test_every_shipped_generator_has_a_case()
+
+
+def test_the_kit_fails_a_generator_that_breaks_the_contract(installed_plugin):
+    """The kit can fail: a KDE whose samples ignore the seed, and one that accepts any bandwidth."""
+    from madlab.testing import check_bad_params, check_determinism
+
     cls = registry.get_generator_class("kde")
-    for check in CHECKS:
-        check("kde", KDE_CASE, cls=cls)
-    check_state_round_trip("kde", KDE_CASE, tmp_path, cls=cls)
+
+    class Unseeded(cls):
+        def sample(self, n, *, bias, seed):
+            return super().sample(n, bias=bias, seed=0)
+
+    with pytest.raises(AssertionError, match="different seed gives the same samples"):
+        check_determinism("kde", KDE_CASE, cls=Unseeded)
+
+    class Lenient(cls):
+        class Params(cls.Params):
+            model_config = {**cls.Params.model_config, "extra": "ignore"}
+
+    with pytest.raises(AssertionError, match="passed the validation hook"):
+        check_bad_params("kde", Case({}, (2,)), cls=Lenient)
 
 
 def test_plugin_bias_shrinks_the_kernel(installed_plugin):
@@ -72,20 +89,11 @@ def test_plugin_bias_shrinks_the_kernel(installed_plugin):
     assert np.isin(none.x[:, 0], train.x[:, 0].astype(np.float64)).all()
 
 
-
 @pytest.fixture
-def broken_plugin(tmp_path, monkeypatch):
+def broken_plugin(madlab_entry_point, tmp_path):
     """A plugin whose module imports a dependency that is not installed."""
-    dist = tmp_path / "madlab_broken-0.1.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: madlab-broken\nVersion: 0.1\n")
-    (dist / "entry_points.txt").write_text("[madlab.generators]\nbroken = madlab_broken_plugin:Gen\n")
     (tmp_path / "madlab_broken_plugin.py").write_text("import no_such_dependency_for_madlab\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    registry._entry_points.cache_clear()
-    yield
-    registry._entry_points.cache_clear()
-    sys.modules.pop("madlab_broken_plugin", None)
+    madlab_entry_point("broken", "madlab_broken_plugin:Gen", source_dir=tmp_path)
 
 
 def test_broken_plugin_is_a_one_line_config_error(broken_plugin, write_spec, cli, tmp_path):

@@ -49,7 +49,8 @@ def write_folder(root: Path, *, name="toy", image=False, biases=(1.0, 0.8), seed
                     x = (rng.standard_normal((200, 2)) * bias ** (t / 2)).astype(np.float32)
                     with open(gen / "samples.npz", "wb") as f:
                         np.savez(f, x=x)
-                (gen / "DONE").write_text("{}")
+                reference = {m: 0.5 for m in metrics if m != "trace_cov"} if t == 1 else None
+                (gen / "DONE").write_text(json.dumps({"metadata": {"real_vs_real": reference}} if reference else {}))
                 for m in metrics:
                     value = 2 * bias ** (t - 1) if m == "trace_cov" else float(rng.random())
                     rows.append(dict(sweep=name, run_id=run_id, generator=config["generator"]["name"],
@@ -95,11 +96,45 @@ def test_report_on_synthetic_lowdim_table(tmp_path):
     assert len(images) == 3 and all(i.startswith(PNG_MAGIC) for i in images)
     html = (folder / "figures" / "index.html").read_text()
     assert "loops/toy.yaml" in html and "--preset cpu" in html and "gaussian" in html
+    assert html.count("<h2>Provenance</h2>") == 1 and html.count("--preset cpu") == 1  # the block once
+    assert "<th>λ (sampling bias)</th><td>1, 0.8</td>" in html and "<th>seeds</th><td>2 (0, 1)</td>" in html
 
     stale = folder / "figures" / "old_panel.png"  # a re-run replaces figures it no longer draws
     stale.write_bytes(b"x")
     assert figure_names(make_report(str(folder))) == names
     assert not stale.exists()
+
+
+def test_summary_table_has_generation_1_last_and_real_reference(tmp_path):
+    from madlab.report.summary import generation_table, reference_level
+
+    folder = write_folder(tmp_path / "res", metrics=("w2", "precision"), generations=3)
+    results = open_results(folder)
+    table = generation_table(results)
+    assert list(table["bias"][:2]) == [1.0, 0.8] and list(table["seeds"][:2]) == [2, 2]
+    values = results.values
+    for row, bias in zip(table.to_dict("records")[:2], (1.0, 0.8)):
+        mine = values[(values["bias"] == bias) & (values["metric"] == "precision")]
+        assert row["precision @1"] == pytest.approx(mine[mine["generation"] == 1]["value"].mean())
+        assert row["precision @last"] == pytest.approx(mine[mine["generation"] == 3]["value"].mean())
+    reference = table.iloc[-1]
+    assert str(reference["bias"]).startswith("real vs real") and reference["precision @1"] == 0.5
+    assert reference_level(results, "w2") == 0.5
+    make_report(str(folder))
+    html = (folder / "figures" / "index.html").read_text()
+    assert "Generation 1 vs last generation" in html and "real vs real" in html
+
+
+def test_theory_slices_come_first(tmp_path):
+    from madlab.report import _slices
+
+    folder = write_folder(tmp_path / "res", metrics=("w2",), generations=2)
+    table = pd.read_parquet(folder / "metrics.parquet")
+    table["model"] = np.where(table["seed"] == 0, "a-neural", "z-gaussian")
+    table["generator"] = np.where(table["seed"] == 0, "gan", "gaussian")
+    table.to_parquet(folder / "metrics.parquet", index=False)
+    views, _ = _slices(open_results(folder), "bias")
+    assert [v.label for v in views] == ["model=z-gaussian", "model=a-neural"]
 
 
 def test_catalogued_figure_lists_missing_metrics(tmp_path):

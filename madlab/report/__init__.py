@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import math
 import io
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
 from madlab.report.plots import (Missing, _label, ess_panels, final_vs_total_panel, image_grid_panel, metrics_panel,
                                  plot_roles, scatter_panel, slug, theory_panel, tsne_panel)
 from madlab.report.results import Results, open_results
+from madlab.report.summary import generation_table, theory_rank, what_ran
 from madlab.storage import Location, atomic_write_bytes
 
 __all__ = ["make_report", "open_results", "Results", "CATALOGUE", "MadFigure"]
@@ -117,7 +119,9 @@ def _slices(results: Results, hue: str) -> tuple[list[Results], list[str]]:
     for values, group in results.runs.groupby(rest, dropna=False, sort=True):
         values = values if isinstance(values, tuple) else (values,)
         label = ", ".join(_label(c, v) for c, v in zip(rest, values))
-        views.append(results.subset(group["run_id"], label))
+        rank = theory_rank(group["generator"].astype(str)) if "generator" in group else len(views)
+        views.append((rank, results.subset(group["run_id"], label)))
+    views = [v for _, v in sorted(views, key=lambda rv: rv[0])]  # theory models first (stable)
     return views[:MAX_SLICES], [v.label for v in views[MAX_SLICES:]]
 
 
@@ -141,7 +145,8 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
             tag = f"_{slug(view.label)}" if view.label else ""
             title = f" [{view.label}]" if view.label else ""
             mine = view.metrics
-            order = [m for m in expected if m in mine] + [m for m in mine if m not in expected]
+            headline = [m for m in _HEADLINE if m in mine and m not in expected]
+            order = [m for m in expected if m in mine] + headline + [m for m in mine if m not in expected + headline]
             plans.append((f"metrics{tag}", "Metrics vs generation" + title,
                           lambda v=view, o=order: metrics_panel(v, o, hue) if o else _raise("no metric values yet"), True))
             curated = [m for m in CURATION_METRICS if m in mine]
@@ -150,9 +155,10 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
                               lambda v=view, c=curated: metrics_panel(v, c, hue) if c else
                               _raise("no curation rows (candidates, kept, reward_before, ...) in the table"),
                               "curation" in wanted))
-            if "trace_cov" in mine or "theory" in wanted:
-                plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title,
-                              lambda v=view: theory_panel(v), "theory" in wanted))
+            gaussian_runs = "generator" in view.runs and (view.runs["generator"].astype(str) == "gaussian").any()
+            if "trace_cov" in mine or "theory" in wanted:  # required where the closed form applies
+                plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title, lambda v=view: theory_panel(v),
+                              "theory" in wanted and (gaussian_runs or len(views) == 1)))
             if _has_text_runs(view):  # the tokens kind: text excerpts and rank-frequency instead of pictures
                 from madlab.report import text_panels
 
@@ -214,7 +220,9 @@ def _save(fig, stem: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
-    for ext, kwargs in (("png", {"dpi": 90}), ("pdf", {})):
+    from madlab.report.plots import _DPI
+
+    for ext, kwargs in (("png", {"dpi": _DPI}), ("pdf", {})):
         path = stem.parent / f"{stem.name}.{ext}"
         buffer = io.BytesIO()
         fig.savefig(buffer, format=ext, bbox_inches="tight", **kwargs)
@@ -229,6 +237,57 @@ def _remove_stale(out_dir: Path, keep: list[str]) -> None:
     for old in list(out_dir.glob("*.png")) + list(out_dir.glob("*.pdf")):
         if old.name not in keep_set:
             old.unlink(missing_ok=True)
+
+
+def _summary_html(results: Results, figure: MadFigure | None) -> str:
+    """The opening: what ran, then generation 1 vs the last generation per configuration."""
+    e = html.escape
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in what_ran(results))
+    out = [f"<section id='summary'><h2>What ran</h2><table class='kv'>{rows}</table>"]
+    table = generation_table(results, figure.metrics + tuple(m for m in _HEADLINE if m not in figure.metrics)
+                             if figure else None)
+    if len(table):
+        metric_cols = [c[:-3] for c in table.columns if c.endswith(" @1")]
+        keys = [c for c in table.columns if c not in ("seeds", "last") and not c.endswith((" @1", " @last"))]
+        head1 = "".join(f"<th rowspan=2>{e(k)}</th>" for k in keys) + "<th rowspan=2>seeds</th><th rowspan=2>last t</th>"
+        head1 += "".join(f"<th colspan=2>{e(m)}</th>" for m in metric_cols)
+        head2 = "".join("<th>t = 1</th><th>last</th>" for _ in metric_cols)
+        body = []
+        for row in table.to_dict("records"):
+            reference = str(row[keys[0]]).startswith("real vs real")
+            if reference:
+                cells = f"<td colspan={len(keys) + 2}>{e(str(row[keys[0]]))}</td>"
+            else:
+                cells = "".join(f"<td>{e(_cell(row[k]))}</td>" for k in keys)
+                cells += f"<td>{row['seeds']}</td><td>{int(row['last'])}</td>"
+            for m in metric_cols:
+                if reference:
+                    cells += f"<td colspan=2 class='ref'>{e(_num(row[m + ' @1']))}</td>"
+                else:
+                    cells += f"<td>{e(_num(row[m + ' @1']))}</td><td>{e(_num(row[m + ' @last']))}</td>"
+            body.append(f"<tr{' class=ref' if reference else ''}>{cells}</tr>")
+        out.append("<h2>Generation 1 vs last generation</h2><p class='note'>Mean over seeds per configuration. "
+                   "<i>real vs real</i>: a second sample of real data scored against the same reference set "
+                   "(recorded once per run at generation 1), i.e. what a perfect model scores.</p>"
+                   f"<table class='grid'><thead><tr>{head1}</tr><tr>{head2}</tr></thead>"
+                   f"<tbody>{''.join(body)}</tbody></table>")
+    out.append("</section>")
+    return "".join(out)
+
+
+_HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fraction")
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _num(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
 
 
 def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel]) -> str:
@@ -247,10 +306,10 @@ def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel])
     meta_rows = "".join(f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in meta)
     head = f"<h1>{e(results.name)}</h1>"
     if figure:
-        head += f"<p><b>MAD {e(figure.figures)}</b>: {e(figure.title)}<br>Paper's claim: {e(figure.claim)}</p>"
-    else:
-        head += "<p>No MAD figure is registered for this spec name; generic panels only.</p>"
-    provenance = "".join(f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in meta[1:7])
+        head += f"<p><b>{'MAD ' if figure.figures.startswith('Fig') else ''}{e(figure.figures)}</b>: {e(figure.title)}<br>"
+        head += f"{'Paper' if figure.figures.startswith('Fig') else 'MAD'}'s claim: {e(figure.claim)}</p>"
+        if figure.guide:
+            head += f"<h2>What you are looking at</h2><p class='guide'>{e(figure.guide)}</p>"
     body = []
     for p in panels:
         if p.paths:
@@ -259,7 +318,7 @@ def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel])
             files = ", ".join(f"<code>{e(Path(x).name)}</code>" for x in p.paths)
             body.append(f'<section><h2>{e(p.title)}</h2>'
                         f'<img alt="{e(p.title)}" src="data:image/png;base64,{data}">'
-                        f'<details><summary>files: {files}</summary><table>{provenance}</table></details></section>')
+                        f'<p class="files">files: {files}</p></section>')
     missing = [p for p in panels if p.missing]
     if missing:
         items = "".join(f"<li><b>{e(p.title)}</b> ({e(p.key)}): missing — {e(p.missing)}</li>" for p in missing)
@@ -267,9 +326,15 @@ def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel])
     if results.failures:
         items = "".join(f"<li><code>{e(r)}</code>: {e(err)}</li>" for r, err in results.failures)
         body.append(f"<section><h2>Failed runs</h2><ul>{items}</ul></section>")
+    summary = _summary_html(results, figure) if results.table is not None else ""
+    provenance = f"<section id='provenance'><h2>Provenance</h2><table class='kv'>{meta_rows}</table></section>"
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:auto;padding:0 1em}img{max-width:100%}"
+             "th{text-align:left;padding-right:1em}section{margin:2em 0}table.grid{border-collapse:collapse;font-size:90%}"
+             "table.grid td,table.grid th{border:1px solid #ccc;padding:2px 6px;text-align:right}"
+             "table.grid th{text-align:center;background:#f3f3f3}tr.ref td{background:#f7f7e8;font-style:italic}"
+             ".note,.files{color:#555;font-size:90%}.guide{max-width:60em;line-height:1.4}")
     return ("<!doctype html><html><head><meta charset='utf-8'><title>madlab report: "
-            f"{e(results.name)}</title><style>body{{font-family:sans-serif;max-width:1100px;margin:auto}}"
-            "img{max-width:100%}th{text-align:left;padding-right:1em}section{margin:2em 0}</style></head><body>"
-            f"{head}<table>{meta_rows}</table>{''.join(body)}"
+            f"{e(results.name)}</title><style>{style}</style></head><body>"
+            f"{head}{summary}{''.join(body)}{provenance}"
             f"<p><small>report written {e(stamp)}</small></p></body></html>")

@@ -10,10 +10,12 @@ import numpy as np
 import pandas as pd
 
 from madlab.report.results import Results
+from madlab.samples import Samples
 
 _MAX_GROUPS = 6      # sample panels: representative runs shown
 _MAX_GENERATIONS = 6  # sample panels: generations shown per run
 _BOOT = 200           # bootstrap resamples of the seed confidence bands
+_DPI = 90             # the PNGs' resolution (madlab.report saves at this dpi)
 
 
 class Missing(Exception):
@@ -37,14 +39,62 @@ def _label(col: str, value, named: bool = True) -> str:
     return f"{col}={value}" if named else str(value)
 
 
+#: MAD's three loops first, in the paper's order; line style by scheme in every panel
+SCHEME_ORDER = ("fully-synthetic", "fixed-real", "fresh-real", "accumulate", "accumulate-subsample")
+SCHEME_DASHES = {"fully-synthetic": "", "fixed-real": (5, 2), "fresh-real": (1.5, 1.5),
+                 "accumulate": (6, 2, 1.5, 2), "accumulate-subsample": (3, 1, 1, 1)}
+#: the real-vs-real reference level, drawn the same way in every panel
+REFERENCE_STYLE = dict(color="0.3", lw=1.0, ls=(0, (1, 2)), zorder=0)
+
+
+def _order(values: list, col: str) -> list:
+    """Sweep values in display order: λ descending, schemes as MAD, numbers ascending, else by name."""
+    if col == "scheme":
+        return sorted(values, key=lambda v: (SCHEME_ORDER.index(v) if v in SCHEME_ORDER else 99, str(v)))
+    try:
+        return sorted(values, key=float, reverse=(col == "bias"))
+    except (TypeError, ValueError):
+        return sorted(values, key=str)
+
+
+def palette_for(labels: list[str]) -> dict[str, tuple]:
+    """One colour per hue label, in order: the same mapping in the metric and the theory panels."""
+    import seaborn as sns
+
+    colours = sns.color_palette("colorblind", max(len(labels), 1))
+    return dict(zip(labels, colours))
+
+
+def dashes_for(labels: list[str]) -> dict[str, object]:
+    """Line style per scheme label (unknown labels cycle through the remaining styles)."""
+    spare = [(4, 1, 1, 1, 1, 1), (2, 2, 6, 2), (8, 2)]
+    return {lab: SCHEME_DASHES.get(lab, spare[i % len(spare)]) for i, lab in enumerate(labels)}
+
+
+def integer_generations(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def seed_count(results: Results) -> int:
+    """Seeds per configuration (the most any configuration has): the N of "mean ± band over N seeds"."""
+    runs = results.runs
+    if "seed" not in runs or runs.empty:
+        return 1
+    axes = [a for a in results.axes if a in runs]
+    return int(runs.groupby(axes)["seed"].nunique().max()) if axes else int(runs["seed"].nunique())
+
+
+def band_note(n_seeds: int) -> str:
+    return f"mean ± 95% band over {n_seeds} seeds" if n_seeds > 1 else "one seed (no band)"
+
+
 def _series(frame: pd.DataFrame, col: str) -> pd.Series:
-    """A categorical label column, ordered (λ descending, numbers ascending)."""
+    """A categorical label column, ordered (λ descending, schemes as MAD, numbers ascending)."""
     values = frame[col]
     uniq = values.drop_duplicates().tolist()
-    try:
-        order = sorted(uniq, key=float, reverse=(col == "bias"))
-    except (TypeError, ValueError):
-        order = sorted(uniq, key=str)
+    order = _order(uniq, col)
     labels = [_label(col, v, named=False) for v in order]
     mapping = dict(zip(map(str, order), labels))
     return pd.Categorical(values.astype(str).map(mapping), categories=list(dict.fromkeys(labels)), ordered=True)
@@ -79,25 +129,45 @@ def _tidy(results: Results, metrics: list[str], roles: dict) -> pd.DataFrame:
 
 
 def metrics_panel(results: Results, metrics: list[str], hue: str = "bias"):
-    """Metric vs generation: mean over seeds with a 95% bootstrap band (MAD Figs. 4, 8, 10, 13)."""
+    """Metric vs generation (MAD Figs. 4, 8, 10, 13): mean over seeds, a 95% bootstrap band when
+    there are several seeds, bounded metrics on [0, 1], the real-vs-real level as a dotted line."""
     import seaborn as sns
+
+    from madlab.report.summary import BOUNDED, reference_level
 
     _pyplot()
     roles = plot_roles(results, hue)
     data = _tidy(results, metrics, roles)
     present = [m for m in metrics if m in set(data["metric"])]
     n_rows = data["_row"].nunique() if roles["rows"] else 1
+    n_seeds = seed_count(results)
+    hue_col = _legend(roles["hue"]) if roles["hue"] else None
+    style_col = _legend(roles["style"]) if roles["style"] else None
     grid = sns.relplot(
         data=data, kind="line", x="generation", y="value", col="metric", col_order=present,
         row="_row" if roles["rows"] else None, col_wrap=None if roles["rows"] or len(present) <= 5 else 5,
-        hue=_legend(roles["hue"]) if roles["hue"] else None,
-        style=_legend(roles["style"]) if roles["style"] else None,
-        errorbar=("ci", 95), n_boot=_BOOT, seed=0, markers=True, dashes=True,
+        hue=hue_col, style=style_col,
+        palette=palette_for(list(data[hue_col].cat.categories)) if hue_col else None,
+        dashes=dashes_for(list(data[style_col].cat.categories)) if style_col else True,
+        errorbar=("ci", 95) if n_seeds > 1 else None, n_boot=_BOOT, seed=0, markers=True,
         height=2.6 if n_rows > 1 else 3.0, aspect=1.15, facet_kws={"sharey": False, "sharex": True},
     )
     grid.set_titles(row_template="{row_name}", col_template="{col_name}")
     grid.set_ylabels("")
-    grid.figure.suptitle(f"{results.title}: metrics over generations (mean over seeds, 95% CI)", y=1.02, fontsize=10)
+    drew_reference = False
+    for key, ax in grid.axes_dict.items():
+        row, metric = key if isinstance(key, tuple) else (None, key)
+        integer_generations(ax)
+        if metric in BOUNDED:
+            ax.set_ylim(-0.02, 1.02)
+        ids = data[data["_row"] == row]["run_id"].unique() if row is not None else data["run_id"].unique()
+        level = reference_level(results, metric, ids)
+        if level is not None:
+            ax.axhline(level, **REFERENCE_STYLE)
+            drew_reference = True
+    reference = "; dotted grey: real vs real" if drew_reference else ""
+    grid.figure.suptitle(f"{results.title}: metrics over generations ({band_note(n_seeds)}{reference})",
+                         y=1.02, fontsize=10)
     return grid.figure
 
 
@@ -114,19 +184,28 @@ def theory_panel(results: Results):
     if gauss.empty:
         raise Missing("no trace_cov / mean_shift values yet")
     roles = plot_roles(results)
-    keys = [k for k in [roles["hue"], roles["style"], *roles["rows"]] if k]
+    hue, style = roles["hue"], roles["style"]
+    keys = [k for k in [hue, style, *roles["rows"]] if k]
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
-    colours = {}
-    palette = plt.get_cmap("tab10")
+    hue_labels = [_label(hue, v, named=False) for v in _order(gauss[hue].drop_duplicates().tolist(), hue)] if hue else []
+    colours = palette_for(hue_labels)
+    style_labels = ([_label(style, v, named=False) for v in _order(gauss[style].drop_duplicates().tolist(), style)]
+                    if style else [])
+    dashes = dashes_for(style_labels)
+    n_seeds = seed_count(results)
     drawn_theory = False
     for label, group in _groups(gauss, results, keys):
-        colour = colours.setdefault(label, palette(len(colours) % 10))
+        first = group.iloc[0]
+        colour = colours.get(_label(hue, first[hue], named=False), "tab:blue") if hue else "tab:blue"
+        dash = dashes.get(_label(style, first[style], named=False), "") if style else ""
         for ax, metric in zip(axes, ["trace_cov", "mean_shift"]):
             rows = group[group["metric"] == metric]
             if rows.empty:
                 continue
             stats = rows.groupby("generation")["value"].agg(["mean", "std", "count"])
-            ax.plot(stats.index, stats["mean"], "o-", ms=3, color=colour, label=label)
+            line, = ax.plot(stats.index, stats["mean"], "o-", ms=3, color=colour, label=label)
+            if dash:
+                line.set_dashes(dash)
             if (stats["count"] > 1).any():
                 half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"])
                 ax.fill_between(stats.index, stats["mean"] - half, stats["mean"] + half, color=colour, alpha=0.2)
@@ -134,17 +213,19 @@ def theory_panel(results: Results):
         theory = _theory_for(cfg, int(group["generation"].max()), expected_moments)
         if theory is not None:
             drawn_theory = True
-            axes[0].plot(theory["generation"], theory["trace_cov"], "--", color=colour, lw=1.2)
-            axes[1].plot(theory["generation"], np.sqrt(theory["mean_sq"]), "--", color=colour, lw=1.2)
+            axes[0].plot(theory["generation"], theory["trace_cov"], "-", color=colour, lw=4, alpha=0.25)
+            axes[1].plot(theory["generation"], np.sqrt(theory["mean_sq"]), "-", color=colour, lw=4, alpha=0.25)
     if not drawn_theory:
         plt.close(fig)
         raise Missing("no run with a closed form (gaussian dataset, scheme fully-synthetic/fixed-real/fresh-real, "
                       "memory 1, no accumulated synthetic sets, config.json present)")
-    axes[0].set(title="trace of fitted Σ (dashed: exact E)", xlabel="generation", yscale="log")
-    axes[1].set(title="|mean − true mean| (dashed: √E|μ|², an upper bound)", xlabel="generation")
+    axes[0].set(title="trace of fitted Σ (broad pale line: exact E)", xlabel="generation", yscale="log")
+    axes[1].set(title="|mean − true mean| (pale: √E|μ|², an upper bound)", xlabel="generation")
+    for ax in axes:
+        integer_generations(ax)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 0.9), frameon=False)
-    fig.suptitle(f"{results.title}: Gaussian loop vs closed form (solid: measured mean, 95% CI over seeds)",
+    fig.suptitle(f"{results.title}: Gaussian loop vs closed form (markers: measured, {band_note(n_seeds)})",
                  fontsize=10)
     fig.tight_layout()
     return fig
@@ -190,10 +271,9 @@ def representative_runs(results: Results, limit: int = _MAX_GROUPS, image: bool 
         runs = runs.sort_values("seed", kind="stable")
     if axes:
         runs = runs.drop_duplicates(axes)
-        try:
-            runs = runs.sort_values(axes, ascending=[a != "bias" for a in axes], kind="stable")
-        except TypeError:
-            pass
+        positions = {a: {v: i for i, v in enumerate(_order(runs[a].drop_duplicates().tolist(), a))} for a in axes}
+        order = sorted(range(len(runs)), key=lambda i: tuple(positions[a].get(runs[a].iloc[i], -1) for a in axes))
+        runs = runs.iloc[order]
     out = []
     for row in runs.itertuples(index=False):
         if len(out) == limit:
@@ -302,39 +382,47 @@ def _tile(images: np.ndarray, ncol: int) -> np.ndarray:
     return canvas
 
 
-def image_grid_panel(results: Results, per_row: int = 10):
-    """Rows = generations (first row: real images where the dataset is at hand), columns =
-    samples spread over the classes: the look of MAD Fig. 1, one block per run."""
+def image_grid_panel(results: Results, per_row: int = 10, rows_per_generation: int = 2):
+    """Rows = generations (first: real images where the dataset is at hand), columns = samples
+    spread over the classes: the look of MAD Fig. 1, one block per run, two blocks a line, each
+    image drawn at 2.5 screen pixels per image pixel so digits can be judged."""
     plt = _pyplot()
     reps = _sample_runs(results, image=True)
+    n_show = per_row * rows_per_generation
     blocks = []
     for label, run_id in reps:
         gens = _pick(results.generations(run_id))
         rows, names = [], []
-        real = _real_reference(results, run_id, 200, images=True)
+        real = _real_reference(results, run_id, 400, images=True)
         shape = results.samples(run_id, gens[0]).x.shape[1:]
         if real is not None and real.x.shape[1:] != shape:
             real = None
         for name, s in [("real", real)] + [(f"t={g}", results.samples(run_id, g)) for g in gens]:
             if s is None:
                 continue
-            idx = _balanced(s.y, per_row) if s.y is not None else np.arange(min(per_row, len(s)))
+            idx = _balanced(s.y, n_show) if s.y is not None else np.arange(min(n_show, len(s)))
             x = s.x[idx]
-            if len(x) < per_row:
-                x = np.concatenate([x, -np.ones((per_row - len(x), *x.shape[1:]), np.float32)])
+            if len(x) < n_show:
+                x = np.concatenate([x, -np.ones((n_show - len(x), *x.shape[1:]), np.float32)])
             rows.append(x)
             names.append(name)
         blocks.append((label, names, _tile(np.concatenate(rows), per_row)))
-    width = 3.4
-    height = max(b[2].shape[0] / b[2].shape[1] for b in blocks) * width
-    fig, axes = plt.subplots(1, len(blocks), figsize=(width * len(blocks) + 0.4, height + 0.7), squeeze=False)
-    for ax, (label, names, canvas) in zip(axes[0], blocks):
+    per_line = min(2, len(blocks))
+    lines = math.ceil(len(blocks) / per_line)
+    scale = 2.5 / _DPI  # inches per image pixel
+    width = max(b[2].shape[1] for b in blocks) * scale
+    height = max(b[2].shape[0] for b in blocks) * scale
+    fig, axes = plt.subplots(lines, per_line, figsize=((width + 0.7) * per_line, (height + 0.45) * lines),
+                             squeeze=False)
+    for ax in axes.flat[len(blocks):]:
+        ax.axis("off")
+    for ax, (label, names, canvas) in zip(axes.flat, blocks):
         ax.imshow(canvas, interpolation="nearest")
         h = canvas.shape[0] / len(names)
-        ax.set_yticks([(k + 0.5) * h for k in range(len(names))], names, fontsize=7)
+        ax.set_yticks([(k + 0.5) * h for k in range(len(names))], names, fontsize=8)
         ax.set_xticks([])
-        ax.set_title(label, fontsize=8)
-    fig.suptitle(f"{results.title}: samples per generation (rows)", fontsize=9)
+        ax.set_title(label, fontsize=9)
+    fig.suptitle(f"{results.title}: samples per generation (rows; first: real data)", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -352,8 +440,13 @@ def _balanced(y: np.ndarray, k: int) -> np.ndarray:
 
 
 def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5):
-    """One joint t-SNE embedding of the samples of several generations per run (MAD Figs. 5, 7):
-    each subplot highlights one generation, coloured by class label where there is one."""
+    """One joint t-SNE embedding per run of real data and several generations' samples (MAD Figs. 5, 7).
+
+    The first column shows the real reference set; every other column one generation over the real
+    points in grey, so drift away from the data is visible; points are coloured by class label
+    (a digit legend) where the samples carry labels.
+    """
+    from matplotlib.lines import Line2D
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
@@ -365,13 +458,22 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
     first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
     if first.x.ndim != 4 and first.x.shape[1] <= 2:
         raise Missing("2-D samples need no embedding (see the scatter panel)")
-    cols = max(len(_pick(results.generations(r), generations)) for _, r in reps)
-    fig, axes = plt.subplots(len(reps), cols, figsize=(2.1 * cols, 2.1 * len(reps) + 0.4), squeeze=False)
+    images = first.x.ndim == 4
+    cols = max(len(_pick(results.generations(r), generations)) for _, r in reps) + 1
+    fig, axes = plt.subplots(len(reps), cols, figsize=(2.3 * cols, 2.3 * len(reps) + 0.6), squeeze=False)
+    labelled = False
     for i, (label, run_id) in enumerate(reps):
         gens = _pick(results.generations(run_id), generations)
         parts = [results.samples(run_id, g) for g in gens]
-        xs = [p.x[:per_generation].reshape(min(per_generation, len(p)), -1) for p in parts]
-        ys = [p.y[:per_generation] if p.y is not None else None for p in parts]
+        real = _real_reference(results, run_id, per_generation, images=images)
+        if real is not None and not images:
+            real = Samples(np.asarray(real, np.float32), None)
+        if real is not None and real.x.shape[1:] != parts[0].x.shape[1:]:
+            real = None
+        sets = ([real] if real is not None else []) + parts
+        names = (["real"] if real is not None else []) + [f"t={g}" for g in gens]
+        xs = [p.x[:per_generation].reshape(min(per_generation, len(p)), -1) for p in sets]
+        ys = [p.y[:per_generation] if p.y is not None else None for p in sets]
         stacked = np.concatenate(xs).astype(np.float64)
         owner = np.concatenate([np.full(len(x), k) for k, x in enumerate(xs)])
         if stacked.shape[1] > 50:
@@ -379,21 +481,33 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
         perplexity = float(min(30, max(2, (len(stacked) - 1) // 3)))
         with threadpool_limits(1):  # OpenMP spin-waiting on a busy machine costs 100x here
             emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(stacked)
+        background = owner == 0 if real is not None else np.zeros(len(owner), bool)
         for j in range(cols):
             ax = axes[i, j]
             ax.set_xticks([])
             ax.set_yticks([])
-            if j >= len(gens):
+            if j >= len(sets):
                 ax.axis("off")
                 continue
             mine = owner == j
-            ax.scatter(emb[~mine, 0], emb[~mine, 1], s=2, c="0.85", rasterized=True)
-            colour = ys[j] if ys[j] is not None else "tab:blue"
-            ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c=colour, cmap="tab10", vmin=0, vmax=9, rasterized=True)
-            ax.set_title(f"t={gens[j]}", fontsize=7)
+            other = background & ~mine if real is not None else ~mine
+            ax.scatter(emb[other, 0], emb[other, 1], s=2, c="0.82", rasterized=True)
+            if ys[j] is not None:
+                labelled = True
+                ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c=ys[j], cmap="tab10", vmin=0, vmax=9, rasterized=True)
+            else:
+                ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c="0.2" if names[j] == "real" else "tab:blue",
+                           rasterized=True)
+            ax.set_title(names[j], fontsize=8)
             if j == 0:
                 ax.set_ylabel(label, fontsize=7)
-    fig.suptitle(f"{results.title}: t-SNE of samples (all generations embedded jointly)", fontsize=9)
+    if labelled:
+        cmap = plt.get_cmap("tab10")
+        handles = [Line2D([], [], ls="", marker="o", ms=5, color=cmap(d)) for d in range(10)]
+        fig.legend(handles, [str(d) for d in range(10)], title="class", fontsize=7, title_fontsize=7,
+                   loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    fig.suptitle(f"{results.title}: t-SNE of real data and samples, embedded jointly per run "
+                 "(grey: the real points)", fontsize=9)
     fig.tight_layout()
     return fig
 

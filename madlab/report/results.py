@@ -105,7 +105,7 @@ class Results:
             return []
         cols = ["extractor"] + (["extractor_hash"] if "extractor_hash" in self.table else [])
         pairs = self.table[cols].dropna(subset=["extractor"]).drop_duplicates()
-        return [" ".join(str(v) for v in row if v is not None and v == v) for row in pairs.itertuples(index=False)]
+        return [" ".join(str(v) for v in row if v is not None and v == v and str(v)) for row in pairs.itertuples(index=False)]
 
     # ------------------------------------------------------------------ the table
     @cached_property

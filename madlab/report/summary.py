@@ -1,0 +1,165 @@
+"""The report's opening: what ran, and generation 1 vs the last generation beside real data.
+
+A reader of a results folder first needs the setting (spec, schemes, λ values, sizes,
+generations, seeds, scale) and then the outcome in numbers: for each run configuration (seeds
+averaged) the headline metrics at generation 1 and at the last generation, with a *real vs
+real* row per dataset: the same metrics for a second real sample scored against the reference
+set, recorded by the loop once per run (``metadata.real_vs_real`` of generation 1's DONE
+record). That row says what "good" is: a generation-1 precision of 0.6 means little until one
+sees that real data scores 0.75.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from madlab.report.results import Results
+
+#: metrics the summary table shows, in this order, when the folder has them
+HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fraction", "trace_cov")
+#: metrics bounded to [0, 1]: their axes are fixed to it
+BOUNDED = {"precision", "recall", "coverage", "hq_fraction"}
+#: generators that are closed-form "theory" models (MAD §3): shown before the neural ones
+THEORY_GENERATORS = ("gaussian", "gmm")
+
+
+def theory_rank(generators) -> int:
+    """0 for Gaussian runs, 1 for GMM, 2 for anything else: the order slices and rows are shown in."""
+    names = {str(g) for g in generators}
+    for rank, name in enumerate(THEORY_GENERATORS):
+        if names and names <= {name}:
+            return rank
+    return len(THEORY_GENERATORS)
+
+
+def reference_values(results: Results) -> pd.DataFrame:
+    """Real-vs-real metrics per run (columns run_id, metric, value), from generation 1's DONE record."""
+    rows = []
+    for run_id in results.runs["run_id"] if "run_id" in results.runs else []:
+        try:
+            record = results.run(str(run_id)).record(1)
+        except (OSError, ValueError, KeyError):  # no generation 1 published yet
+            continue
+        for metric, value in ((record.get("metadata") or {}).get("real_vs_real") or {}).items():
+            if isinstance(value, (int, float)) and np.isfinite(value):
+                rows.append({"run_id": run_id, "metric": metric, "value": float(value)})
+    return pd.DataFrame(rows, columns=["run_id", "metric", "value"])
+
+
+def reference_level(results: Results, metric: str, run_ids=None) -> float | None:
+    """The mean real-vs-real value of ``metric`` over the given runs (all runs by default)."""
+    ref = reference_values(results)
+    ref = ref[ref["metric"] == metric]
+    if run_ids is not None:
+        ref = ref[ref["run_id"].isin(set(run_ids))]
+    return float(ref["value"].mean()) if len(ref) else None
+
+
+def _values(frame: pd.DataFrame, col: str) -> list:
+    from madlab.report.plots import _order
+
+    if col not in frame or frame[col].isna().all():
+        return []
+    return _order(frame[col].dropna().unique().tolist(), col)
+
+
+def _fmt(values) -> str:
+    out = []
+    for v in values:
+        if isinstance(v, float) and v == int(v):
+            v = int(v)
+        out.append(f"{v:g}" if isinstance(v, float) else str(v))
+    return ", ".join(out) if out else "—"
+
+
+def what_ran(results: Results) -> list[tuple[str, str]]:
+    """(label, value) rows of the setting: spec, models, schemes, λ, sizes, generations, seeds, scale."""
+    runs, values = results.runs, results.values
+    rows = [("spec", results.spec), ("scale", results.scale)]
+    if results.table is None or runs.empty:
+        return rows
+    if "model" in runs:
+        rows.append(("models", _fmt(_values(runs, "model"))))
+    rows.append(("generators", _fmt(sorted(results.generators, key=lambda g: (theory_rank([g]), g)))))
+    if "dataset" in runs:
+        rows.append(("datasets", _fmt(_values(runs, "dataset"))))
+    rows.append(("schemes", _fmt(_values(runs, "scheme"))))
+    rows.append(("λ (sampling bias)", _fmt(_values(runs, "bias"))))
+    for col, label in (("n_real", "n_real"), ("n_synthetic", "n_synthetic"), ("n_initial", "n_initial")):
+        if col in runs and runs[col].notna().any():
+            rows.append((label, _fmt(_values(runs, col))))
+    if len(values):
+        last = values.groupby("run_id")["generation"].max()
+        rows.append(("generations", _fmt(sorted(last.unique().tolist()))))
+    seeds = _values(runs, "seed")
+    rows.append(("seeds", f"{len(seeds)} ({_fmt(seeds)})" if seeds else "—"))
+    rows.append(("runs", str(len(runs))))
+    return rows
+
+
+def configuration_columns(results: Results) -> list[str]:
+    """Columns that tell run configurations apart (every sweep axis, the seed excluded)."""
+    cols = [c for c in ("model", "generator", "dataset") if c in results.runs and results.runs[c].nunique() > 1]
+    cols = cols[:1] if "model" in cols else cols
+    return cols + [c for c in results.axes if c not in cols]
+
+
+def generation_table(results: Results, metrics=None) -> pd.DataFrame:
+    """One row per run configuration: mean over seeds of each headline metric at generation 1 and at
+    the configuration's last generation, then one "real vs real" row per dataset (or model).
+
+    Columns: the configuration columns, ``seeds``, ``last`` (generation), then ``<metric> @1`` and
+    ``<metric> @last`` for each metric. Theory models come first.
+    """
+    values = results.values
+    if not len(values):
+        return pd.DataFrame()
+    present = set(values["metric"])
+    metrics = [m for m in (metrics or HEADLINE) if m in present]
+    config_cols = configuration_columns(results)
+    runs = results.runs.set_index("run_id")
+    last = values.groupby("run_id")["generation"].max()
+    picked = values[values["metric"].isin(metrics)].copy()
+    picked["_last"] = picked["run_id"].map(last)
+    first = picked[picked["generation"] == 1]
+    final = picked[picked["generation"] == picked["_last"]]
+    rows = []
+    keys = config_cols or ["_all"]
+    frame_runs = runs.reset_index()
+    if not config_cols:
+        frame_runs["_all"] = "all runs"
+    for key, group in frame_runs.groupby(keys, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        ids = set(group["run_id"])
+        row = dict(zip(keys, key))
+        row["seeds"] = int(group["seed"].nunique()) if "seed" in group else 1
+        row["last"] = int(last[last.index.isin(ids)].max()) if last.index.isin(ids).any() else 0
+        row["_rank"] = theory_rank(group["generator"].astype(str)) if "generator" in group else 2
+        for m in metrics:
+            a = first[(first["metric"] == m) & first["run_id"].isin(ids)]["value"]
+            b = final[(final["metric"] == m) & final["run_id"].isin(ids)]["value"]
+            row[f"{m} @1"] = float(a.mean()) if len(a) else np.nan
+            row[f"{m} @last"] = float(b.mean()) if len(b) else np.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    positions = {c: {v: i for i, v in enumerate(_values(table, c))} for c in keys if c != "_all"}
+    table["_order"] = [tuple(positions[c].get(row[c], -1) for c in positions) for row in table.to_dict("records")]
+    table = table.sort_values(["_rank", "_order"], kind="stable").drop(columns=["_order"])
+    ref = reference_values(results)
+    ref_rows = []
+    if len(ref):
+        by = next((c for c in ("model", "dataset") if c in frame_runs), None)
+        groups = frame_runs.groupby(by, sort=False) if by else [("all", frame_runs)]
+        for label, group in groups:
+            mine = ref[ref["run_id"].isin(set(group["run_id"]))]
+            if mine.empty:
+                continue
+            row = {keys[0]: f"real vs real ({label})", "seeds": int(mine["run_id"].nunique()), "last": np.nan,
+                   "_rank": theory_rank(group["generator"].astype(str)) if "generator" in group else 2}
+            for m in metrics:
+                v = mine[mine["metric"] == m]["value"]
+                row[f"{m} @1"] = row[f"{m} @last"] = float(v.mean()) if len(v) else np.nan
+            ref_rows.append(row)
+    if ref_rows:
+        table = pd.concat([table, pd.DataFrame(ref_rows).sort_values("_rank", kind="stable")], ignore_index=True)
+    return table.drop(columns=["_rank"]).reset_index(drop=True)
