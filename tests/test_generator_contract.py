@@ -55,7 +55,7 @@ def shipped_generators() -> list[str]:
 
 def test_every_shipped_generator_has_a_case():
     shipped = shipped_generators()
-    assert {"gaussian", "gmm", "gan", "flow", "ddpm"} <= set(shipped)
+    assert {"gaussian", "gmm", "gan", "flow", "ddpm", "ngram", "gpt"} <= set(shipped)
     missing = [name for name in shipped if not CASES.get(name)]
     assert not missing, f"add a line to CASES in {__file__} for: {missing}"
     foreign = {name: dist for name, dist in distributions().items() if dist != "madlab"}
@@ -82,6 +82,14 @@ class TestFlow(GeneratorContract):
 
 class TestDDPM(GeneratorContract):
     generator, cases = "ddpm", CASES["ddpm"]
+
+
+class TestNgram(GeneratorContract):
+    generator, cases = "ngram", CASES["ngram"]
+
+
+class TestGPT(GeneratorContract):
+    generator, cases = "gpt", CASES["gpt"]
 
 
 @pytest.fixture(autouse=True)
