@@ -25,9 +25,8 @@ SCHEMES = {
 
 
 def configs(scheme: str, seeds=(0, 1, 2), biases=(1.0, 0.8), dim=3, generations=5, **extra):
-    loop = dict(SCHEMES[scheme])
-    loop.setdefault("scheme", scheme)
-    spec = gaussian_spec(generations=generations, n_real=30, n_synthetic=30, **loop, **extra.pop("loop", {}))
+    loop = {"n_real": 30, "n_synthetic": 30, "scheme": scheme, **SCHEMES[scheme], **extra.pop("loop", {})}
+    spec = gaussian_spec(generations=generations, **loop)
     spec["dataset"]["dim"] = dim
     spec.update(extra)
     spec["sweep"] = {"seed": list(seeds), "loop.bias": list(biases)}
@@ -137,3 +136,23 @@ def test_batch_key_separates_what_must_not_share_a_batch():
     assert batch_key(a) == batch_key(b)  # seed and bias vary within a batch
     (c,) = configs("fully-synthetic", seeds=(0,), biases=(1.0,), dim=4)
     assert batch_key(c) != batch_key(a)
+
+
+@pytest.mark.parametrize("dim", [1, 10, 33])
+def test_gaussian_batch_equals_per_run_loop_across_dimensions(dim, tmp_path):
+    runs = configs("accumulate-subsample", seeds=(0, 1), biases=(0.9,), dim=dim, generations=3,
+                   loop={"n_real": 40, "n_synthetic": 40})
+    for run, records in zip(runs, batched_records(runs)):
+        for mine, theirs in zip(records, loop_records(run, tmp_path)):
+            assert_same(mine, theirs, exact=True)
+
+
+def test_vectorised_seeds_equal_derive_seed():
+    from madlab.batched.seeds import derive_seeds
+    from madlab.loop import derive_seed
+
+    seeds = np.concatenate([np.arange(40), np.random.default_rng(0).integers(0, 2**32, 200), [2**32 - 1]])
+    for purpose in ("data", "eval", "fit", "sample", "subsample"):
+        for generation in (0, 1, 7, 100, 2**32 - 1):
+            assert derive_seeds(seeds, purpose, generation) == [derive_seed(int(s), purpose, generation) for s in seeds]
+    assert derive_seeds([2**40, 3], "fit", 2) == [derive_seed(2**40, "fit", 2), derive_seed(3, "fit", 2)]

@@ -25,9 +25,9 @@ import numpy as np
 
 from madlab.batched.family import PerRunGenerators, batched_family
 from madlab.batched.metrics import BatchedLowDimEvaluator
+from madlab.batched.seeds import derive_seeds
 from madlab.config import RunConfig, eval_size, make_components
-from madlab.loop import derive_seed
-from madlab.schemes import Plan, plan
+from madlab.schemes import plan
 
 def batch_key(config: RunConfig) -> str | None:
     """Runs with equal keys can share a batch; None for a run that cannot be batched at all
@@ -92,6 +92,9 @@ class BatchLoop:
         self.history: dict[int, np.ndarray] = {}  # generation -> (B, n_synthetic, d)
         self.states: list[dict | None] = [None] * self.size  # warm start (per-run fallback) only
         self.pool = self.model.empty_statistics() if self.use_statistics else None
+        #: accumulate-subsample: every row a later generation may draw, in pool order
+        self.pool_rows = (np.empty((self.size, self.loop.n_real + (self.loop.generations - 1) * self.loop.n_synthetic)
+                                   + tuple(self.dataset.shape)) if self.loop.scheme == "accumulate-subsample" else None)
         self._real: dict[tuple[int, int], np.ndarray] = {}
         self._evaluator = None
 
@@ -101,44 +104,53 @@ class BatchLoop:
         key = (offset, n)
         if key not in self._real:
             self._real = {k: v for k, v in self._real.items() if k[0] == 0}
-            self._real[key] = np.stack([np.asarray(self.dataset.draw(n, seed=derive_seed(s, "data"), offset=offset).x)
-                                        for s in self.seeds])
+            self._real[key] = np.stack([np.asarray(self.dataset.draw(n, seed=s, offset=offset).x)
+                                        for s in derive_seeds(self.seeds, "data")])
         return self._real[key]
 
     @property
     def evaluator(self) -> BatchedLowDimEvaluator:
         if self._evaluator is None:
-            real_eval = np.stack([np.asarray(self.dataset.eval_set(self.n_eval, seed=derive_seed(s, "eval")).x)
-                                  for s in self.seeds])
+            real_eval = np.stack([np.asarray(self.dataset.eval_set(self.n_eval, seed=s).x)
+                                  for s in derive_seeds(self.seeds, "eval")])
             self._evaluator = BatchedLowDimEvaluator(self.dataset, self.configs[0].metrics, real_eval)
         return self._evaluator
 
-    def plans(self, t: int, slots: np.ndarray) -> list[Plan]:
-        if self.loop.scheme == "accumulate-subsample":
-            return [plan(self.loop, t, subsample_seed=derive_seed(self.seeds[s], "subsample", t)) for s in slots]
-        return [plan(self.loop, t)] * len(slots)  # the plan does not depend on the seed
+    def training_sets(self, t: int, slots: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        """(A, N, d) training sets (rows in the per-run loop's order) and their provenance."""
+        if self.loop.scheme == "accumulate-subsample" and t > 1:
+            return self._subsample(t, slots)
+        training_plan = plan(self.loop, t)  # the same for every run: it depends on the seed only when subsampling
+        blocks = [self.real(p.offset, p.n)[slots] if p.source == "real" else self.history[p.source][slots, :p.n]
+                  for p in training_plan.parts]
+        train = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
+        return train, [training_plan.provenance()] * len(slots)
 
-    def training_sets(self, plans: list[Plan], slots: np.ndarray) -> np.ndarray:
-        """(A, N, d): slot j's training set, rows in the per-run loop's order."""
-        parts = plans[0].parts
-        if all(p.select is None for p in parts):  # same parts for every slot
-            blocks = [self.real(p.offset, p.n)[slots] if p.source == "real" else self.history[p.source][slots, :p.n]
-                      for p in parts]
-            return np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
-        out = []
-        for j, (slot, training_plan) in enumerate(zip(slots, plans)):
-            rows = []
-            for p in training_plan.parts:
-                block = self.real(p.offset, p.n)[slot] if p.source == "real" else self.history[p.source][slot, :p.n]
-                rows.append(block if p.select is None else block[np.asarray(p.select, dtype=np.int64)])
-            out.append(np.concatenate(rows))
-        return np.stack(out)
+    def _subsample(self, t: int, slots: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        """madlab.schemes' accumulate-subsample plan, vectorised: the pool (the fixed real rows, then
+        each generation's samples) is one (B, rows, d) array, so a run's training set is one gather
+        of the sorted rows its own subsample stream chose."""
+        loop = self.loop
+        size, total = loop.train_size or loop.n_real, loop.n_real + (t - 1) * loop.n_synthetic
+        if total <= size:
+            chosen = np.broadcast_to(np.arange(total), (len(slots), total))
+        else:
+            chosen = np.stack([np.sort(np.random.default_rng(s).choice(total, size=size, replace=False))
+                               for s in derive_seeds(np.asarray(self.seeds)[slots], "subsample", t)])
+        train = self.pool_rows[slots[:, None], chosen]
+        bounds = np.array([loop.n_real + g * loop.n_synthetic for g in range(t)])  # part ends: real, 1, ..., t-1
+        part = np.searchsorted(bounds, chosen, side="right")
+        counts = np.bincount((part + t * np.arange(len(slots))[:, None]).ravel(), minlength=t * len(slots))
+        provenance = [{"n_train_real": int(row[0]), "n_train_synthetic": int(row[1:].sum()),  # as Plan.provenance()
+                       "synthetic_from": ",".join(str(g) for g in np.flatnonzero(row[1:]) + 1)}
+                      for row in counts.reshape(len(slots), t)]
+        return train, provenance
 
     def history_needed(self) -> int:
         loop = self.loop
-        if self.use_statistics:
+        if self.use_statistics or self.pool_rows is not None:
             return 1
-        if loop.scheme in ("accumulate", "accumulate-subsample") or loop.accumulate_synthetic:
+        if loop.scheme == "accumulate" or loop.accumulate_synthetic:
             return loop.generations
         return loop.memory
 
@@ -150,19 +162,21 @@ class BatchLoop:
             slots = np.flatnonzero((self.done == t - 1) & ~self.failed)
         slots = np.asarray(slots, dtype=np.int64)
         clock = time.perf_counter()
-        plans = self.plans(t, slots)
-        fit_seeds = [derive_seed(self.seeds[s], "fit", t) for s in slots]
+        seeds = np.asarray(self.seeds)[slots]
+        # the Gaussian fit draws nothing: only a per-run fallback is handed its fit seeds
+        fit_seeds = derive_seeds(seeds, "fit", t) if isinstance(self.model, PerRunGenerators) else []
         warm = [self.states[s] for s in slots] if loop.warm_start and t > 1 else None
         if self.use_statistics and t > 1:
+            provenance = [plan(loop, t).provenance()] * len(slots)
             t_data = time.perf_counter()
             self.model.fit_statistics(self.pool.take(slots), slots)
         else:
-            train = self.training_sets(plans, slots)
+            train, provenance = self.training_sets(t, slots)
             t_data = time.perf_counter()
             self.model.fit(train, slots, fit_seeds, warm)
         t_fit = time.perf_counter()
         samples = self.model.sample(max(loop.n_synthetic, self.n_eval), slots, self.bias[slots],
-                                    [derive_seed(self.seeds[s], "sample", t) for s in slots])
+                                    derive_seeds(seeds, "sample", t))
         finite = np.isfinite(samples.reshape(len(slots), -1)).all(1)
         failures = {int(s): f"RunFailed: generation {t}: the generator produced non-finite samples"
                     for s, ok in zip(slots, finite) if not ok}
@@ -172,16 +186,23 @@ class BatchLoop:
             metrics[name][~finite] = np.nan
         t_metrics = time.perf_counter()
         stored = samples[:, :loop.n_synthetic]
-        self._advance(t, slots[finite], stored[finite], plans, finite)
+        self._advance(t, slots[finite], stored[finite])
         self.failed[list(failures)] = True
-        return GenerationResult(t, slots, metrics, [p.provenance() for p in plans], failures, stored,
+        return GenerationResult(t, slots, metrics, provenance, failures, stored,
                                 {"data": t_data - clock, "fit": t_fit - t_data, "sample": t_sample - t_fit,
                                  "metrics": t_metrics - t_sample})
 
-    def _advance(self, t: int, slots: np.ndarray, stored: np.ndarray, plans, finite) -> None:
+    def _advance(self, t: int, slots: np.ndarray, stored: np.ndarray) -> None:
         """Record generation t of the slots that succeeded: samples, statistics, state."""
         if len(slots) == 0:
             return
+        if self.pool_rows is not None:
+            loop = self.loop
+            if t == 1:
+                self.pool_rows[slots, :loop.n_real] = self.real(0, loop.n_real)[slots]
+            if t < loop.generations:
+                start = loop.n_real + (t - 1) * loop.n_synthetic
+                self.pool_rows[slots, start:start + loop.n_synthetic] = stored
         if t not in self.history:
             self.history[t] = np.zeros((self.size,) + stored.shape[1:])
         self.history[t][slots] = stored
