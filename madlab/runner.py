@@ -61,6 +61,9 @@ MAX_RESTARTS = 4
 MAX_ATTEMPTS = 2
 #: on a cluster, the most actors one pool asks for at once (pending ones drive the autoscaler)
 MAX_ACTORS_PER_POOL = 256
+#: cheap runs that differ only in seed and bias are vectorised (madlab.batched) when at least this
+#: many share a shape; smaller groups keep a folder per run and generation
+BATCH_MIN_RUNS = 16
 
 
 @dataclass
@@ -70,6 +73,9 @@ class Job:
     swept: dict
     run_dir: str
     sweep: str
+    #: the batch this run is vectorised in (member run ids in slot order) and the results root
+    batch: tuple[str, ...] | None = None
+    root: str | None = None
 
     @property
     def generations(self) -> int:
@@ -81,7 +87,23 @@ class Job:
         return (float(res.get("num_cpus", 1.0)), float(res.get("num_gpus", 0.0)), res.get("memory"))
 
     def rows(self) -> list[dict]:
+        if self.batch is not None:
+            return batched_rows([self])[self.run_id]
         return run_rows(self.run_dir, self.config, self.swept, self.sweep)
+
+
+def batched_rows(jobs: list[Job]) -> dict[str, list[dict]]:
+    """Table rows of batched jobs, reading each batch's records once."""
+    from madlab.batched.records import BatchStore, batch_rows
+
+    by_batch: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        by_batch.setdefault(job.batch, []).append(job)
+    rows = {}
+    for members, batch_jobs in by_batch.items():
+        store = BatchStore(results_location(batch_jobs[0].root), list(members))
+        rows.update(batch_rows(store, batch_jobs, {j.run_id: RunStore(j.run_dir).failure() for j in batch_jobs}))
+    return rows
 
 
 @dataclass
@@ -155,7 +177,21 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
 
     hook = _fault_hook(fault)
     outcomes = []
+    batches: dict[tuple, list[Job]] = {}
     for job in jobs:
+        if job.batch is not None:
+            batches.setdefault(job.batch, []).append(job)
+    for members, batch_jobs in batches.items():
+        from madlab.batched.worker import run_batch
+
+        order = {run_id: i for i, run_id in enumerate(members)}
+        batch_jobs = sorted(batch_jobs, key=lambda j: order[j.run_id])
+        if [j.run_id for j in batch_jobs] != list(members):
+            raise ValueError("a unit must carry every member of its batch")
+        outcomes += run_batch(batch_jobs, results_location(batch_jobs[0].root), hook, report)
+    for job in jobs:
+        if job.batch is not None:
+            continue
         store = RunStore(job.run_dir)
         status, error = "ok", None
         counters = {"compute": 0.0, "n": 0}
@@ -303,12 +339,19 @@ def results_location(out_dir) -> Location:
         raise MadlabError(f"--out {out_dir}: {exc}") from None
 
 
-def plan_jobs(spec: Spec, out_dir) -> list[Job]:
-    """The jobs of a spec (writes nothing)."""
+def plan_jobs(spec: Spec, out_dir, batch_min_runs: int = BATCH_MIN_RUNS) -> list[Job]:
+    """The jobs of a spec (writes nothing); cheap runs of one shape are grouped into batches."""
+    from madlab.batched.plan import assign_batches
+
     location = out_dir if isinstance(out_dir, Location) else results_location(out_dir)
     name = spec.runs[0].config.name
-    return [Job(run.run_id, run.config.model_dump(mode="json"), run.swept,
+    jobs = [Job(run.run_id, run.config.model_dump(mode="json"), run.swept,
                 location.join(f"runs/{run.run_id}"), name) for run in spec.runs]
+    for members, indices in assign_batches([run.config for run in spec.runs], batch_min_runs):
+        for i in indices:
+            jobs[i].batch = tuple(jobs[j].run_id for j in indices)
+            jobs[i].root = location.uri
+    return jobs
 
 
 def prepare(spec: Spec, out_dir, command: str, jobs: list[Job] | None = None) -> list[Job]:
@@ -337,14 +380,20 @@ def prepare(spec: Spec, out_dir, command: str, jobs: list[Job] | None = None) ->
 
 def _scan_done(location: Location, jobs: list[Job]) -> dict[str, int]:
     """Last published generation of every run; one listing on an object store."""
+    from madlab.batched.records import BatchStore
+
+    batched = {}
+    for members in {j.batch for j in jobs if j.batch is not None}:
+        batched.update(zip(members, (int(t) for t in BatchStore(location, list(members)).published())))
+    jobs = [j for j in jobs if j.batch is None]
     if location.local:
-        return {job.run_id: RunStore(job.run_dir).last_done() for job in jobs}
+        return {**batched, **{job.run_id: RunStore(job.run_dir).last_done() for job in jobs}}
     found: dict[str, set[int]] = {}
     for rel in location.glob("runs/*/gen-*/DONE"):
         _, run_id, gen, _ = rel.split("/")
         if gen[4:].isdigit():
             found.setdefault(run_id, set()).add(int(gen[4:]))
-    done = {}
+    done = dict(batched)
     for job in jobs:
         t, gens = 0, found.get(job.run_id, set())
         while t + 1 in gens:
@@ -380,38 +429,50 @@ class _Pool:
 class Runner:
     def __init__(self, spec: Spec, out_dir: str | None = None, *, command: str = "madlab run",
                  address: str | None = None, use_ray: bool = True, workers: int | None = None,
-                 stream=None, progress_every: float = 10.0):
+                 stream=None, progress_every: float = 10.0, batch_min_runs: int = BATCH_MIN_RUNS):
         self.spec = spec
         self.out_dir = str(out_dir or spec.out)
         self.command = command
         self.address, self.use_ray, self.workers = address, use_ray, workers
         self.stream = stream or sys.stdout
         self.progress_every = progress_every
+        self.batch_min_runs = batch_min_runs
         self.fault = os.environ.get(FAULT_ENV) or None
         parse_faults(self.fault)
 
     def units(self, jobs: list[Job], n_workers: int) -> list[list[Job]]:
+        """Heavy runs one to a unit; a batch of vectorised runs one to a unit (all its members);
+        other cheap runs packed many to a unit."""
+        batches: dict[tuple, list[Job]] = {}
+        for job in jobs:
+            if job.batch is not None:
+                batches.setdefault(job.batch, []).append(job)
+        jobs = [j for j in jobs if j.batch is None]
         is_cheap = [get_generator_class(j.config["generator"]["name"]).cheap for j in jobs]
         cheap = [j for j, c in zip(jobs, is_cheap) if c]
         heavy = [[j] for j, c in zip(jobs, is_cheap) if not c]
         size = max(1, math.ceil(len(cheap) / (4 * max(1, n_workers))))
-        return heavy + [cheap[i:i + size] for i in range(0, len(cheap), size)]
+        return heavy + list(batches.values()) + [cheap[i:i + size] for i in range(0, len(cheap), size)]
 
     def run(self) -> Summary:
         start = time.monotonic()
         location = results_location(self.out_dir)
-        jobs = plan_jobs(self.spec, location)
+        jobs = plan_jobs(self.spec, location, self.batch_min_runs)
         done_before = _scan_done(location, jobs)
         pending = [j for j in jobs if done_before[j.run_id] < j.generations]
+        pending_batches = {j.batch for j in pending if j.batch is not None}
+        pending = [j for j in jobs if done_before[j.run_id] < j.generations or j.batch in pending_batches]
         if pending and self.use_ray:
             self._connect(pending)  # refuses impossible resource requests before writing anything
         prepare(self.spec, location, self.command, jobs)
 
         outcomes: dict[str, Outcome] = {}
         pending_ids = {j.run_id for j in pending}
+        finished_batched = batched_rows([j for j in jobs if j.run_id not in pending_ids and j.batch is not None])
         for job in jobs:
             if job.run_id not in pending_ids:
-                outcomes[job.run_id] = Outcome(job.run_id, "ok", None, job.rows(), job.generations)
+                rows = finished_batched[job.run_id] if job.batch is not None else job.rows()
+                outcomes[job.run_id] = Outcome(job.run_id, "ok", None, rows, job.generations)
         generations = dict(done_before)
         progress = Progress(len(jobs), sum(j.generations for j in jobs), self.stream, self.progress_every)
         state = {"table_at": time.monotonic(), "dirty": False, "tracker": None}
@@ -516,10 +577,10 @@ class Runner:
             ray.kill(actor, no_restart=True)
 
         def give_up(jobs: list[Job], error: str) -> None:
+            done = _scan_done(results_location(self.out_dir), jobs)
             for job in jobs:
-                store = RunStore(job.run_dir)
-                store.mark_failed(store.last_done() + 1, error)
-            finish([Outcome(j.run_id, "failed", error, j.rows(), RunStore(j.run_dir).last_done()) for j in jobs])
+                RunStore(job.run_dir).mark_failed(done[job.run_id] + 1, error)
+            finish([Outcome(j.run_id, "failed", error, j.rows(), done[j.run_id]) for j in jobs])
 
         for pool in pools:
             for _ in range(pool.target):
@@ -565,6 +626,20 @@ class Runner:
                         pool.idle.append(actor)
                     except (RayActorError, WorkerCrashedError) as exc:
                         drop(pool, actor)
+                        if unit[0].batch is not None:  # a batch is retried whole; it isolates its runs itself
+                            key = unit[0].batch
+                            if attempts.get(key, 0) < MAX_ATTEMPTS:
+                                attempts[key] = attempts.get(key, 0) + 1
+                                pool.queue.append(unit)
+                            else:
+                                done = _scan_done(results_location(unit[0].root), unit)
+                                give_up([j for j in unit if done[j.run_id] < j.generations],
+                                        f"worker died repeatedly ({type(exc).__name__})")
+                                finish([Outcome(j.run_id, "ok", None, j.rows(), j.generations)
+                                        for j in unit if done[j.run_id] >= j.generations])
+                            if pool.queue and len(pool.actors) < pool.target:
+                                start_actor(pool)
+                            continue
                         for job in unit:
                             if RunStore(job.run_dir).last_done() >= job.generations:
                                 finish([Outcome(job.run_id, "ok", None, job.rows(), job.generations)])

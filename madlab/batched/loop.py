@@ -215,8 +215,8 @@ class BatchLoop:
                 self.states[s] = state
         self.done[slots] = t
         keep = self.history_needed()
-        live = self.done[~self.failed]
-        oldest = (live.min() if len(live) else t) - keep + 1
+        unfinished = self.done[self.done < self.loop.generations]  # failed slots too: a rerun retries them
+        oldest = (unfinished.min() if len(unfinished) else t) - keep + 1
         for g in [g for g in self.history if g < oldest]:
             del self.history[g]
 

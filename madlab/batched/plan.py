@@ -1,0 +1,49 @@
+"""Which runs of a sweep share a batch: a pure function of the spec, so a resumed sweep finds
+the batches (and their records) it wrote before, whatever the number of workers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from madlab.batched.loop import batch_key
+from madlab.config import RunConfig, eval_size
+
+#: most runs in one batch (several batches keep every worker busy)
+MAX_BATCH_RUNS = 256
+#: memory one batch may hold for its runs' data (history, pools, reference sets)
+BATCH_BYTES = 512 * 2**20
+
+
+def run_bytes(config: RunConfig, dim: int) -> int:
+    """What one run of a batch keeps in memory: real and reference sets, the sample history
+    (the whole pool for accumulate-subsample), fitted moments."""
+    loop = config.loop
+    rows = loop.first_size + 2 * eval_size(config) + max(loop.n_synthetic, eval_size(config))
+    if loop.scheme == "accumulate-subsample" or (loop.scheme == "fixed-real" and loop.accumulate_synthetic):
+        rows += loop.n_real + (loop.generations - 1) * loop.n_synthetic
+    else:
+        rows += loop.memory * loop.n_synthetic
+    return 8 * (rows * dim + 4 * dim * dim)
+
+
+def assign_batches(configs: list[RunConfig], min_runs: int) -> list[tuple[str, list[int]]]:
+    """(key, run indices) of every batch: runs of one batch key, at least ``min_runs`` of them,
+    split evenly into batches of at most MAX_BATCH_RUNS runs and BATCH_BYTES."""
+    groups: dict[str, list[int]] = {}
+    for i, config in enumerate(configs):
+        key = batch_key(config)
+        if key is not None:
+            groups.setdefault(key, []).append(i)
+    out = []
+    for key, indices in groups.items():
+        if len(indices) < max(1, min_runs):
+            continue
+        from madlab.config import make_components
+
+        dim = int(np.prod(make_components(configs[indices[0]])[0].shape))
+        cap = max(1, min(MAX_BATCH_RUNS, BATCH_BYTES // run_bytes(configs[indices[0]], dim)))
+        count = math.ceil(len(indices) / cap)
+        for part in np.array_split(np.asarray(indices), count):
+            out.append((key, [int(i) for i in part]))
+    return out
