@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from madlab.errors import ConfigError
+from madlab.errors import ConfigError, MadlabError
 from madlab.features.feature_extractor_inception import FeatureExtractorInception
 from madlab.features.feature_extractor_lenet import FeatureExtractorLeNet, file_sha256
 
@@ -35,13 +35,44 @@ def default_extractor(dataset_name: str) -> str:
     return "lenet-mnist" if dataset_name.startswith("mnist") else "inception"
 
 
-def create_extractor(name: str, *, weights_path: str | None = None, device: str = "cpu"):
-    """A ready, frozen torch-fidelity extractor emitting its FID feature layer only."""
+def _extractor_class(name: str):
     if name not in FEATURE_EXTRACTORS_REGISTRY:
         raise ConfigError(f"metrics.extractor: unknown feature extractor {name!r} "
                           f"(madlab's: {', '.join(EXTRACTORS)}; torch-fidelity's registry: "
                           f"{', '.join(sorted(set(FEATURE_EXTRACTORS_REGISTRY) - set(EXTRACTORS)))})")
-    cls = FEATURE_EXTRACTORS_REGISTRY[name]
+    return FEATURE_EXTRACTORS_REGISTRY[name]
+
+
+def check_weights_file(weights_path) -> None:
+    """ConfigError naming ``metrics.weights_path`` unless it is an existing, readable file."""
+    path = os.path.expanduser(str(weights_path))
+    if not os.path.isfile(path):
+        raise ConfigError(f"metrics.weights_path: {path} does not exist or is not a file")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise ConfigError(f"metrics.weights_path: {path} cannot be read ({exc.strerror})") from None
+
+
+def check_extractor(name: str, weights_path: str | None = None) -> None:
+    """The validate-time check of an extractor choice: the name is registered and its weights can be
+    had (a given ``weights_path`` must be a readable file; an extractor class may add its own rule
+    through a ``check_weights(weights_path)`` classmethod, e.g. Inception offline without weights)."""
+    cls = _extractor_class(name)
+    if weights_path is not None:
+        check_weights_file(weights_path)
+    hook = getattr(cls, "check_weights", None)
+    if hook is not None:
+        try:
+            hook(weights_path)
+        except MadlabError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def create_extractor(name: str, *, weights_path: str | None = None, device: str = "cpu"):
+    """A ready, frozen torch-fidelity extractor emitting its FID feature layer only."""
+    cls = _extractor_class(name)
     layer = cls.get_default_feature_layer_for_metric("fid")
     extractor = cls(name, [layer], feature_extractor_weights_path=weights_path, verbose=False)
     extractor.requires_grad_(False)
@@ -96,5 +127,5 @@ def extract_features(extractor, images: np.ndarray, *, batch_size: int = 500) ->
     return torch.cat(out).numpy()
 
 
-__all__ = ["EXTRACTORS", "FeatureExtractorLeNet", "FeatureExtractorInception", "create_extractor",
+__all__ = ["EXTRACTORS", "check_extractor", "check_weights_file", "FeatureExtractorLeNet", "FeatureExtractorInception", "create_extractor",
            "default_extractor", "extract_features", "extractor_identity", "to_pixels"]
