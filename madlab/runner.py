@@ -520,7 +520,11 @@ class Runner:
                        [outcomes[j.run_id] for j in jobs if j.run_id in outcomes])
 
     def _write(self, location: Location, outcomes: dict[str, Outcome], jobs: list[Job]) -> str:
-        rows = [row for job in jobs if job.run_id in outcomes for row in outcomes[job.run_id].rows]
+        rows = []
+        for job in jobs:
+            if job.run_id in outcomes:
+                found = outcomes[job.run_id].rows
+                rows += found if isinstance(found, list) else [found]  # a batched run's RowBlock
         return write_table(location, rows)
 
     # ------------------------------------------------------------------ Ray

@@ -17,6 +17,7 @@ good generation, the others go on).
 """
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -32,13 +33,21 @@ from madlab.schemes import plan
 def batch_key(config: RunConfig) -> str | None:
     """Runs with equal keys can share a batch; None for a run that cannot be batched at all
     (an expensive generator, or image data)."""
-    dataset, generator_cls, _ = make_components(config)
-    if not generator_cls.cheap or dataset.kind != "vector":
+    if not _batchable(json.dumps(config.dataset, sort_keys=True), json.dumps(config.generator, sort_keys=True)):
         return None
     identity = config.identity()
     identity.pop("seed")
     identity["loop"].pop("bias")
     return json.dumps(identity, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=256)
+def _batchable(dataset: str, generator: str) -> bool:
+    from madlab.datasets import get_dataset_class
+    from madlab.registry import get_generator_class
+
+    return (get_generator_class(json.loads(generator)["name"]).cheap
+            and get_dataset_class(json.loads(dataset)["name"]).kind == "vector")
 
 
 def pooled(loop) -> bool:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from madlab.batched.loop import batch_key
-from madlab.config import RunConfig, eval_size
+from madlab.config import RunConfig, eval_size, make_components
 
 #: most runs in one batch (several batches keep every worker busy)
 MAX_BATCH_RUNS = 256
@@ -39,8 +39,6 @@ def assign_batches(configs: list[RunConfig], min_runs: int) -> list[tuple[str, l
     for key, indices in groups.items():
         if len(indices) < max(1, min_runs):
             continue
-        from madlab.config import make_components
-
         dim = int(np.prod(make_components(configs[indices[0]])[0].shape))
         cap = max(1, min(MAX_BATCH_RUNS, BATCH_BYTES // run_bytes(configs[indices[0]], dim)))
         count = math.ceil(len(indices) / cap)

@@ -27,6 +27,7 @@ import hashlib
 import io
 import json
 import re
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -167,42 +168,60 @@ def keep_samples(batch: BatchLoop) -> bool:
     return batch.loop.scheme == "accumulate-subsample" or size <= KEEP_SAMPLES
 
 
-def batch_rows(store: BatchStore, jobs, failures: dict[str, dict | None]) -> dict[str, list[dict]]:
-    """Table rows of every member run, exactly as :func:`madlab.table.run_rows` builds them for a
-    run folder: its published generations, plus one ``failed`` row if it failed."""
+@dataclass
+class RowBlock:
+    """One run's table rows in columns: what :func:`madlab.table.run_rows` returns as dicts, without
+    building 10^5 dicts for a large sweep. ``common`` holds the per-run columns, ``columns`` the
+    per-row ones, both in the order run_rows puts them in a row."""
+
+    common: dict
+    columns: dict
+
+    def __len__(self) -> int:
+        return len(self.columns["value"])
+
+    def dicts(self) -> list[dict]:
+        keys = list(self.columns)
+        return [{**self.common, **dict(zip(keys, values))} for values in zip(*self.columns.values())]
+
+
+_PER_ROW = ("n_train_real", "n_train_synthetic", "synthetic_from", "generation", "extractor", "extractor_hash",
+            "metric", "value")
+
+
+def batch_rows(store: BatchStore, jobs, failures: dict[str, dict | None]) -> dict[str, RowBlock]:
+    """Table rows of every member run, the rows :func:`madlab.table.run_rows` builds from a run
+    folder: its published generations, plus one ``failed`` row if it failed."""
     records = store.records()
     done = store.published(records)
-    out = {}
     index = {run_id: slot for slot, run_id in enumerate(store.run_ids)}
-    per_slot: dict[int, list] = {}
+    per_slot: dict[int, dict[int, tuple]] = {}
     for record in records:
-        names = [str(n) for n in record["metric_names"]]
+        names = np.asarray([str(n) for n in record["metric_names"]], dtype=object)
         metadata = json.loads(str(record["metadata"]))
-        for j, slot in enumerate(record["slots"]):
-            slot = int(slot)
-            if record["ok"][j] and record["generation"] <= done[slot]:
-                per_slot.setdefault(slot, []).append((record["generation"], names, record["metrics"][j], {
-                    "n_train_real": int(record["n_train_real"][j]),
-                    "n_train_synthetic": int(record["n_train_synthetic"][j]),
-                    "synthetic_from": str(record["synthetic_from"][j])}, metadata))
+        t = record["generation"]
+        for j, slot in enumerate(record["slots"].tolist()):
+            if record["ok"][j] and t <= done[slot]:
+                per_slot.setdefault(slot, {})[t] = (record, j, names, metadata)
+    out = {}
     for job in jobs:
         failure = failures.get(job.run_id)
-        common = _common_columns(job.run_id, job.config, job.swept, job.sweep, failure)
-        rows = []
-        seen = set()
-        for t, names, values, provenance, metadata in sorted(per_slot.get(index[job.run_id], []),
-                                                             key=lambda r: r[0]):
-            if t in seen:
-                continue
-            seen.add(t)
-            extra = {**provenance, "generation": t, "extractor": metadata.get("extractor"),
-                     "extractor_hash": metadata.get("extractor_hash")}
-            for metric, value in sorted(zip(names, values)):
-                rows.append({**common, **extra, "metric": metric, "value": float(value)})
+        columns: dict[str, list] = {name: [] for name in _PER_ROW}
+        for t, (record, j, names, metadata) in sorted(per_slot.get(index[job.run_id], {}).items()):
+            m = len(names)
+            columns["n_train_real"] += [int(record["n_train_real"][j])] * m
+            columns["n_train_synthetic"] += [int(record["n_train_synthetic"][j])] * m
+            columns["synthetic_from"] += [str(record["synthetic_from"][j])] * m
+            columns["generation"] += [t] * m
+            columns["extractor"] += [metadata.get("extractor")] * m
+            columns["extractor_hash"] += [metadata.get("extractor_hash")] * m
+            columns["metric"] += list(names)
+            columns["value"] += record["metrics"][j].tolist()
         if failure:
-            rows.append({**common, "generation": failure["generation"], "metric": "failed", "value": float("nan"),
-                         "n_train_real": None, "n_train_synthetic": None, "synthetic_from": None})
-        out[job.run_id] = rows
+            for name, value in zip(_PER_ROW, (None, None, None, failure["generation"], None, None, "failed",
+                                               float("nan"))):
+                columns[name].append(value)
+        out[job.run_id] = RowBlock(_common_columns(job.run_id, job.config, job.swept, job.sweep, failure), columns)
     return out
 
 
