@@ -134,3 +134,32 @@ def test_report_reads_a_batched_folder(tmp_path):
     run(tmp_path, spec)
     written = make_report(str(tmp_path))
     assert any(p.endswith("index.html") for p in written)
+
+
+@pytest.mark.ray
+def test_batch_whose_worker_is_killed_gives_the_uninterrupted_table(tmp_path, monkeypatch, ray_session):
+    spec = sweep_spec(generations=5, seeds=(0, 1))
+    _, reference = run(tmp_path / "ref", spec)
+    monkeypatch.setenv("MADLAB_FAULT", "kill:seed=1,bias=0.8-*:3")  # the batch's worker dies before generation 3
+    summary = Runner(build_spec(spec), str(tmp_path / "killed"), stream=quiet(), batch_min_runs=1).run()
+    assert not summary.failed
+    assert len(list((tmp_path / "killed" / "runs").glob("*/.fault-kill-3"))) == 1  # it really died, once
+    pd.testing.assert_frame_equal(reference, read_table(tmp_path / "killed"))
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_run_that_always_kills_its_worker_fails_alone_in_its_batch(tmp_path, monkeypatch, ray_session):
+    spec = sweep_spec(generations=3, seeds=(0, 1))
+    _, reference = run(tmp_path / "ref", spec)
+    monkeypatch.setenv("MADLAB_FAULT", "crash:seed=1,bias=1.0-*:2")
+    monkeypatch.setenv("MADLAB_MAX_RESTARTS", "1")
+    summary = Runner(build_spec(spec), str(tmp_path / "out"), stream=quiet(), batch_min_runs=1, workers=1).run()
+    table = read_table(tmp_path / "out")
+    assert [o.run_id.split("-")[0] for o in summary.failed] == ["seed=1,bias=1.0"]
+    assert "worker died repeatedly" in summary.failed[0].error
+    poisoned = (table.seed == 1) & (table.bias == 1.0)
+    same = [c for c in reference.columns if c not in ("status", "error")]
+    pd.testing.assert_frame_equal(reference[~((reference.seed == 1) & (reference.bias == 1.0))][same].reset_index(drop=True),
+                                  table[~poisoned][same].reset_index(drop=True))
+    assert table[poisoned & (table.metric == "failed")].generation.tolist() == [2]
