@@ -85,8 +85,8 @@ def batched_w2_gaussian(mean1, cov1, mean2, cov2) -> np.ndarray:
     product = root2 @ cov1 @ root2
     w, v = np.linalg.eigh((product + product.transpose(0, 2, 1)) / 2)
     cross = (v * np.sqrt(np.clip(w, 0, None))[:, None, :]) @ v.transpose(0, 2, 1)
-    value = (np.array([np.sum((m - mean2) ** 2) for m in mean1]) + np.array([np.trace(c) for c in cov1])
-             + np.trace(cov2) - 2 * np.array([np.trace(c) for c in cross]))
+    value = (((mean1 - mean2) ** 2).sum(1) + np.trace(cov1, axis1=1, axis2=2)
+             + np.trace(cov2) - 2 * np.trace(cross, axis1=1, axis2=2))
     return np.sqrt(np.clip(value, 0.0, None))
 
 
@@ -97,14 +97,27 @@ class BatchedLowDimEvaluator:
         self.dataset = dataset
         self.k = metrics_cfg.k
         self.real = np.asarray(real_eval, dtype=np.float64)
-        real_t = torch.from_numpy(self.real)
-        self.real_radii = torch.cat([batched_knn_radii(real_t[s], self.k)
-                                     for s in _chunks(len(self.real), self.real.shape[1])])
-        self.bandwidth = np.array([float(np.median(pdist(r[:MAX_EXACT]))) or 1.0 for r in self.real])
         self.true_gaussian = dataset.true_gaussian()
         self.names = set(metrics_cfg.names) if metrics_cfg.names is not None else None
         self.metadata = {"extractor": "identity", "extractor_hash": ""}
         self._extra = type(dataset).extra_metrics is not _base_extra_metrics()
+        self._radii = self._bandwidth = None
+
+    @property
+    def real_radii(self) -> torch.Tensor:
+        """Each run's real k-NN radii, computed once, and only if a k-NN metric is wanted."""
+        if self._radii is None:
+            real_t = torch.from_numpy(self.real)
+            self._radii = torch.cat([batched_knn_radii(real_t[s], self.k)
+                                     for s in _chunks(len(self.real), self.real.shape[1])])
+        return self._radii
+
+    @property
+    def bandwidth(self) -> np.ndarray:
+        """Each run's Vendi bandwidth (median pairwise distance of its real set), computed once."""
+        if self._bandwidth is None:
+            self._bandwidth = np.array([float(np.median(pdist(r[:MAX_EXACT]))) or 1.0 for r in self.real])
+        return self._bandwidth
 
     def wanted(self, name: str) -> bool:
         return self.names is None or name in self.names
