@@ -13,6 +13,8 @@ Two modes:
   this process, plus each metric group of the baseline alone, and extrapolate to the full grid
   (cost is linear in seeds and, but for accumulate-subsample's growing pool, in generations).
   Prints where the time goes: per cell and per metric.
+* ``--cost-model``: each metric group's cost for one generation of a few runs per (d, n),
+  extrapolated to the grid (the quickest way to see which metric dominates);
 * ``--end-to-end``: `madlab run` on the grid spec (``--seeds``/``--generations`` scale it
   down), then the bare baseline on the same grid; both wall times and their ratio.
 
@@ -119,6 +121,52 @@ def probe(args) -> None:
     print("bare time by metric group (min): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in by_metric.items()))
 
 
+def cost_model(args) -> None:
+    """Per (d, n): seconds of each metric group for one generation of ``--probe-seeds`` runs (the
+    bare batched arithmetic, after a warm-up), times the grid's 30,000 run-generations per (d, n)
+    (100 seeds x 3 schemes x 100 generations). Shows which metric makes the full grid long."""
+    import numpy as np
+    import torch
+    from scipy.spatial.distance import pdist
+    from threadpoolctl import threadpool_limits
+
+    from bare_batched import _metrics, _radii
+
+    torch.set_num_threads(1)
+    threadpool_limits(1)
+    b = args.probe_seeds
+    per_cell = 100 * len(SCHEMES) * 100 / b
+    totals: dict[str, float] = {}
+    print(f"cost model: {b} runs x 1 generation per (d, n), x{per_cell:g} to 100 seeds x 3 schemes x 100 generations;"
+          f" load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"{'d':>4} {'n':>5}  " + "  ".join(f"{g:>10}" for g in ("fit+sample", "w2", "moments", "prdc", "vendi")) + "   (min, full grid)")
+    for dim in DIMS:
+        for n in SIZES:
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((b, n, dim))
+            real = torch.from_numpy(rng.standard_normal((b, n, dim)))
+            radii = _radii(real, 5)
+            bandwidth = np.array([np.median(pdist(r)) for r in real.numpy()])
+            row = {}
+            start = time.perf_counter()
+            mean = x.mean(1)
+            c = x - mean[:, None]
+            cov = np.einsum("bni,bnj->bij", c, c) / (n - 1)
+            w, v = np.linalg.eigh(cov)
+            fake = mean[:, None] + rng.standard_normal((b, n, dim)) @ (v * np.sqrt(np.clip(w, 0, None))[:, None, :]).transpose(0, 2, 1)
+            row["fit+sample"] = time.perf_counter() - start
+            for name, groups in (("w2", ("w2",)), ("moments", ("trace_cov", "mean_shift")), ("prdc", ("prdc",)),
+                                 ("vendi", ("vendi",))):
+                start = time.perf_counter()
+                _metrics(real, radii, bandwidth, mean, cov, fake, 5, set(groups))
+                row[name] = time.perf_counter() - start
+            for k, v in row.items():
+                totals[k] = totals.get(k, 0.0) + v * per_cell
+            print(f"{dim:4d} {n:5d}  " + "  ".join(f"{row[k] * per_cell / 60:10.2f}" for k in row), flush=True)
+    print("full grid (one process, min): " + ", ".join(f"{k} {v / 60:.1f}" for k, v in totals.items())
+          + f"; total {sum(totals.values()) / 60:.1f} (about half on 2 workers)")
+
+
 def end_to_end(args) -> None:
     import torch
 
@@ -147,6 +195,7 @@ def end_to_end(args) -> None:
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--end-to-end", action="store_true")
+    parser.add_argument("--cost-model", action="store_true", help="per-metric cost of one generation, extrapolated")
     parser.add_argument("--metrics", choices=["all", "closed-form"], default="all")
     parser.add_argument("--seeds", type=int, default=100)
     parser.add_argument("--generations", type=int, default=100)
@@ -156,7 +205,10 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=SIZES)
     args = parser.parse_args()
     DIMS[:], SIZES[:] = args.dims, args.sizes
-    end_to_end(args) if args.end_to_end else probe(args)
+    if args.cost_model:
+        cost_model(args)
+    else:
+        end_to_end(args) if args.end_to_end else probe(args)
 
 
 if __name__ == "__main__":
