@@ -156,3 +156,15 @@ def test_vectorised_seeds_equal_derive_seed():
         for generation in (0, 1, 7, 100, 2**32 - 1):
             assert derive_seeds(seeds, purpose, generation) == [derive_seed(int(s), purpose, generation) for s in seeds]
     assert derive_seeds([2**40, 3], "fit", 2) == [derive_seed(2**40, "fit", 2), derive_seed(3, "fit", 2)]
+
+
+@pytest.mark.parametrize("generator,extra", [
+    ("gaussian", {"metrics": {"k": 5, "n_eval": 45}, "loop": {"warm_start": True}}),
+    ("gaussian", {"metrics": {"k": 3, "names": ["w2", "coverage", "trace_cov"]}}),
+    ("gmm", {"loop": {"warm_start": True}, "generator": {"name": "gmm", "n_components": 2, "max_iter": 10}}),
+])
+def test_batch_equals_per_run_loop_with_eval_size_metric_names_and_warm_start(generator, extra, tmp_path):
+    runs = configs("fresh-real", seeds=(0, 1), biases=(1.0,), generations=3, **extra)
+    for run, records in zip(runs, batched_records(runs)):
+        for mine, theirs in zip(records, loop_records(run, tmp_path)):
+            assert_same(mine, theirs, exact=True)

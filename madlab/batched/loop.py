@@ -17,8 +17,6 @@ good generation, the others go on).
 """
 from __future__ import annotations
 
-import functools
-import json
 import time
 from dataclasses import dataclass, field
 
@@ -26,29 +24,10 @@ import numpy as np
 
 from madlab.batched.family import PerRunGenerators, batched_family
 from madlab.batched.metrics import BatchedLowDimEvaluator
+from madlab.batched.plan import batch_key
 from madlab.batched.seeds import derive_seeds
 from madlab.config import RunConfig, eval_size, make_components
 from madlab.schemes import plan
-
-def batch_key(config: RunConfig) -> str | None:
-    """Runs with equal keys can share a batch; None for a run that cannot be batched at all
-    (an expensive generator, or image data)."""
-    if not _batchable(json.dumps(config.dataset, sort_keys=True), json.dumps(config.generator, sort_keys=True)):
-        return None
-    identity = config.identity()
-    identity.pop("seed")
-    identity["loop"].pop("bias")
-    return json.dumps(identity, sort_keys=True, separators=(",", ":"))
-
-
-@functools.lru_cache(maxsize=256)
-def _batchable(dataset: str, generator: str) -> bool:
-    from madlab.datasets import get_dataset_class
-    from madlab.registry import get_generator_class
-
-    return (get_generator_class(json.loads(generator)["name"]).cheap
-            and get_dataset_class(json.loads(dataset)["name"]).kind == "vector")
-
 
 def pooled(loop) -> bool:
     """True when generation t's training set is generation t-1's plus its newest samples."""

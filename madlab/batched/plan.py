@@ -1,13 +1,36 @@
 """Which runs of a sweep share a batch: a pure function of the spec, so a resumed sweep finds
-the batches (and their records) it wrote before, whatever the number of workers."""
+the batches (and their records) it wrote before, whatever the number of workers. (The driver
+imports this; it must not import torch.)"""
 from __future__ import annotations
 
+import functools
+import json
 import math
 
 import numpy as np
 
-from madlab.batched.loop import batch_key
 from madlab.config import RunConfig, eval_size, make_components
+
+
+def batch_key(config: RunConfig) -> str | None:
+    """Runs with equal keys can share a batch; None for a run that cannot be batched at all
+    (an expensive generator, or image data)."""
+    if not _batchable(json.dumps(config.dataset, sort_keys=True), json.dumps(config.generator, sort_keys=True)):
+        return None
+    identity = config.identity()
+    identity.pop("seed")
+    identity["loop"].pop("bias")
+    return json.dumps(identity, sort_keys=True, separators=(",", ":"))
+
+
+@functools.lru_cache(maxsize=256)
+def _batchable(dataset: str, generator: str) -> bool:
+    from madlab.datasets import get_dataset_class
+    from madlab.registry import get_generator_class
+
+    return (get_generator_class(json.loads(generator)["name"]).cheap
+            and get_dataset_class(json.loads(dataset)["name"]).kind == "vector")
+
 
 #: most runs in one batch (several batches keep every worker busy)
 MAX_BATCH_RUNS = 256
