@@ -163,3 +163,13 @@ def test_run_that_always_kills_its_worker_fails_alone_in_its_batch(tmp_path, mon
     pd.testing.assert_frame_equal(reference[~((reference.seed == 1) & (reference.bias == 1.0))][same].reset_index(drop=True),
                                   table[~poisoned][same].reset_index(drop=True))
     assert table[poisoned & (table.metric == "failed")].generation.tolist() == [2]
+
+
+def test_report_finds_a_batched_runs_samples(tmp_path):
+    from madlab.report import open_results
+
+    run(tmp_path, sweep_spec(generations=3))
+    results = open_results(tmp_path)
+    run_id = results.table.run_id.iloc[0]
+    assert results.generations(run_id) == [1, 2, 3]
+    assert results.samples(run_id, 2).x.shape == (30, 2)

@@ -247,3 +247,48 @@ def _common_columns(run_id: str, config: dict, swept: dict, sweep_name: str, fai
     common["status"] = "failed" if failure else "ok"
     common["error"] = failure["error"].splitlines()[0] if failure else None
     return common
+
+
+class BatchedSamples:
+    """Read side for `madlab report`: the samples a batched run's records kept (see KEEP_SAMPLES),
+    found by run id in a local results folder."""
+
+    def __init__(self, results_dir):
+        from pathlib import Path
+
+        self.dir = Path(results_dir)
+        self._slots: dict[str, tuple] = {}
+        for members in sorted(self.dir.glob("batches/*/members.json")):
+            try:
+                runs = json.loads(members.read_text())["runs"]
+            except (OSError, ValueError, KeyError):
+                continue
+            for slot, run_id in enumerate(runs):
+                self._slots[run_id] = (members.parent, slot)
+
+    def _records(self, run_id: str):
+        if run_id not in self._slots:
+            return
+        folder, slot = self._slots[run_id]
+        for path in sorted(folder.glob("gen-*.npz")):
+            match = _RECORD.fullmatch(path.name)
+            if not match:
+                continue
+            with np.load(path, allow_pickle=False) as z:
+                if "samples" not in z.files:
+                    continue
+                where = np.flatnonzero((z["slots"] == slot) & z["ok"])
+                if len(where):
+                    yield int(match.group(1)), path, int(where[0])
+
+    def generations(self, run_id: str) -> list[int]:
+        return sorted({t for t, _, _ in self._records(run_id)})
+
+    def samples(self, run_id: str, generation: int):
+        from madlab.samples import Samples
+
+        for t, path, row in self._records(run_id):
+            if t == generation:
+                with np.load(path, allow_pickle=False) as z:
+                    return Samples(z["samples"][row].astype(np.float32))
+        raise FileNotFoundError(f"{run_id}: no stored samples of generation {generation}")

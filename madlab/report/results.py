@@ -195,9 +195,17 @@ class Results:
                 m = re.fullmatch(r"gen-(\d+)", child.name)
                 if m and (child / "DONE").is_file() and (child / "samples.npz").is_file():
                     gens.append(int(m.group(1)))
-        return sorted(gens)
+        return sorted(gens) or self._batched.generations(run_id)
+
+    @cached_property
+    def _batched(self):
+        from madlab.batched.records import BatchedSamples  # runs vectorised in batches keep records, not folders
+
+        return BatchedSamples(self.dir)
 
     def samples(self, run_id: str, generation: int) -> Samples:
+        if not (self.dir / "runs" / run_id / f"gen-{generation:04d}").is_dir():
+            return self._batched.samples(run_id, generation)
         return load_samples(self.dir / "runs" / run_id / f"gen-{generation:04d}" / "samples.npz")
 
 
