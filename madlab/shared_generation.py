@@ -66,8 +66,19 @@ class SharedFirstGeneration:
         with FileLock(str(self.lock_path)):
             if self.shared.is_done(1):
                 record = self.shared.record(1)
-                self.store.publish(1, self.shared.state(1), self.shared.samples(1), record, image)
+                self.store.publish(1, self.shared.state(1), self.shared.samples(1), record, image,
+                                   extra=_extra_files(self.shared))
                 return record
             record = compute()
-            self.shared.publish(1, self.store.state(1), self.store.samples(1), self.store.record(1), image)
+            self.shared.publish(1, self.store.state(1), self.store.samples(1), self.store.record(1), image,
+                                extra=_extra_files(self.store))
             return record
+
+
+#: files every published generation has; anything else in gen-0001 (a curated run's candidates.npz) is copied too
+_STANDARD = {"state.safetensors", "samples.npz", "grid.png", "DONE"}
+
+
+def _extra_files(store: RunStore) -> dict[str, bytes]:
+    folder = Path(store.gen_dir(1))
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name not in _STANDARD}

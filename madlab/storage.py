@@ -278,28 +278,32 @@ class RunStore:
             return load_samples(self.location.path(rel))
         return load_samples(io.BytesIO(self.location.read_bytes(rel)))
 
-    def publish(self, t: int, state: dict, samples: Samples, record: dict, image: bool) -> None:
-        """Write generation t's files, DONE last; see the module docstring for the guarantees."""
+    def publish(self, t: int, state: dict, samples: Samples, record: dict, image: bool,
+                extra: dict[str, bytes] | None = None) -> None:
+        """Write generation t's files (and ``extra`` ones: name -> bytes), DONE last; see the module
+        docstring for the guarantees."""
         if self.local:
-            self._publish_local(t, state, samples, record, image)
+            self._publish_local(t, state, samples, record, image, extra)
         else:
-            self._publish_object_store(t, state, samples, record, image)
+            self._publish_object_store(t, state, samples, record, image, extra)
 
     @staticmethod
-    def _write_files(folder: Path, state: dict, samples: Samples, image: bool) -> None:
+    def _write_files(folder: Path, state: dict, samples: Samples, image: bool, extra=None) -> None:
         save_state(state, str(folder / "state.safetensors"))
         save_samples(folder / "samples.npz", samples, image)
         if image:
             _save_grid(samples, folder / "grid.png")
+        for name, data in (extra or {}).items():
+            (folder / name).write_bytes(data)
 
-    def _publish_local(self, t, state, samples, record, image) -> None:
+    def _publish_local(self, t, state, samples, record, image, extra=None) -> None:
         root = self.location.root
         root.mkdir(parents=True, exist_ok=True)
         final = root / self._gen(t)
         tmp = _tmp_name(final)
         tmp.mkdir()
         try:
-            self._write_files(tmp, state, samples, image)
+            self._write_files(tmp, state, samples, image, extra)
             (tmp / DONE).write_bytes(_json_bytes(record, indent=None))
             if final.exists() and not (final / DONE).is_file():
                 shutil.rmtree(final, ignore_errors=True)  # debris from an old layout or a crash
@@ -313,13 +317,13 @@ class RunStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
-    def _publish_object_store(self, t, state, samples, record, image) -> None:
+    def _publish_object_store(self, t, state, samples, record, image, extra=None) -> None:
         if self.is_done(t):
             return  # a twin worker published it first
         fs, gen = self.location.fs, self.location.path(self._gen(t))
         with tempfile.TemporaryDirectory(prefix="madlab-publish-") as tmp:
             folder = Path(tmp)
-            self._write_files(folder, state, samples, image)
+            self._write_files(folder, state, samples, image, extra)
             for file in sorted(folder.iterdir()):
                 fs.put_file(str(file), f"{gen}/{file.name}")
         fs.pipe_file(f"{gen}/{DONE}", _json_bytes(record, indent=None))

@@ -102,6 +102,9 @@ def _report_local(results_dir: str) -> list[str]:
     return written + [str(index)]
 
 
+#: per-generation rows of a curated loop (madlab.curation.stage), drawn in their own panel
+CURATION_METRICS = ("reward_before", "reward_after", "acceptance_rate", "candidates")
+
 #: sweep slices (combinations of axes beyond colour and line style) drawn as separate figures
 MAX_SLICES = 12
 
@@ -142,6 +145,12 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
             order = [m for m in expected if m in mine] + [m for m in mine if m not in expected]
             plans.append((f"metrics{tag}", "Metrics vs generation" + title,
                           lambda v=view, o=order: metrics_panel(v, o, hue) if o else _raise("no metric values yet"), True))
+            curated = [m for m in CURATION_METRICS if m in mine]
+            if curated or "curation" in wanted:
+                plans.append((f"curation{tag}", "Curation per generation" + title,
+                              lambda v=view, c=curated: metrics_panel(v, c, hue) if c else
+                              _raise("no curation rows (candidates, kept, reward_before, ...) in the table"),
+                              "curation" in wanted))
             if "trace_cov" in mine or "theory" in wanted:
                 plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title,
                               lambda v=view: theory_panel(v), "theory" in wanted))
