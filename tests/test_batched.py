@@ -168,3 +168,9 @@ def test_batch_equals_per_run_loop_with_eval_size_metric_names_and_warm_start(ge
     for run, records in zip(runs, batched_records(runs)):
         for mine, theirs in zip(records, loop_records(run, tmp_path)):
             assert_same(mine, theirs, exact=True)
+
+
+def test_runs_with_a_loop_option_the_engine_lacks_are_not_batched():
+    (plain,) = configs("fully-synthetic", seeds=(0,), biases=(1.0,))
+    curated = plain.model_copy(update={"loop": plain.loop.model_copy(update={"curation": {"name": "x"}})})
+    assert batch_key(plain) is not None and batch_key(curated) is None

@@ -12,10 +12,21 @@ import numpy as np
 from madlab.config import RunConfig, eval_size, make_components
 
 
+#: the loop fields the batched engine implements; a run that sets any other (``curation``, or an
+#: option added later) to a non-default value keeps the per-run loop, so nothing is batched that
+#: the engine would compute wrongly
+ENGINE_LOOP_FIELDS = frozenset({"scheme", "generations", "n_real", "n_synthetic", "n_initial", "bias", "warm_start",
+                                "accumulate_synthetic", "memory", "train_size"})
+
+
 def batch_key(config: RunConfig) -> str | None:
     """Runs with equal keys can share a batch; None for a run that cannot be batched at all
-    (an expensive generator, or image data)."""
+    (an expensive generator, image data, a loop option the engine does not implement)."""
     if not _batchable(json.dumps(config.dataset, sort_keys=True), json.dumps(config.generator, sort_keys=True)):
+        return None
+    loop = config.loop
+    if any(getattr(loop, name) != info.default for name, info in type(loop).model_fields.items()
+           if name not in ENGINE_LOOP_FIELDS):
         return None
     identity = config.identity()
     identity.pop("seed")
