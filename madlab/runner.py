@@ -3,7 +3,9 @@
 Units of work. Each unit is a list of runs handed to one ``LoopWorker`` actor. Runs of a
 *cheap* generator (Gaussian, GMM: milliseconds per generation) are packed many to a unit, so a
 sweep of thousands pays a handful of actor start-ups and no per-generation Ray traffic; other
-runs get a unit each.
+runs get a unit each. Cheap vector runs of one shape (``BATCH_MIN_RUNS`` or more) are assigned to
+fixed batches when the jobs are planned (:mod:`madlab.batched.plan`); a batch is one unit, advanced
+by the vectorised engine (:mod:`madlab.batched.worker`) and retried whole if its worker dies.
 
 Resources. Every run asks for ``resources: {num_cpus, num_gpus, memory}`` (fractional GPUs
 allowed: four small MNIST loops can share a GPU at ``num_gpus: 0.25``). Runs are grouped by
