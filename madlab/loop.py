@@ -21,6 +21,7 @@ from threadpoolctl import threadpool_limits
 
 from madlab.config import RunConfig, eval_size, make_components
 from madlab.errors import RunFailed
+from madlab.image import grid_png, quantise
 from madlab.metrics import make_evaluator
 from madlab.samples import Samples
 from madlab.schemes import Part, Plan, plan
@@ -95,7 +96,7 @@ class Loop:
         """Compute and publish generation t (generation 1 shared with the runs that would compute
         it identically, see :mod:`madlab.shared_generation`); returns its record."""
         if t == 1 and self.shared is not None:
-            return self.shared.run(lambda: self._step(1), self.image)
+            return self.shared.run(lambda: self._step(1))
         return self._step(t)
 
     def _step(self, t: int) -> dict:
@@ -129,8 +130,10 @@ class Loop:
             "seconds": {"data": t_data - clock, "fit": t_fit - t_data, "sample": t_sample - t_fit,
                         **(curated.seconds if curated else {}), "metrics": t_metrics - t_curated},
         }
-        self.store.publish(t, generator.state_dict(), kept, record, self.image,
-                           extra=curated.files(self.image) if curated else None)
+        extra = {"grid.png": grid_png(kept.x)} if self.image else {}
+        if curated:
+            extra.update(curated.files(self.image))
+        self.store.publish(t, generator.state_dict(), kept, record, self.image, extra=extra)
         record["seconds"]["publish"] = time.perf_counter() - t_metrics
         self._synthetic[t] = kept
         for old in [g for g in self._synthetic if g < t - self._history_needed()]:
@@ -165,8 +168,7 @@ class Loop:
         if not np.isfinite(samples.x).all():
             raise RunFailed(f"generation {t}: the generator produced non-finite samples")
         if self.image:  # generated images become 8-bit pictures, like the real ones
-            samples = Samples((np.round((np.clip(samples.x, -1, 1) + 1) * 127.5) / 127.5 - 1).astype(np.float32),
-                              samples.y)
+            samples = Samples(quantise(samples.x), samples.y)
         return samples
 
     def _metrics(self, generator, fake: Samples) -> dict[str, float]:

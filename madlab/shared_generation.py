@@ -59,26 +59,14 @@ class SharedFirstGeneration:
             return None
         return cls(store, first_generation_key(config))
 
-    def run(self, compute, image: bool) -> dict:
+    def run(self, compute) -> dict:
         from filelock import FileLock
 
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.lock_path)):
             if self.shared.is_done(1):
-                record = self.shared.record(1)
-                self.store.publish(1, self.shared.state(1), self.shared.samples(1), record, image,
-                                   extra=_extra_files(self.shared))
-                return record
+                self.store.copy_generation(1, self.shared)  # every file, the sample grid included
+                return self.shared.record(1)
             record = compute()
-            self.shared.publish(1, self.store.state(1), self.store.samples(1), self.store.record(1), image,
-                                extra=_extra_files(self.store))
+            self.shared.copy_generation(1, self.store)
             return record
-
-
-#: files every published generation has; anything else in gen-0001 (a curated run's candidates.npz) is copied too
-_STANDARD = {"state.safetensors", "samples.npz", "grid.png", "DONE"}
-
-
-def _extra_files(store: RunStore) -> dict[str, bytes]:
-    folder = Path(store.gen_dir(1))
-    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file() and p.name not in _STANDARD}

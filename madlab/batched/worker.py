@@ -101,7 +101,7 @@ def run_batch(jobs, location, fault_hook=None, report=None) -> list:
     elapsed = time.perf_counter() - start
     share = 1 / len(jobs)
     return [Outcome(job.run_id, "failed" if failures[job.run_id] else "ok",
-                    failures[job.run_id]["error"] if failures[job.run_id] else None, rows[job.run_id],
+                    failures[job.run_id]["error"] if failures[job.run_id] else None, [rows[job.run_id]],
                     int(done[slot]), elapsed * share, counters["compute"] * share,
                     counters["n"] if slot == 0 else 0, dict(counters["timings"]) if slot == 0 else {})
             for slot, job in enumerate(jobs)]

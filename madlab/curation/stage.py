@@ -12,7 +12,6 @@ uncurated candidates (``x`` or ``x_uint8``, ``y``) and, for a selecting curator,
 """
 from __future__ import annotations
 
-import io
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from madlab.curation.protocol import Curator
 from madlab.curation.registry import make_curator_params
 from madlab.errors import RunFailed
 from madlab.samples import Samples
+from madlab.storage import decode_samples_and, encode_samples
 
 CANDIDATES = "candidates.npz"
 
@@ -42,31 +42,17 @@ class CurationOutcome:
     seconds: dict[str, float] = field(default_factory=dict)
 
     def files(self, image: bool) -> dict[str, bytes]:
-        """``{"candidates.npz": bytes}`` for the generation folder (no pickles)."""
-        arrays = {}
-        x = self.candidates.x
-        if image:
-            arrays["x_uint8"] = np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8)
-        else:
-            arrays["x"] = x
-        if self.candidates.y is not None:
-            arrays["y"] = self.candidates.y
-        if self.index is not None:
-            arrays["kept_index"] = np.asarray(self.index, dtype=np.int64)
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return {CANDIDATES: buffer.getvalue()}
+        """``{"candidates.npz": bytes}`` for the generation folder (the sample codec, no pickles)."""
+        extra = None if self.index is None else {"kept_index": np.asarray(self.index, dtype=np.int64)}
+        return {CANDIDATES: encode_samples(self.candidates, image, extra)}
 
 
 def load_candidates(gen_dir) -> tuple[Samples, np.ndarray | None]:
     """(uncurated candidates, kept_index or None) of a published curated generation folder."""
     from pathlib import Path
 
-    with np.load(Path(gen_dir) / CANDIDATES, allow_pickle=False) as z:
-        x = z["x_uint8"].astype(np.float32) / 127.5 - 1 if "x_uint8" in z.files else z["x"]
-        y = z["y"] if "y" in z.files else None
-        index = z["kept_index"] if "kept_index" in z.files else None
-    return Samples(x, y), index
+    candidates, extra = decode_samples_and(Path(gen_dir, CANDIDATES).read_bytes(), "kept_index")
+    return candidates, extra["kept_index"]
 
 
 class CurationStage:

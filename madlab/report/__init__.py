@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
 from madlab.report.plots import (Missing, _label, ess_panels, final_vs_total_panel, image_grid_panel, metrics_panel,
                                  plot_roles, scatter_panel, slug, theory_panel, tsne_panel)
 from madlab.report.results import Results, open_results
+from madlab.storage import Location, atomic_write_bytes
 
 __all__ = ["make_report", "open_results", "Results", "CATALOGUE", "MadFigure"]
 
@@ -50,8 +52,6 @@ def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
     are uploaded to ``results_dir/figures``. Raises MadlabError (one line) when ``results_dir``
     is not a results folder.
     """
-    from madlab.storage import Location
-
     location = Location(results_dir)
     if not location.local:
         return _report_remote(location, local_dir)
@@ -63,7 +63,6 @@ def _report_remote(location, local_dir: str | None) -> list[str]:
 
     from madlab.datasets.images import cache_root
     from madlab.errors import MadlabError
-    from madlab.storage import atomic_write_bytes
 
     if not any(location.exists(name) for name in ("metrics.parquet", "ess.parquet", "run.json")):
         raise MadlabError(f"{location.uri}: not a madlab results folder (no metrics.parquet, ess.parquet or run.json)")
@@ -98,7 +97,7 @@ def _report_local(results_dir: str) -> list[str]:
     written = [p for panel in panels for p in (panel.paths or [])]
     _remove_stale(out_dir, written)
     index = out_dir / "index.html"
-    _atomic_text(index, _index_html(results, figure, panels))
+    atomic_write_bytes(index, _index_html(results, figure, panels).encode("utf-8"))
     return written + [str(index)]
 
 
@@ -200,9 +199,9 @@ def _save(fig, stem: Path) -> list[str]:
     paths = []
     for ext, kwargs in (("png", {"dpi": 90}), ("pdf", {})):
         path = stem.parent / f"{stem.name}.{ext}"
-        tmp = path.with_name(f".{path.name}.tmp.{ext}")
-        fig.savefig(tmp, bbox_inches="tight", **kwargs)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, bbox_inches="tight", **kwargs)
+        atomic_write_bytes(path, buffer.getvalue())
         paths.append(str(path))
     plt.close(fig)
     return paths
@@ -213,12 +212,6 @@ def _remove_stale(out_dir: Path, keep: list[str]) -> None:
     for old in list(out_dir.glob("*.png")) + list(out_dir.glob("*.pdf")):
         if old.name not in keep_set:
             old.unlink(missing_ok=True)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel]) -> str:

@@ -1,0 +1,223 @@
+"""Running units of jobs on Ray: one Ray task per unit, retried by Ray when its worker dies.
+
+Resources. Every run asks for ``resources: {num_cpus, num_gpus, memory}`` (fractional GPUs
+allowed: four small MNIST loops can share a GPU at ``num_gpus: 0.25``); its unit's task asks
+Ray for exactly that, so runs of different shapes are scheduled side by side and a finished
+task frees its share at once. A worker runs its generator on the device Ray assigned it
+(``cuda`` when it holds a GPU share, else ``cpu``). On a cluster (``--address``) the pending
+tasks are the demand that makes the autoscaler add (GPU) nodes.
+
+Worker processes. Ray reuses a task's worker process for later tasks, so torch and the
+generator stack are imported once per process, not once per unit. Not for GPU tasks: a process
+keeps the GPU it first initialised CUDA on, whatever Ray assigns it next, so a GPU unit gets a
+fresh process (``max_calls=1``, Ray's own default for GPU tasks).
+
+Fault tolerance. A generation is published atomically (:mod:`madlab.storage`) and a worker
+resumes every run from its last published generation, so redoing a unit is always safe:
+
+* a worker process that dies (node lost, spot preemption, OOM kill) has its task retried by
+  Ray (``MAX_RESTARTS``, ``MADLAB_MAX_RESTARTS`` overrides it); a unit whose retries are spent
+  has its unfinished runs retried one by one (``MAX_ATTEMPTS``, so one poison run cannot sink
+  its batch) before they are marked failed;
+* a driver killed outright takes its tasks with it; started again it skips every published
+  generation and redoes at most one generation per run;
+* a run that raises (NaN loss, bad data) is recorded in its FAILED marker and the table, and
+  the other runs go on; an exception escaping the worker (a bug) fails its unit's runs.
+  Failures are not retried within a sweep; running the command again does.
+
+This replaced a hand-written pool of actors (``benchmarks/bench_ray_scheduler.py`` measures
+the two against each other).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+from collections import Counter, defaultdict
+
+from madlab.errors import MadlabError
+from madlab.runner.jobs import Job, finished, give_up, pack, run_jobs
+from madlab.runner.progress import Reporter
+
+#: times Ray retries a unit whose worker process died
+MAX_RESTARTS = 4
+#: times a run is tried alone after its unit's retries were spent
+MAX_ATTEMPTS = 2
+#: the most tasks of one resource shape in flight (on a cluster, pending ones drive the autoscaler)
+MAX_IN_FLIGHT = 256
+
+
+def max_restarts() -> int:
+    return int(os.environ.get("MADLAB_MAX_RESTARTS", MAX_RESTARTS))
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    kwargs = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True,
+              "configure_logging": True}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count(), **kwargs)
+
+
+def capacity(resources: tuple, cluster: dict) -> int:
+    """How many runs of this shape the cluster's current totals hold at once."""
+    num_cpus, num_gpus, memory = resources
+    fits = math.inf
+    for key, need in (("CPU", num_cpus), ("GPU", num_gpus), ("memory", memory or 0)):
+        if need:
+            fits = min(fits, math.floor(cluster.get(key, 0) / need + 1e-9))
+    return int(fits) if fits != math.inf else 1
+
+
+def connect(pending: list[Job], address: str | None, stream) -> None:
+    """Start or join Ray; refuse (MadlabError) a run the local instance can never hold."""
+    import ray
+
+    if not ray.is_initialized():
+        init_ray(address)
+    cluster = ray.cluster_resources()
+    for resources in sorted({j.resources for j in pending}, key=str):
+        if capacity(resources, cluster) == 0:
+            num_cpus, num_gpus, memory = resources
+            wanted = f"num_cpus={num_cpus:g}, num_gpus={num_gpus:g}" + (f", memory={memory}" if memory else "")
+            have = ", ".join(f"{k}={cluster.get(k, 0):g}" for k in ("CPU", "GPU"))
+            if address is None:
+                raise MadlabError(f"resources: a run asks for {wanted} but the local Ray instance has {have}; "
+                                  f"lower resources.* or use --address to reach a cluster that has them")
+            stream.write(f"[madlab] waiting for the cluster to add nodes for runs with {wanted} (it has {have} now)\n")
+
+
+def run_unit(jobs: list[Job], fault: str | None, tracker) -> list:
+    """The body of a unit's task, in a Ray worker process."""
+    import ray
+    import torch
+
+    torch.set_num_threads(max(1, int(jobs[0].resources[0])))
+    gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
+    reporter = Reporter(tracker)
+    try:
+        return run_jobs(jobs, device="cuda" if gpu else "cpu", fault=fault, report=reporter)
+    finally:
+        reporter.flush()
+
+
+@functools.lru_cache(maxsize=None)
+def _remote(gpu: bool):
+    import ray
+
+    return ray.remote(max_calls=1 if gpu else 0)(run_unit)
+
+
+@functools.lru_cache(maxsize=None)
+def _tracker_class():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class ProgressTracker:
+        """Last published generation of each run, as reported by the workers."""
+
+        def __init__(self):
+            self.done = {}
+
+        def update(self, done: dict) -> None:
+            self.done.update(done)
+
+        def snapshot(self) -> dict:
+            return self.done
+
+    return ProgressTracker
+
+
+def _task_options(resources: tuple, retries: int) -> dict:
+    num_cpus, num_gpus, memory = resources
+    options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": retries, "retry_exceptions": False}
+    if memory:
+        options["memory"] = memory
+    return options
+
+
+def _lost(unit: list[Job], exc: Exception, attempts: Counter, sweep) -> list[Job]:
+    """The jobs of a unit whose worker kept dying that get another try, alone; the rest finish or fail."""
+    retry = []
+    for job in unit:
+        if job.last_done() >= job.generations:
+            sweep.finish([finished(job)])
+        elif attempts[job.run_id] + 1 < MAX_ATTEMPTS:
+            attempts[job.run_id] += 1
+            retry.append(job)  # alone, so one poison run cannot sink its batch
+        else:
+            sweep.finish(give_up([job], f"worker died repeatedly ({type(exc).__name__})"))
+    return retry
+
+
+def _lost_batch(unit: list[Job], exc: Exception, attempts: Counter, sweep) -> list[Job]:
+    """A batch whose worker kept dying: tried again whole (its worker then runs the members one at
+    a time, so a poison run fails alone, see madlab.batched.worker), or given up on."""
+    key = unit[0].batch
+    if attempts[key] < MAX_ATTEMPTS:
+        attempts[key] += 1
+        return unit
+    for job in unit:
+        if job.last_done() >= job.generations:
+            sweep.finish([finished(job)])
+        else:
+            sweep.finish(give_up([job], f"worker died repeatedly ({type(exc).__name__})"))
+    return []
+
+
+def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | None, wait_s: float) -> None:
+    """Run every pending job as Ray tasks, handing each outcome to ``sweep.finish``.
+
+    ``workers`` caps the tasks of one resource shape in flight (and sets how cheap runs are
+    packed); ``sweep.tick()`` is called at least every ``wait_s`` seconds.
+    """
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    tracker = _tracker_class().remote()
+    sweep.poll = lambda: ray.get(tracker.snapshot.remote())
+    cluster = ray.cluster_resources()
+    retries = max_restarts()
+    queue: list[tuple[tuple, list[Job]]] = []
+    groups: dict[tuple, list[Job]] = defaultdict(list)
+    for job in pending:
+        groups[job.resources].append(job)
+    for resources, jobs in groups.items():
+        queue += [(resources, unit) for unit in pack(jobs, workers or max(1, capacity(resources, cluster)))]
+    in_flight: dict = {}  # ref -> (resources, unit)
+    running: Counter = Counter()
+    attempts: Counter = Counter()
+    try:
+        while queue or in_flight:
+            waiting = []
+            for resources, unit in queue:
+                if running[resources] >= (workers or MAX_IN_FLIGHT):
+                    waiting.append((resources, unit))
+                    continue
+                task = _remote(resources[1] > 0).options(**_task_options(resources, retries))
+                in_flight[task.remote(unit, fault, tracker)] = (resources, unit)
+                running[resources] += 1
+            queue = waiting
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait_s)
+            for ref in ready:
+                resources, unit = in_flight.pop(ref)
+                running[resources] -= 1
+                try:
+                    sweep.finish(ray.get(ref))
+                except RayTaskError as exc:  # a bug escaped run_jobs: record it, keep the sweep going
+                    sweep.finish(give_up(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+                except RayError as exc:  # the worker died and Ray's retries are spent
+                    if unit[0].batch is not None:  # a batch is retried whole: it isolates its runs itself
+                        queue += [(resources, retry) for retry in [_lost_batch(unit, exc, attempts, sweep)] if retry]
+                    else:
+                        queue += [(resources, [job]) for job in _lost(unit, exc, attempts, sweep)]
+            sweep.tick()
+    finally:
+        for ref in in_flight:
+            ray.cancel(ref, force=True)
+        sweep.poll = None
+        ray.kill(tracker, no_restart=True)
