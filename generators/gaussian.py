@@ -49,3 +49,6 @@ class GaussianGenerator(Generator):
 
     def sampling_gaussian(self, bias):
         return self.mean, bias * self.cov
+
+    #: the batched form (madlab.batched): many runs fitted and sampled as stacked arrays
+    batched = "madlab_generators.gaussian_batch:BatchedGaussian"

@@ -62,9 +62,15 @@ def run_rows(run_dir, config: dict, swept: dict, sweep_name: str) -> list[dict]:
     return rows
 
 
-def make_frame(rows: list[dict]) -> pd.DataFrame:
-    """Rows -> the table, columns in contract order, rows sorted so equal results give equal files."""
-    frame = pd.DataFrame(rows)
+def make_frame(rows: list) -> pd.DataFrame:
+    """Rows -> the table, columns in contract order, rows sorted so equal results give equal files.
+
+    ``rows`` holds row dicts and/or column blocks (``madlab.batched.records.RowBlock``: a batched
+    run's rows, the same rows in columns, so 10^5 of them need not become dicts)."""
+    blocks = [r for r in rows if not isinstance(r, dict)]
+    frame = pd.DataFrame([r for r in rows if isinstance(r, dict)])
+    if blocks:
+        frame = pd.concat([f for f in (frame, _block_frame(blocks)) if len(f.columns)], ignore_index=True)
     if frame.empty:
         frame = pd.DataFrame(columns=BASE_COLUMNS + PROVENANCE)
     front = [c for c in BASE_COLUMNS + PROVENANCE if c in frame.columns]
@@ -76,7 +82,18 @@ def make_frame(rows: list[dict]) -> pd.DataFrame:
     return frame
 
 
-def write_table(out_dir, rows: list[dict]) -> str:
+def _block_frame(blocks) -> pd.DataFrame:
+    names = list(dict.fromkeys(name for b in blocks for name in [*b.common, *b.columns]))
+    columns = {}
+    for name in names:
+        values = []
+        for b in blocks:
+            values += b.columns[name] if name in b.columns else [b.common.get(name)] * len(b)
+        columns[name] = values
+    return pd.DataFrame(columns)
+
+
+def write_table(out_dir, rows: list) -> str:
     """Write DIR/metrics.parquet atomically; returns where it is (a path or a URI)."""
     location = location_of(out_dir)
     location.write_frame(TABLE, make_frame(rows))

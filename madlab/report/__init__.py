@@ -40,9 +40,9 @@ class Panel:
 #: what the report reads from a results location (never checkpoints or feature caches)
 REPORT_INPUTS = ("metrics.parquet", "ess.parquet", "ess_curve.parquet", "run.json", "spec.yaml",
                  "runs/*/config.json", "runs/*/FAILED", "runs/*/gen-*/DONE", "runs/*/gen-*/samples.npz",
-                 "runs/*/tokenizer.json")
+                 "runs/*/tokenizer.json", "batches/*/members.json", "batches/*/gen-*.npz")
 #: files that never change once written (a generation is immutable after its DONE marker)
-_IMMUTABLE = ("config.json", "DONE", "samples.npz")
+_IMMUTABLE = ("config.json", "DONE", "samples.npz", "members.json")
 
 
 def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:

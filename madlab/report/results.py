@@ -190,10 +190,19 @@ class Results:
         return data.get("config", data) if isinstance(data, dict) else {}
 
     def generations(self, run_id: str) -> list[int]:
-        """Published generations of a run (DONE present; DONE is written after the samples)."""
-        return self.run(run_id).generations()
+        """Published generations of a run (DONE present; DONE is written after the samples), or of a
+        batched run the generations its batch records kept samples of."""
+        return self.run(run_id).generations() or self._batched.generations(run_id)
+
+    @cached_property
+    def _batched(self):
+        from madlab.batched.records import BatchedSamples  # runs vectorised in batches keep records, not folders
+
+        return BatchedSamples(self.dir)
 
     def samples(self, run_id: str, generation: int) -> Samples:
+        if generation not in self.run(run_id).generations():
+            return self._batched.samples(run_id, generation)
         return self.run(run_id).samples(generation)
 
 

@@ -27,18 +27,34 @@ def results_location(out_dir) -> Location:
         raise MadlabError(f"--out {out_dir}: {exc}") from None
 
 
-def plan_jobs(spec: Spec, out_dir) -> list[Job]:
-    """The jobs of a spec (writes nothing)."""
+#: cheap runs that differ only in seed and bias are vectorised (madlab.batched) when at least this
+#: many share a shape; smaller groups keep a folder per run and generation
+BATCH_MIN_RUNS = 16
+
+
+def plan_jobs(spec: Spec, out_dir, batch_min_runs: int = BATCH_MIN_RUNS) -> list[Job]:
+    """The jobs of a spec (writes nothing); cheap runs of one shape are grouped into batches."""
+    from madlab.batched.plan import assign_batches
+
     location = results_location(out_dir)
     name = spec.runs[0].config.name
-    return [Job(run.run_id, run.config.model_dump(mode="json"), run.swept,
+    jobs = [Job(run.run_id, run.config.model_dump(mode="json"), run.swept,
                 location.join(f"runs/{run.run_id}"), name) for run in spec.runs]
+    for _, indices in assign_batches([run.config for run in spec.runs], batch_min_runs):
+        members = tuple(jobs[j].run_id for j in indices)
+        for i in indices:
+            jobs[i].batch, jobs[i].root = members, location.uri
+    return jobs
 
 
 def scan_done(location: Location, jobs: list[Job]) -> dict[str, int]:
-    """Last published generation of every job (one listing of the folder)."""
+    """Last published generation of every job (one listing of the folder; batch records for
+    batched runs)."""
+    from madlab.runner.jobs import batched_done
+
     done = last_done(location, runs="runs")
-    return {job.run_id: done.get(job.run_id, 0) for job in jobs}
+    batched = batched_done([j for j in jobs if j.batch is not None])
+    return {job.run_id: batched[job.run_id] if job.batch is not None else done.get(job.run_id, 0) for job in jobs}
 
 
 def prepare(spec: Spec, out_dir, command: str, jobs: list[Job] | None = None) -> list[Job]:

@@ -4,7 +4,9 @@ A *job* is one run of a sweep, as plain data (its resolved config and folder), s
 shipped to any process. A *unit* is a list of jobs one worker runs one after another: runs of a
 *cheap* generator (Gaussian, GMM: milliseconds per generation) are packed many to a unit, so a
 sweep of thousands pays a handful of worker start-ups and no per-generation scheduling
-traffic; other runs get a unit each.
+traffic; other runs get a unit each. Cheap vector runs of one shape (``BATCH_MIN_RUNS`` or more)
+are assigned to fixed batches when the jobs are planned (:mod:`madlab.batched.plan`); a batch is
+one unit, advanced by the vectorised engine (:mod:`madlab.batched.worker`) and retried whole.
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ class Job:
     swept: dict
     run_dir: str
     sweep: str
+    #: the batch this run is vectorised in (member run ids in slot order) and the results root
+    batch: tuple[str, ...] | None = None
+    root: str | None = None
 
     @property
     def generations(self) -> int:
@@ -37,11 +42,46 @@ class Job:
         res = self.config.get("resources") or {}
         return (float(res.get("num_cpus", 1.0)), float(res.get("num_gpus", 0.0)), res.get("memory"))
 
-    def rows(self) -> list[dict]:
+    def rows(self) -> list:
+        """The run's table rows (a batched run's as one RowBlock)."""
+        if self.batch is not None:
+            return [batched_rows([self])[self.run_id]]
         return run_rows(self.run_dir, self.config, self.swept, self.sweep)
 
     def last_done(self) -> int:
+        if self.batch is not None:
+            return batched_done([self])[self.run_id]
         return RunStore(self.run_dir).last_done()
+
+
+def _batch_store(job: "Job"):
+    from madlab.batched.records import BatchStore
+    from madlab.storage import Location
+
+    return BatchStore(Location(job.root), list(job.batch))
+
+
+def batched_rows(jobs: list["Job"]) -> dict:
+    """Table rows (one RowBlock each) of batched jobs, reading each batch's records once."""
+    from madlab.batched.records import batch_rows
+
+    by_batch: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        by_batch.setdefault(job.batch, []).append(job)
+    rows = {}
+    for batch_jobs in by_batch.values():
+        rows.update(batch_rows(_batch_store(batch_jobs[0]), batch_jobs,
+                               {j.run_id: RunStore(j.run_dir).failure() for j in batch_jobs}))
+    return rows
+
+
+def batched_done(jobs: list["Job"]) -> dict[str, int]:
+    """Last published generation of batched jobs, from their batches' records."""
+    done = {}
+    for members in {j.batch for j in jobs}:
+        job = next(j for j in jobs if j.batch == members)
+        done.update(zip(members, (int(t) for t in _batch_store(job).published())))
+    return {j.run_id: done[j.run_id] for j in jobs}
 
 
 @dataclass
@@ -66,19 +106,25 @@ def give_up(jobs: list[Job], error: str) -> list[Outcome]:
     """Record ``error`` in each job's FAILED marker; their outcomes."""
     outcomes = []
     for job in jobs:
-        store = RunStore(job.run_dir)
-        store.mark_failed(store.last_done() + 1, error)
-        outcomes.append(Outcome(job.run_id, "failed", error, job.rows(), store.last_done()))
+        done = job.last_done()
+        RunStore(job.run_dir).mark_failed(done + 1, error)
+        outcomes.append(Outcome(job.run_id, "failed", error, job.rows(), done))
     return outcomes
 
 
 def pack(jobs: list[Job], n_workers: int) -> list[list[Job]]:
-    """Units of work: one per expensive run, cheap runs in about four units per worker."""
+    """Units of work: one per expensive run, one per batch of vectorised runs (all its members),
+    other cheap runs in about four units per worker."""
+    batches: dict[tuple, list[Job]] = {}
+    for job in jobs:
+        if job.batch is not None:
+            batches.setdefault(job.batch, []).append(job)
+    jobs = [j for j in jobs if j.batch is None]
     is_cheap = [get_generator_class(j.config["generator"]["name"]).cheap for j in jobs]
     cheap = [j for j, c in zip(jobs, is_cheap) if c]
     heavy = [[j] for j, c in zip(jobs, is_cheap) if not c]
     size = max(1, math.ceil(len(cheap) / (4 * max(1, n_workers))))
-    return heavy + [cheap[i:i + size] for i in range(0, len(cheap), size)]
+    return heavy + list(batches.values()) + [cheap[i:i + size] for i in range(0, len(cheap), size)]
 
 
 class _Timings:
@@ -108,7 +154,22 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
 
     hook = fault_hook(fault)
     outcomes = []
+    batches: dict[tuple, list[Job]] = {}
     for job in jobs:
+        if job.batch is not None:
+            batches.setdefault(job.batch, []).append(job)
+    for members, batch_jobs in batches.items():
+        from madlab.batched.worker import run_batch
+        from madlab.storage import Location
+
+        order = {run_id: i for i, run_id in enumerate(members)}
+        batch_jobs = sorted(batch_jobs, key=lambda j: order[j.run_id])
+        if [j.run_id for j in batch_jobs] != list(members):
+            raise ValueError("a unit must carry every member of its batch")
+        outcomes += run_batch(batch_jobs, Location(batch_jobs[0].root), hook, report)
+    for job in jobs:
+        if job.batch is not None:
+            continue
         store = RunStore(job.run_dir)
         status, error = "ok", None
         timings = _Timings(job.run_id, report)

@@ -157,6 +157,21 @@ def _lost(unit: list[Job], exc: Exception, attempts: Counter, sweep) -> list[Job
     return retry
 
 
+def _lost_batch(unit: list[Job], exc: Exception, attempts: Counter, sweep) -> list[Job]:
+    """A batch whose worker kept dying: tried again whole (its worker then runs the members one at
+    a time, so a poison run fails alone, see madlab.batched.worker), or given up on."""
+    key = unit[0].batch
+    if attempts[key] < MAX_ATTEMPTS:
+        attempts[key] += 1
+        return unit
+    for job in unit:
+        if job.last_done() >= job.generations:
+            sweep.finish([finished(job)])
+        else:
+            sweep.finish(give_up([job], f"worker died repeatedly ({type(exc).__name__})"))
+    return []
+
+
 def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | None, wait_s: float) -> None:
     """Run every pending job as Ray tasks, handing each outcome to ``sweep.finish``.
 
@@ -199,7 +214,10 @@ def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | N
                 except RayTaskError as exc:  # a bug escaped run_jobs: record it, keep the sweep going
                     sweep.finish(give_up(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
                 except RayError as exc:  # the worker died and Ray's retries are spent
-                    queue += [(resources, [job]) for job in _lost(unit, exc, attempts, sweep)]
+                    if unit[0].batch is not None:  # a batch is retried whole: it isolates its runs itself
+                        queue += [(resources, retry) for retry in [_lost_batch(unit, exc, attempts, sweep)] if retry]
+                    else:
+                        queue += [(resources, [job]) for job in _lost(unit, exc, attempts, sweep)]
             sweep.tick()
     finally:
         for ref in in_flight:

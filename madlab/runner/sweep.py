@@ -17,8 +17,8 @@ from madlab.config import Spec
 from madlab.eta import CostModel, run_kind
 from madlab.registry import get_generator_class
 from madlab.runner.faults import FAULT_ENV, parse_faults
-from madlab.runner.folder import plan_jobs, prepare, results_location, scan_done
-from madlab.runner.jobs import Job, Outcome, finished, pack, run_jobs
+from madlab.runner.folder import BATCH_MIN_RUNS, plan_jobs, prepare, results_location, scan_done
+from madlab.runner.jobs import Job, Outcome, batched_rows, finished, pack, run_jobs
 from madlab.runner.progress import Progress, observe_report, report_of
 from madlab.storage import Location
 from madlab.table import write_table
@@ -80,7 +80,7 @@ class SweepState:
     def write_table(self) -> str:
         self.table_at, self.dirty = time.monotonic(), False
         return write_table(self.location, [row for job in self.jobs if job.run_id in self.outcomes
-                                           for row in self.outcomes[job.run_id].rows])
+                                           for row in self.outcomes[job.run_id].rows])  # dicts, or RowBlocks
 
     def summary(self, seconds: float) -> Summary:
         table = self.write_table()
@@ -120,22 +120,25 @@ def prepare_extractors(jobs: list[Job], progress: Progress, *, local: bool) -> N
 class Runner:
     def __init__(self, spec: Spec, out_dir: str | None = None, *, command: str = "madlab run",
                  address: str | None = None, use_ray: bool = True, workers: int | None = None,
-                 stream=None, progress_every: float = 10.0):
+                 stream=None, progress_every: float = 10.0, batch_min_runs: int = BATCH_MIN_RUNS):
         self.spec = spec
         self.out_dir = str(out_dir or spec.out)
         self.command = command
         self.address, self.use_ray, self.workers = address, use_ray, workers
         self.stream = stream or sys.stdout
         self.progress_every = progress_every
+        self.batch_min_runs = batch_min_runs
         self.fault = os.environ.get(FAULT_ENV) or None
         parse_faults(self.fault)
 
     def run(self) -> Summary:
         start = time.monotonic()
         location = results_location(self.out_dir)
-        jobs = plan_jobs(self.spec, location)
+        jobs = plan_jobs(self.spec, location, self.batch_min_runs)
         done = scan_done(location, jobs)
         pending = [j for j in jobs if done[j.run_id] < j.generations]
+        pending_batches = {j.batch for j in pending if j.batch is not None}  # a batch runs with all its members
+        pending = [j for j in jobs if done[j.run_id] < j.generations or j.batch in pending_batches]
         if pending and self.use_ray:
             from madlab.runner.ray_tasks import connect
 
@@ -147,7 +150,10 @@ class Runner:
         prepare_extractors(pending, progress, local=not (self.use_ray and self.address))
         sweep = SweepState(location, jobs, done, progress)
         pending_ids = {j.run_id for j in pending}
-        sweep.finish([finished(j) for j in jobs if j.run_id not in pending_ids])
+        finished_batched = batched_rows([j for j in jobs if j.run_id not in pending_ids and j.batch is not None])
+        sweep.finish([finished(j) if j.batch is None else Outcome(j.run_id, "ok", None, [finished_batched[j.run_id]],
+                                                                  j.generations)
+                      for j in jobs if j.run_id not in pending_ids])
         sweep.tick(force=True)
         if pending and self.use_ray:
             from madlab.runner.ray_tasks import run_on_ray

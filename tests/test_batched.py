@@ -1,0 +1,176 @@
+"""The batched engine computes each run's numbers exactly as the per-run Loop does.
+
+Every scheme, the Gaussian (vectorised) and GMM (per-run fallback) generators: each slot of a
+batch equals the per-run Loop's DONE records (bit for bit, except the accumulate schemes'
+pooled sufficient-statistic fits, equal up to rounding), and a run's numbers do not depend on
+the batch it is in or its size.
+"""
+import numpy as np
+import pytest
+
+from madlab.batched.loop import BatchLoop, batch_key
+from madlab.config import build_spec
+from madlab.loop import Loop
+
+from conftest import gaussian_spec
+
+SCHEMES = {
+    "fully-synthetic": {},
+    "fixed-real": {},
+    "fixed-real-accumulate": {"scheme": "fixed-real", "accumulate_synthetic": True},
+    "fresh-real": {"n_initial": 50, "memory": 2},
+    "accumulate": {},
+    "accumulate-subsample": {"train_size": 30},
+}
+
+
+def configs(scheme: str, seeds=(0, 1, 2), biases=(1.0, 0.8), dim=3, generations=5, **extra):
+    loop = {"n_real": 30, "n_synthetic": 30, "scheme": scheme, **SCHEMES[scheme], **extra.pop("loop", {})}
+    spec = gaussian_spec(generations=generations, **loop)
+    spec["dataset"]["dim"] = dim
+    spec.update(extra)
+    spec["sweep"] = {"seed": list(seeds), "loop.bias": list(biases)}
+    return [run.config for run in build_spec(spec).runs]
+
+
+def batched_records(runs, generations=None) -> list[list[dict]]:
+    batch = BatchLoop(runs)
+    out = [[] for _ in runs]
+
+    def collect(result):
+        for j, slot in enumerate(result.slots):
+            out[slot].append(result.record(j, batch.evaluator.metadata))
+
+    batch.run(generations, on_generation=collect)
+    return out
+
+
+def loop_records(config, tmp_path) -> list[dict]:
+    loop = Loop(config, tmp_path / config.run_hash())
+    loop.run()
+    return [loop.store.record(t) for t in range(1, config.loop.generations + 1)]
+
+
+def assert_same(batched: dict, reference: dict, exact: bool):
+    assert batched["provenance"] == reference["provenance"]
+    assert batched["metadata"] == reference["metadata"]
+    assert batched["metrics"].keys() == reference["metrics"].keys()
+    for name, value in reference["metrics"].items():
+        if exact:
+            assert batched["metrics"][name] == value, (batched["generation"], name)
+        else:
+            assert batched["metrics"][name] == pytest.approx(value, rel=1e-9, abs=1e-12), (batched["generation"], name)
+
+
+@pytest.mark.parametrize("scheme", list(SCHEMES))
+def test_gaussian_batch_equals_per_run_loop(scheme, tmp_path):
+    runs = configs(scheme)
+    exact = scheme not in ("accumulate", "fixed-real-accumulate")  # pooled statistics: rounding only
+    for run, records in zip(runs, batched_records(runs)):
+        reference = loop_records(run, tmp_path)
+        assert len(records) == len(reference)
+        for mine, theirs in zip(records, reference):
+            assert_same(mine, theirs, exact)
+
+
+@pytest.mark.parametrize("scheme", ["fully-synthetic", "accumulate-subsample", "accumulate"])
+def test_gmm_fallback_batch_equals_per_run_loop(scheme, tmp_path):
+    spec = {"dataset": {"name": "gmm25"}, "generator": {"name": "gmm", "n_components": 3, "max_iter": 20}}
+    runs = configs(scheme, seeds=(0, 1), biases=(1.0,), generations=3, **spec)
+    for run, records in zip(runs, batched_records(runs)):
+        for mine, theirs in zip(records, loop_records(run, tmp_path)):
+            assert_same(mine, theirs, exact=True)  # the fallback runs the generator's own fit
+
+
+@pytest.mark.parametrize("scheme", ["accumulate-subsample", "accumulate", "fresh-real"])
+def test_results_do_not_depend_on_batch_composition_or_size(scheme):
+    runs = configs(scheme, seeds=(0, 1, 2, 3, 4), biases=(1.0, 0.9))
+    whole = batched_records(runs)
+    order = [7, 2, 9, 0, 4, 1, 8, 3, 6, 5]
+    shuffled = batched_records([runs[i] for i in order])
+    for position, i in enumerate(order):
+        assert shuffled[position] == whole[i]
+    for i, run in enumerate(runs[:3]):
+        assert batched_records([run])[0] == whole[i]
+    pairs = batched_records(runs[4:6])
+    assert pairs == whole[4:6]
+
+
+def test_pooled_statistics_equal_the_direct_fit():
+    from madlab_generators.gaussian_batch import GaussianStatistics, _scatter
+
+    rng = np.random.default_rng(3)
+    parts = [rng.standard_normal((4, n, 5)) * rng.uniform(0.1, 10) + rng.uniform(-50, 50) for n in (30, 7, 30, 2, 100)]
+    pooled = GaussianStatistics.of(parts[0])
+    for part in parts[1:]:
+        pooled = pooled.combine(GaussianStatistics.of(part))
+    everything = np.concatenate(parts, axis=1)
+    for i in range(4):
+        direct_cov = np.cov(everything[i], rowvar=False, ddof=1)
+        np.testing.assert_allclose(pooled.mean[i], everything[i].mean(0), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(pooled.scatter[i] / (pooled.count[i] - 1), direct_cov, rtol=1e-10, atol=1e-12)
+    assert pooled.count.tolist() == [everything.shape[1]] * 4
+    assert _scatter(everything - everything.mean(1, keepdims=True)).shape == (4, 5, 5)
+
+
+def test_a_run_that_fails_is_frozen_and_the_others_go_on(monkeypatch):
+    runs = configs("fully-synthetic", seeds=(0, 1), biases=(1.0,))
+    batch = BatchLoop(runs)
+    sample = type(batch.model).sample
+
+    def poisoned(self, n, slots, bias, seeds):
+        out = sample(self, n, slots, bias, seeds)
+        if batch.done.max() == 2:  # generation 3 of slot 1 goes non-finite
+            out[list(slots).index(1)] = np.nan if 1 in slots else out[0]
+        return out
+
+    monkeypatch.setattr(type(batch.model), "sample", poisoned)
+    failures = {}
+    batch.run(on_generation=lambda r: failures.update(r.failures))
+    assert list(failures) == [1] and "generation 3" in failures[1]
+    assert batch.done.tolist() == [5, 2] and batch.failed.tolist() == [False, True]
+
+
+def test_batch_key_separates_what_must_not_share_a_batch():
+    a, b = configs("fully-synthetic", seeds=(0,), biases=(1.0, 0.5))
+    assert batch_key(a) == batch_key(b)  # seed and bias vary within a batch
+    (c,) = configs("fully-synthetic", seeds=(0,), biases=(1.0,), dim=4)
+    assert batch_key(c) != batch_key(a)
+
+
+@pytest.mark.parametrize("dim", [1, 10, 33])
+def test_gaussian_batch_equals_per_run_loop_across_dimensions(dim, tmp_path):
+    runs = configs("accumulate-subsample", seeds=(0, 1), biases=(0.9,), dim=dim, generations=3,
+                   loop={"n_real": 40, "n_synthetic": 40})
+    for run, records in zip(runs, batched_records(runs)):
+        for mine, theirs in zip(records, loop_records(run, tmp_path)):
+            assert_same(mine, theirs, exact=True)
+
+
+def test_vectorised_seeds_equal_derive_seed():
+    from madlab.batched.seeds import derive_seeds
+    from madlab.loop import derive_seed
+
+    seeds = np.concatenate([np.arange(40), np.random.default_rng(0).integers(0, 2**32, 200), [2**32 - 1]])
+    for purpose in ("data", "eval", "fit", "sample", "subsample"):
+        for generation in (0, 1, 7, 100, 2**32 - 1):
+            assert derive_seeds(seeds, purpose, generation) == [derive_seed(int(s), purpose, generation) for s in seeds]
+    assert derive_seeds([2**40, 3], "fit", 2) == [derive_seed(2**40, "fit", 2), derive_seed(3, "fit", 2)]
+
+
+@pytest.mark.parametrize("generator,extra", [
+    ("gaussian", {"metrics": {"k": 5, "n_eval": 45}, "loop": {"warm_start": True}}),
+    ("gaussian", {"metrics": {"k": 3, "names": ["w2", "coverage", "trace_cov"]}}),
+    ("gmm", {"loop": {"warm_start": True}, "generator": {"name": "gmm", "n_components": 2, "max_iter": 10}}),
+])
+def test_batch_equals_per_run_loop_with_eval_size_metric_names_and_warm_start(generator, extra, tmp_path):
+    runs = configs("fresh-real", seeds=(0, 1), biases=(1.0,), generations=3, **extra)
+    for run, records in zip(runs, batched_records(runs)):
+        for mine, theirs in zip(records, loop_records(run, tmp_path)):
+            assert_same(mine, theirs, exact=True)
+
+
+def test_runs_with_a_loop_option_the_engine_lacks_are_not_batched():
+    (plain,) = configs("fully-synthetic", seeds=(0,), biases=(1.0,))
+    curated = plain.model_copy(update={"loop": plain.loop.model_copy(update={"curation": {"name": "x"}})})
+    assert batch_key(plain) is not None and batch_key(curated) is None
