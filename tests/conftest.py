@@ -64,6 +64,7 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
+        # address="local": always a fresh instance, never a cluster another process left running here
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR)
     yield ray
     ray.shutdown()
