@@ -45,11 +45,16 @@ class GenerationResult:
     failures: dict[int, str]  # slot -> message (a failed slot has NaN metrics)
     samples: np.ndarray       # (len(slots), n_synthetic, d): the generation's stored samples
     seconds: dict[str, float] = field(default_factory=dict)
+    #: generation 1 only: the metrics of an independent real draw (the report's real-vs-real reference)
+    real_vs_real: dict[str, np.ndarray] | None = None
 
     def record(self, j: int, metadata: dict) -> dict:
         """Slot row j as the per-run loop's DONE record (metrics, provenance, metadata)."""
+        metadata = dict(metadata)
+        if self.real_vs_real is not None:
+            metadata["real_vs_real"] = {k: float(v[j]) for k, v in self.real_vs_real.items()}
         return {"generation": self.generation, "metrics": {k: float(v[j]) for k, v in self.metrics.items()},
-                "provenance": self.provenance[j], "metadata": dict(metadata)}
+                "provenance": self.provenance[j], "metadata": metadata}
 
 
 class BatchLoop:
@@ -172,13 +177,27 @@ class BatchLoop:
         metrics = self._metrics(np.where(finite[:, None, None], samples, 0.0)[:, :self.n_eval], slots)
         for name in metrics:
             metrics[name][~finite] = np.nan
+        real_vs_real = self._real_vs_real(slots) if t == 1 else None
         t_metrics = time.perf_counter()
         stored = samples[:, :loop.n_synthetic]
         self._advance(t, slots[finite], stored[finite])
         self.failed[list(failures)] = True
         return GenerationResult(t, slots, metrics, provenance, failures, stored,
                                 {"data": t_data - clock, "fit": t_fit - t_data, "sample": t_sample - t_fit,
-                                 "metrics": t_metrics - t_sample})
+                                 "metrics": t_metrics - t_sample}, real_vs_real)
+
+    def _real_vs_real(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+        """As the per-run loop: an independent real draw scored like a generation's samples (closed-form
+        W2 of the Gaussian fitted to it where the generator's W2 is closed-form; no model metrics)."""
+        real = np.stack([np.asarray(self.dataset.eval_set(self.n_eval, seed=s).x, dtype=np.float64)
+                         for s in derive_seeds(np.asarray(self.seeds)[slots], "eval", 1)])
+        gaussian = None
+        if self.model.sampling_gaussian(slots, self.bias[slots]) is not None:
+            gaussian = (real.mean(1), np.stack([np.atleast_2d(np.cov(x, rowvar=False)) for x in real]))
+        scores = self.evaluator(real, slots, sampling_gaussian=gaussian)
+        if self.names is not None:
+            scores = {k: v for k, v in scores.items() if k in self.names}
+        return {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
 
     def _advance(self, t: int, slots: np.ndarray, stored: np.ndarray) -> None:
         """Record generation t of the slots that succeeded: samples, statistics, state."""
