@@ -366,6 +366,10 @@ def validate_run(config: dict, context: str = "") -> RunConfig:
     floor = generator_cls.min_bias_exclusive
     if floor is not None and run.loop.bias <= floor:
         raise ConfigError(f"loop.bias: generator {generator_cls.name!r} needs λ > {floor:g}, got {run.loop.bias:g}{where}")
+    if run.metrics.extractor is not None or run.metrics.weights_path is not None:
+        from madlab.features import check_extractor  # imports torch-fidelity: only when asked for
+
+        check_extractor(run.metrics.extractor, run.metrics.weights_path)
     del ds_params
     return run
 
