@@ -11,7 +11,9 @@ what they ask for and each group gets its own pool of actors of that shape; a wo
 generator on the device Ray assigned it (``cuda`` when it holds a GPU share, else ``cpu``).
 On a local Ray instance a pool is sized to what fits; on a cluster (``--address``) a pool asks
 for one actor per unit, so the pending demand makes the autoscaler add GPU nodes, and units only
-go to actors that have started.
+go to actors that have started. What fits is counted per node (:mod:`madlab.placement`); a shape
+that no alive node fits is waited for up to ``$MADLAB_PLACEMENT_TIMEOUT_S`` and then its runs fail
+with one line. A worker with a fraction of a GPU caps its share of the card's memory.
 
 Fault tolerance. A generation is published atomically (:mod:`madlab.storage`) and a worker
 resumes every run from its last published generation, so redoing a unit is always safe:
@@ -47,6 +49,7 @@ from pathlib import Path
 from madlab import __version__
 from madlab.config import RunConfig, Spec
 from madlab.errors import MadlabError, RunFailed
+from madlab.placement import PlacementWatch, alive_nodes, cap_gpu_memory, capacity, describe, describe_nodes, worker_placement
 from madlab.registry import get_generator_class
 from madlab.storage import Location, RunStore
 from madlab.table import run_rows, write_table
@@ -95,6 +98,7 @@ class Outcome:
     compute: float = 0.0  # of which fit + sample + metrics (from the DONE records)
     generations_run: int = 0  # generations computed in this call (not resumed)
     timings: dict = field(default_factory=dict)  # seconds per step phase (data, fit, sample, metrics, publish), summed
+    window: tuple = ()  # (start, end) wall-clock time.time() of this call in the worker
 
 
 # ---------------------------------------------------------------------------- fault injection
@@ -170,7 +174,7 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
             if report is not None:
                 report(run_id, t)
 
-        start = time.perf_counter()
+        start, started_at = time.perf_counter(), time.time()
         try:
             config = RunConfig.model_validate(job.config)
             loop = Loop(config, job.run_dir, device=config.metrics.device or device,
@@ -184,7 +188,8 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
             except RunFailed as exc:
                 status, error = "failed", str(exc)
         outcomes.append(Outcome(job.run_id, status, error, job.rows(), store.last_done(),
-                                time.perf_counter() - start, counters["compute"], counters["n"], timings))
+                                time.perf_counter() - start, counters["compute"], counters["n"], timings,
+                                window=(started_at, time.time())))
     return outcomes
 
 
@@ -213,15 +218,19 @@ def _remote_classes():
     class LoopWorker:
         """One process that runs units of jobs on the device Ray assigned it."""
 
-        def __init__(self, num_cpus: float):
+        def __init__(self, num_cpus: float, num_gpus: float = 0.0):
             import torch
 
             torch.set_num_threads(max(1, int(num_cpus)))
             gpus = ray.get_gpu_ids()
             self.device = "cuda" if gpus and torch.cuda.is_available() else "cpu"
+            self.memory_fraction = cap_gpu_memory(num_gpus) if self.device == "cuda" else None
 
         def ready(self) -> str:
             return self.device
+
+        def placement(self) -> dict:
+            return worker_placement(self.device, self.memory_fraction)
 
         def run(self, jobs, fault, tracker=None):
             reporter = _Reporter(tracker)
@@ -464,12 +473,10 @@ class Runner:
 
         if not ray.is_initialized():
             _init_ray(self.address)
-        cluster = ray.cluster_resources()
+        nodes = alive_nodes()
         for resources in sorted({j.resources for j in pending}, key=str):
-            if _capacity(resources, cluster) == 0:
-                num_cpus, num_gpus, memory = resources
-                wanted = f"num_cpus={num_cpus:g}, num_gpus={num_gpus:g}" + (f", memory={memory}" if memory else "")
-                have = ", ".join(f"{k}={cluster.get(k, 0):g}" for k in ("CPU", "GPU"))
+            if capacity(resources, nodes) == 0:
+                wanted, have = describe(resources), describe_nodes(nodes)
                 if self.address is None:
                     raise MadlabError(f"resources: a run asks for {wanted} but the local Ray instance has {have}; "
                                       f"lower resources.* or use --address to reach a cluster that has them")
@@ -480,10 +487,15 @@ class Runner:
         import ray
         from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         worker_cls, tracker_cls = _remote_classes()
-        tracker = tracker_cls.remote()
+        # on the driver's node: losing another node must not take the progress tracker with it
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        tracker = tracker_cls.options(scheduling_strategy=here).remote()
         state["tracker"] = tracker
-        cluster = ray.cluster_resources()
+        nodes = alive_nodes()
+        watch = PlacementWatch(stream=self.stream)
         groups: dict[tuple, list[Job]] = {}
         for job in pending:
             groups.setdefault(job.resources, []).append(job)
@@ -491,9 +503,9 @@ class Runner:
         restarts = int(os.environ.get("MADLAB_MAX_RESTARTS", MAX_RESTARTS))
         for resources, jobs in groups.items():
             num_cpus, num_gpus, memory = resources
-            capacity = max(1, _capacity(resources, cluster))
-            units = self.units(jobs, self.workers or capacity)
-            target = min(len(units), self.workers or (MAX_ACTORS_PER_POOL if self.address else capacity))
+            fits = max(1, capacity(resources, nodes))
+            units = self.units(jobs, self.workers or fits)
+            target = min(len(units), self.workers or (MAX_ACTORS_PER_POOL if self.address else fits))
             options = {"num_cpus": num_cpus, "num_gpus": num_gpus,
                        "max_restarts": restarts, "max_task_retries": restarts}
             if memory:
@@ -504,7 +516,7 @@ class Runner:
         in_flight: dict = {}  # ref -> (pool, actor, unit or None while starting)
 
         def start_actor(pool: _Pool):
-            actor = worker_cls.options(**pool.options).remote(pool.resources[0])
+            actor = worker_cls.options(**pool.options).remote(pool.resources[0], pool.resources[1])
             ref = actor.ready.remote()
             pool.actors.append(actor)
             pool.starting[ref] = actor
@@ -578,6 +590,19 @@ class Runner:
                     except RayTaskError as exc:  # a bug escaped run_jobs: record it, keep the sweep going
                         give_up(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
                         pool.idle.append(actor)
+                for shape, reason in watch.expired([p.resources for p in pools if p.queue or p.actors]):
+                    for pool in [p for p in pools if p.resources == shape]:
+                        stuck = [j for u in pool.queue for j in u]
+                        for ref, (owner, actor, unit) in list(in_flight.items()):
+                            if owner is pool:
+                                in_flight.pop(ref)
+                                stuck += unit or []
+                        for actor in list(pool.actors):
+                            drop(pool, actor)
+                        pool.queue.clear(), pool.idle.clear(), pool.starting.clear()
+                        give_up([j for j in stuck if RunStore(j.run_dir).last_done() < j.generations], reason)
+                        finish([Outcome(j.run_id, "ok", None, j.rows(), j.generations) for j in stuck
+                                if RunStore(j.run_dir).last_done() >= j.generations])
                 report()
         finally:
             for pool in pools:
@@ -585,16 +610,6 @@ class Runner:
                     ray.kill(actor, no_restart=True)
             state["tracker"] = None
             ray.kill(tracker, no_restart=True)
-
-
-def _capacity(resources: tuple, cluster: dict) -> int:
-    """How many actors of this shape the cluster's current totals hold."""
-    num_cpus, num_gpus, memory = resources
-    fits = math.inf
-    for key, need in (("CPU", num_cpus), ("GPU", num_gpus), ("memory", memory or 0)):
-        if need:
-            fits = min(fits, math.floor(cluster.get(key, 0) / need + 1e-9))
-    return int(fits) if fits != math.inf else 1
 
 
 def _init_ray(address: str | None) -> None:
