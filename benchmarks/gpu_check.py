@@ -10,11 +10,12 @@ error, a hang) is recorded and the next step still runs:
 2. ``pytest``      — the tests marked ``gpu`` with ``--device cuda`` (generators' bf16/compile/EMA/
                      checkpoint paths, DINOv2 extractor) on the real CUDA branches.
 3. ``gen-gan``, ``gen-flow``, ``gen-ddpm`` — each family at its ``gpu`` preset on mnist5k: the same
-   number of optimizer steps through madlab's ``fit`` in fp32, in bf16, in bf16 + ``torch.compile``,
-   and through a bare PyTorch loop (``bench_generators.py``'s), after a warm-up; images/s, overhead
-   ratio, model FLOP utilisation (FLOPs of one step counted by ``torch.utils.flop_counter`` over the
-   measured step time, against the device's dense peak), peak memory, compile time, sampling
-   throughput, and the projected time of one whole generation at the preset.
+   number of optimizer steps through madlab's ``fit`` in fp32 and in bf16 and through a bare PyTorch
+   loop (``bench_generators.py``'s), after a warm-up; images/s, overhead ratio, model FLOP utilisation
+   (FLOPs of one step counted by ``torch.utils.flop_counter`` over the measured step time, against the
+   device's dense peak), peak memory, sampling throughput, and the projected time of one whole
+   generation at the preset. ``compile-*`` (last, as compiling may run long): the same in bf16 +
+   ``torch.compile``, with the compile time (first call) apart.
 4. ``ray-fractional`` — 4 GAN runs at ``resources.num_gpus: 0.25`` through the Ray runner vs the
    same 4 runs one after another in one process (speed-up), peak GPU memory of each worker process
    (``nvidia-smi``), which must stay under its quarter of the card (the per-process memory cap).
@@ -37,9 +38,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-#: step -> wall-clock limit (s); the sum stays under 7 minutes with the start-up of each process
-STEPS = {"device": 30, "pytest": 90, "gen-gan": 60, "gen-flow": 60, "gen-ddpm": 70, "ray-fractional": 75,
-         "extractors": 60}
+#: step -> wall-clock limit (s), start-up of the step's process included; they sum to 7 minutes, and a
+#: global deadline (TOTAL_S) cuts the last steps short if earlier ones ran long
+STEPS = {"device": 15, "pytest": 60, "gen-gan": 30, "gen-flow": 35, "gen-ddpm": 40, "ray-fractional": 50,
+         "extractors": 40, "compile-gan": 40, "compile-flow": 50, "compile-ddpm": 60}
+TOTAL_S = 420
 #: dense peak TFLOP/s by device-name fragment (vendor datasheets): bf16, fp32 (non-tensor-core)
 PEAKS = {"H200": (989.0, 67.0), "H100": (989.0, 67.0), "A100": (312.0, 19.5), "L40S": (362.0, 91.6),
          "A10G": (125.0, 31.2), "L4": (121.0, 30.3)}
@@ -113,7 +116,7 @@ def _flops_per_step(name, gen, bare, x, y) -> float:
     return float(counter.get_total_flops())
 
 
-def step_generator(args, name: str) -> dict:
+def step_generator(args, name: str, compiled: bool) -> dict:
     if not cuda() and not args.smoke:
         return {"status": SKIPPED}
     import torch
@@ -157,7 +160,8 @@ def step_generator(args, name: str) -> dict:
         peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
         return time.perf_counter() - start, gen, peak
 
-    for label, amp, compile_ in (("fp32", False, False), ("bf16", True, False), ("bf16+compile", True, True)):
+    variants = (("bf16+compile", True, True),) if compiled else (("fp32", False, False), ("bf16", True, False))
+    for label, amp, compile_ in variants:
         first, gen, _ = timed_fit(amp, compile_, 0)  # warm-up; with compile, this is the compile time
         seconds, gen, peak = timed_fit(amp, compile_, 1)
         row = {"seconds": seconds, "first_call_seconds": first, "train_img_s": steps * batch / seconds,
@@ -295,16 +299,23 @@ def step_extractors(args) -> dict:
 
 
 RUNNERS = {"device": step_device, "pytest": step_pytest, "ray-fractional": step_ray_fractional,
-           "extractors": step_extractors, **{f"gen-{g}": (lambda a, g=g: step_generator(a, g)) for g in ("gan", "flow", "ddpm")}}
+           "extractors": step_extractors,
+           **{f"gen-{g}": (lambda a, g=g: step_generator(a, g, False)) for g in ("gan", "flow", "ddpm")},
+           **{f"compile-{g}": (lambda a, g=g: step_generator(a, g, True)) for g in ("gan", "flow", "ddpm")}}
 
 
 # ----------------------------------------------------------------------------------- orchestration
 
-def run_step(name: str, out_dir: Path, smoke: bool) -> dict:
-    """One step in its own process, under its time limit; whatever happens is recorded."""
-    result_file = out_dir / f"step-{name}.json"
-    cmd = [sys.executable, str(Path(__file__).resolve()), str(out_dir), "--step", name] + (["--smoke"] if smoke else [])
-    limit = STEPS[name] * (4 if smoke else 1)  # the CPU smoke run is slower, and checks code, not speed
+def run_step(name: str, step_dir: Path, smoke: bool, left: float) -> dict:
+    """One step in its own process, under its time limit; whatever happens is recorded.
+
+    The step writes its result into ``step_dir`` (a temporary folder: the GPU machine sends back at
+    most 8 files, so OUTDIR holds only gpu_check.json and summary.txt, plus the wrapper's log)."""
+    result_file = step_dir / f"step-{name}.json"
+    cmd = [sys.executable, str(Path(__file__).resolve()), str(step_dir), "--step", name] + (["--smoke"] if smoke else [])
+    limit = STEPS[name] * 6 if smoke else max(1, int(min(STEPS[name], left)))  # smoke: CPU, checks code, not speed
+    if left < 5 and not smoke:
+        return {"ok": False, "wall_s": 0.0, "error": f"not run: the {TOTAL_S}s budget is spent"}
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=limit,
@@ -314,8 +325,8 @@ def run_step(name: str, out_dir: Path, smoke: bool) -> dict:
             return {"ok": True, "wall_s": wall, **json.loads(result_file.read_text())}
         return {"ok": False, "wall_s": wall, "error": f"exit {proc.returncode}", "tail": (proc.stdout + proc.stderr)[-3000:]}
     except subprocess.TimeoutExpired as exc:
-        tail = ((exc.stdout or b"") + (exc.stderr or b"")).decode(errors="replace") if isinstance(exc.stdout, bytes) \
-            else (exc.stdout or "") + (exc.stderr or "")
+        parts = [p.decode(errors="replace") if isinstance(p, bytes) else p for p in (exc.stdout, exc.stderr) if p]
+        tail = "".join(parts)  # TimeoutExpired holds bytes even with text=True
         return {"ok": False, "wall_s": time.perf_counter() - start, "error": f"timed out after {limit}s", "tail": tail[-3000:]}
 
 
@@ -333,7 +344,7 @@ def summarise(results: dict) -> str:
             lines.append(head + step["status"])
         elif name == "pytest":
             lines.append(head + f"{step['summary']} (rc {step['returncode']}, --device {step['device']})")
-        elif name.startswith("gen-"):
+        elif name.startswith(("gen-", "compile-")):
             parts = []
             for label, row in step["variants"].items():
                 extra = f", overhead {row['overhead']:+.1%}, MFU {row['mfu']:.1%}" if row.get("mfu") is not None else (
@@ -365,9 +376,10 @@ def main(argv=None) -> int:
         (out_dir / f"step-{args.step}.json").write_text(json.dumps(result, indent=1, default=str))
         return 0
     start = time.perf_counter()
+    step_dir = Path(tempfile.mkdtemp(prefix="gpu-check-steps-"))
     results = {"smoke": args.smoke, "steps": {}}
     for name in args.only or STEPS:
-        results["steps"][name] = run_step(name, out_dir, args.smoke)
+        results["steps"][name] = run_step(name, step_dir, args.smoke, TOTAL_S - (time.perf_counter() - start))
         step = results["steps"][name]
         print(f"[gpu_check] {name}: {'ok' if step['ok'] else 'FAILED ' + step['error']} ({step['wall_s']:.1f}s)"
               + (f" {step['status']}" if step.get("status") else ""), flush=True)
