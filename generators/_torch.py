@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from madlab.errors import ConfigError
 from madlab.protocol import Generator, Params
 from madlab.samples import Samples
 
@@ -273,11 +274,21 @@ class TorchGenerator(Generator):
     def __init__(self, params, *, data_shape, num_classes=None, device="cpu"):
         super().__init__(params, data_shape=data_shape, num_classes=num_classes, device=device)
         self.kind = data_kind(self.data_shape)
-        if self.kind not in self.data_kinds:
-            raise ValueError(f"{self.name} does not handle {self.kind} data of shape {self.data_shape}")
-        self.p = params.resolved(self.kind)
+        self.p = self.resolve_params(params, data_shape=self.data_shape, num_classes=num_classes)
+        self.check(self.p, data_shape=self.data_shape, num_classes=num_classes)
         self.torch_device = resolve_device(device)
         self.built = False
+
+    @classmethod
+    def resolve_params(cls, params, *, data_shape, num_classes=None):
+        """The preset's sizes for this data kind fill every field left unset (see NeuralParams)."""
+        return params.resolved(data_kind(tuple(data_shape)))
+
+    @classmethod
+    def check(cls, params, *, data_shape, num_classes=None):
+        kind = data_kind(tuple(data_shape))
+        if kind not in cls.data_kinds:
+            raise ConfigError(f"generator.name: {cls.name} does not handle {kind} data of shape {tuple(data_shape)}")
 
     def _ensure_built(self, seed: int) -> None:
         if not self.built:

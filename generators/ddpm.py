@@ -24,7 +24,6 @@ import math
 import warnings
 from typing import ClassVar, Literal
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
@@ -45,7 +44,6 @@ from ._torch import (
     tensors_to_samples,
 )
 from madlab.errors import ConfigError, RunFailed
-from madlab.samples import Samples
 
 
 class MLPDenoiser(nn.Module):
@@ -151,20 +149,24 @@ class DDPMGenerator(TorchGenerator):
                 table.pop("epochs", None), table.pop("steps", None)
             return self.model_copy(update={k: v for k, v in table.items() if getattr(self, k) is None})
 
+    @classmethod
+    def check(cls, params, *, data_shape, num_classes=None):
+        super().check(params, data_shape=data_shape, num_classes=num_classes)
+        if len(data_shape) == 3:
+            bad = [c for c in params.channels if c % params.norm_groups]
+            if bad:
+                raise ConfigError(f"generator.norm_groups: {params.norm_groups} does not divide channel widths {bad}")
+            size = tuple(data_shape[1:])
+            factor = 2 ** (len(params.channels) - 1)
+            if any(s % factor for s in size):
+                raise ConfigError(f"generator.channels: {len(params.channels)} resolutions halve {size[0]}x{size[1]} "
+                                  f"images {len(params.channels) - 1} times, which needs sides divisible by {factor}")
+
     def __init__(self, params, *, data_shape, num_classes=None, device="cpu"):
         super().__init__(params, data_shape=data_shape, num_classes=num_classes, device=device)
         p = self.p
         self.conditional = bool(p.conditional and num_classes)
         self.null_class = int(num_classes) if self.conditional else None
-        if self.kind == "image":
-            bad = [c for c in p.channels if c % p.norm_groups]
-            if bad:
-                raise ConfigError(f"generator.norm_groups: {p.norm_groups} does not divide channel widths {bad}")
-            size = self.data_shape[1:]
-            factor = 2 ** (len(p.channels) - 1)
-            if any(s % factor for s in size):
-                raise ConfigError(f"generator.channels: {len(p.channels)} resolutions halve {size[0]}x{size[1]} "
-                                  f"images {len(p.channels) - 1} times, which needs sides divisible by {factor}")
         self.train_scheduler = DDPMScheduler(**self._scheduler_config())
         self.label_freq: torch.Tensor | None = None
 

@@ -40,6 +40,8 @@ import normflows as nf
 import torch
 from pydantic import Field
 
+from madlab.errors import ConfigError
+
 from ._torch import (
     NeuralParams, TorchGenerator, autocast, epoch_batches, maybe_compile, load_module_state, load_optimizer_state,
     module_state, optimizer_state, randn, sqrt_bias, tensors_to_samples,
@@ -173,6 +175,12 @@ class FlowGenerator(TorchGenerator):
             },
         }
 
+    @classmethod
+    def check(cls, params, *, data_shape, num_classes=None):
+        super().check(params, data_shape=data_shape, num_classes=num_classes)
+        if len(data_shape) == 3 and _levels(tuple(data_shape), params.levels) == 0:
+            raise ConfigError(f"generator.levels: image side {tuple(data_shape[1:])} must be even for Glow's squeeze")
+
     def _build(self):
         p = self.p
         if self.kind == "vector":
@@ -180,8 +188,6 @@ class FlowGenerator(TorchGenerator):
             dim = self.data_shape[0]
         else:
             levels = _levels(self.data_shape, p.levels)
-            if levels == 0:
-                raise ValueError(f"flow: image side {self.data_shape[1:]} must be even for Glow's squeeze")
             self.model = glow(self.data_shape, levels, p.layers, p.hidden, p.logit, p.coupling, p.top_layers)
             dim = 1
         self.model.to(self.torch_device)

@@ -23,8 +23,9 @@ from torch import nn
 from ._torch import (
     EMA, NeuralParams, TorchGenerator, autocast, endless_batches, load_module_state,
     load_optimizer_state, maybe_compile, module_state, optimizer_state, randn, sqrt_bias,
-    tensors_to_samples,
+    data_kind, tensors_to_samples,
 )
+from madlab.errors import ConfigError
 
 
 def _upsamplings(size: int) -> int:
@@ -194,31 +195,38 @@ class GANGenerator(TorchGenerator):
     def min_train_size(cls, params):
         return max(cls.min_fit_samples, params.pac or 1)
 
-    def __init__(self, params, *, data_shape, num_classes=None, device="cpu"):
-        super().__init__(params, data_shape=data_shape, num_classes=num_classes, device=device)
-        wgan = self.p.objective == "wgan-gp"
+    @classmethod
+    def resolve_params(cls, params, *, data_shape, num_classes=None):
+        p = super().resolve_params(params, data_shape=data_shape, num_classes=num_classes)
+        wgan = p.objective == "wgan-gp"
         # Optimiser defaults of the two papers: DCGAN Adam(2e-4, 0.5, 0.999), WGAN-GP Adam(1e-4, 0, 0.9), 5 critic
         # steps. The cpu preset trains ~20x fewer steps, so it uses a larger rate (measured: DCGAN on mnist5k at
         # 1200 steps reaches LeNet-FID/noise-FID 0.10 with 5e-4 against 0.28 with 2e-4).
         defaults = dict(lr=1e-4 if wgan else 2e-4, beta1=0.0 if wgan else 0.5, beta2=0.9 if wgan else 0.999,
                         n_critic=5 if wgan else 1)
-        if self.p.preset == "cpu":
+        if p.preset == "cpu":
             defaults["lr"] = 2e-4 if wgan else 5e-4
-        if self.kind == "vector":
+        if data_kind(tuple(data_shape)) == "vector":
             defaults["lr"] = 1e-4 if wgan else 1e-3
-        self.p = self.p.model_copy(update={k: v for k, v in defaults.items() if getattr(self.p, k) is None})
-        from madlab.errors import ConfigError
-        if self.kind == "image":
-            c, h, w = self.data_shape
+        return p.model_copy(update={k: v for k, v in defaults.items() if getattr(p, k) is None})
+
+    @classmethod
+    def check(cls, params, *, data_shape, num_classes=None):
+        super().check(params, data_shape=data_shape, num_classes=num_classes)
+        if data_kind(tuple(data_shape)) == "image":
+            c, h, w = data_shape
             k = _upsamplings(min(h, w))
             if k == 0 or h % 2**k or w % 2**k:
                 raise ConfigError(f"generator.name: gan needs image sides that halve at least once to >= 4 pixels, "
                                   f"got {h}x{w}")
-        self.classes = num_classes if self.p.conditional and num_classes else None
-        if self.classes and self.p.pac > 1:
+        if params.conditional and num_classes and params.pac > 1:
             raise ConfigError("generator.pac: packing (pac > 1) and conditional: true cannot be combined")
-        if self.p.pac > self.p.batch_size:
-            raise ConfigError(f"generator.pac: {self.p.pac} exceeds generator.batch_size {self.p.batch_size}")
+        if params.pac > params.batch_size:
+            raise ConfigError(f"generator.pac: {params.pac} exceeds generator.batch_size {params.batch_size}")
+
+    def __init__(self, params, *, data_shape, num_classes=None, device="cpu"):
+        super().__init__(params, data_shape=data_shape, num_classes=num_classes, device=device)
+        self.classes = num_classes if self.p.conditional and num_classes else None
 
     def _build(self):
         p, dev = self.p, self.torch_device

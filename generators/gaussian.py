@@ -14,6 +14,7 @@ class GaussianGenerator(Generator):
     data_kinds = frozenset({"vector"})
     cheap = True
     min_fit_samples = 2
+    model_metric_names = frozenset({"trace_cov", "mean_shift"})
 
     def __init__(self, params, **kwargs):
         super().__init__(params, **kwargs)

@@ -33,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-ray", action="store_true", help="run in this process, one run after another")
     run.add_argument("--workers", type=int, help="number of Ray worker actors (default: sized to the cluster)")
 
-    validate = sub.add_parser("validate", help="check a spec: exit 0, or 2 with a one-line reason")
-    validate.add_argument("config")
+    validate = sub.add_parser("validate", help="check a spec: exit 0, or 2 with a one-line reason; no CONFIG "
+                                               "checks loops/quickstart.yaml")
+    validate.add_argument("config", nargs="?", help="loop spec (YAML)")
     _spec_args(validate)
 
     report = sub.add_parser("report", help="draw the figures of a results folder")

@@ -107,17 +107,6 @@ class ResourcesConfig(_Strict):
     memory: int | None = Field(None, gt=0, description="bytes of RAM reserved per run")
 
 
-class ComponentConfig(BaseModel):
-    """``{name: ..., <params>}`` of a dataset or generator; params validated by the class."""
-
-    model_config = ConfigDict(extra="allow", frozen=True)
-    name: str
-
-    @property
-    def params(self) -> dict:
-        return dict(self.model_extra or {})
-
-
 class RunConfig(_Strict):
     """One fully resolved run: what a generation step needs, and nothing from the sweep."""
 
@@ -128,6 +117,9 @@ class RunConfig(_Strict):
     loop: LoopConfig
     metrics: MetricsConfig = MetricsConfig()
     resources: ResourcesConfig = ResourcesConfig()
+    #: the generator's hyper-parameters as the run uses them (preset expanded, data-dependent
+    #: defaults filled): set by :func:`build_spec` from ``Generator.resolve_params``, never by the user
+    generator_resolved: dict | None = None
 
     def identity(self) -> dict:
         """What determines a run's results (resources do not)."""
@@ -279,7 +271,7 @@ def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, 
             for key, value in fixed:  # the user's --set / preset wins over linked sweep values
                 set_dotted(config, key, value)
             runs.append(Run(validate_run(config, context=_describe(swept)), swept))
-    _check_datasets(runs)
+    _check_components(runs)
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
@@ -366,10 +358,6 @@ def validate_run(config: dict, context: str = "") -> RunConfig:
     floor = generator_cls.min_bias_exclusive
     if floor is not None and run.loop.bias <= floor:
         raise ConfigError(f"loop.bias: generator {generator_cls.name!r} needs λ > {floor:g}, got {run.loop.bias:g}{where}")
-    if run.metrics.extractor is not None or run.metrics.weights_path is not None:
-        from madlab.features import check_extractor  # imports torch-fidelity: only when asked for
-
-        check_extractor(run.metrics.extractor, run.metrics.weights_path)
     del ds_params
     return run
 
@@ -409,25 +397,66 @@ def _check_sizes(run: RunConfig, need: int, generator: str, where: str) -> None:
                           f"per generation (metrics.n_eval / loop.n_synthetic){where}")
 
 
-def _check_datasets(runs: list[Run]) -> None:
-    """Open each distinct dataset once (missing or corrupt files fail here, before anything runs)
-    and check that finite ones hold the real rows the loop will draw."""
+def _check_components(runs: list[Run]) -> None:
+    """Build, without running it, everything each run of the sweep will use, and resolve its generator.
+
+    Opens each distinct dataset once (missing or corrupt files fail here), checks that finite ones
+    hold the real rows the loop will draw, asks the generator class to resolve and check its
+    hyper-parameters on the dataset's shape (``Generator.resolve_params`` / ``Generator.check``),
+    and checks metric names and the feature extractor. The first problem is a ConfigError naming
+    the key; nothing has been written.
+    """
     opened = {}
     for run in runs:
+        where = f" [run {_describe(run.swept)}]" if run.swept else ""
         key = json.dumps(run.config.dataset, sort_keys=True)
         if key not in opened:
-            opened[key] = make_components(run.config)[0]
-        dataset, loop = opened[key], run.config.loop
-        if dataset.size is None:
-            continue
-        if loop.scheme == "fresh-real":
-            needed = loop.first_size + (loop.generations - 1) * loop.n_real
-            key_name = "loop.n_real"
-        else:
-            needed, key_name = loop.first_size, "loop.n_real"
-        if needed > dataset.size:
-            raise ConfigError(f"{key_name}: the loop draws {needed} real samples but dataset "
-                              f"{dataset.name!r} has {dataset.size} [run {_describe(run.swept)}]")
+            opened[key] = _open_dataset(run.config)
+        dataset = opened[key]
+        try:
+            _check_draws(run.config, dataset)
+            run.config = _resolve_generator(run.config, dataset)
+            _check_metrics(run.config, dataset)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc}{where}") from None
+
+
+def _open_dataset(run: RunConfig):
+    dataset_cls = get_dataset_class(run.dataset["name"])
+    return dataset_cls(dataset_cls.Params.model_validate({k: v for k, v in run.dataset.items() if k != "name"}))
+
+
+def _check_draws(run: RunConfig, dataset) -> None:
+    loop = run.loop
+    if dataset.size is None:
+        return
+    needed = loop.first_size + (loop.generations - 1) * loop.n_real if loop.scheme == "fresh-real" else loop.first_size
+    if needed > dataset.size:
+        raise ConfigError(f"loop.n_real: the loop draws {needed} real samples but dataset "
+                          f"{dataset.name!r} has {dataset.size}")
+
+
+def _resolve_generator(run: RunConfig, dataset) -> RunConfig:
+    """``run`` with ``generator_resolved`` filled (the generator's own check passed)."""
+    cls = get_generator_class(run.generator["name"])
+    params = cls.Params.model_validate({k: v for k, v in run.generator.items() if k != "name"})
+    shape = dict(data_shape=tuple(dataset.shape), num_classes=dataset.num_classes)
+    try:
+        resolved = cls.resolve_params(params, **shape)
+        cls.check(resolved, **shape)
+    except ValidationError as exc:
+        raise ConfigError(_format(exc, "generator.")) from None
+    except ValueError as exc:  # a plugin that raises ValueError still gets one line naming the section
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"generator: {exc}") from None
+    return run.model_copy(update={"generator_resolved": resolved.model_dump(mode="json")})
+
+
+def _check_metrics(run: RunConfig, dataset) -> None:
+    from madlab.metrics import check_metrics_config
+
+    check_metrics_config(run.metrics, dataset, get_generator_class(run.generator["name"]))
 
 
 def eval_size(run: RunConfig) -> int:
@@ -435,10 +464,16 @@ def eval_size(run: RunConfig) -> int:
     return run.metrics.n_eval or run.loop.n_synthetic or run.loop.first_size
 
 
-def make_components(run: RunConfig, device: str = "cpu"):
-    """(dataset instance, generator class, validated generator params)."""
-    dataset_cls = get_dataset_class(run.dataset["name"])
-    dataset = dataset_cls(dataset_cls.Params.model_validate({k: v for k, v in run.dataset.items() if k != "name"}))
+def make_components(run: RunConfig):
+    """(dataset instance, generator class, resolved generator params).
+
+    A config that went through :func:`build_spec` carries the resolved parameters the driver
+    computed (so every worker builds the same model whatever its preset tables say); a bare
+    :class:`RunConfig` is resolved here.
+    """
+    dataset = _open_dataset(run)
     generator_cls = get_generator_class(run.generator["name"])
-    params = generator_cls.Params.model_validate({k: v for k, v in run.generator.items() if k != "name"})
+    if run.generator_resolved is None:
+        run = _resolve_generator(run, dataset)
+    params = generator_cls.Params.model_validate(run.generator_resolved)
     return dataset, generator_cls, params

@@ -10,7 +10,6 @@ their published folders, so the step needs nothing from the process that made th
 """
 from __future__ import annotations
 
-import math
 import time
 import traceback
 from contextlib import contextmanager
@@ -24,6 +23,7 @@ from madlab.errors import RunFailed
 from madlab.metrics import make_evaluator
 from madlab.samples import Samples
 from madlab.schemes import Part, Plan, plan
+from madlab.shared_generation import SharedFirstGeneration
 from madlab.storage import RunStore
 
 _PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5}
@@ -51,6 +51,7 @@ class Loop:
         self._synthetic: dict[int, Samples] = {}
         self._evaluator = None
         self._fault_hook = fault_hook
+        self.shared = SharedFirstGeneration.for_run(config, self.store, self.generator_cls)
 
     # ------------------------------------------------------------------ data
     def real(self, offset: int, n: int) -> Samples:
@@ -85,7 +86,13 @@ class Loop:
 
     # ------------------------------------------------------------------ the step
     def step(self, t: int) -> dict:
-        """Compute and publish generation t; returns its record."""
+        """Compute and publish generation t (generation 1 shared with the runs that would compute
+        it identically, see :mod:`madlab.shared_generation`); returns its record."""
+        if t == 1 and self.shared is not None:
+            return self.shared.run(lambda: self._step(1), self.image)
+        return self._step(t)
+
+    def _step(self, t: int) -> dict:
         loop, seed = self.config.loop, self.config.seed
         clock = time.perf_counter()
         training_plan = self.plan(t)
@@ -191,7 +198,3 @@ def compute_threads(num_cpus: float):
             yield
     finally:
         torch.set_num_threads(previous)
-
-
-def finite(value: float) -> bool:
-    return value is not None and math.isfinite(value)

@@ -75,11 +75,33 @@ class Generator(ABC):
 
     #: sampling biases this family cannot realise (e.g. λ = 0 is infinite guidance for diffusion)
     min_bias_exclusive: ClassVar[float | None] = None
+    #: names :meth:`model_metrics` can return (``metrics.names`` is checked against them)
+    model_metric_names: ClassVar[frozenset[str]] = frozenset()
 
     @classmethod
     def min_train_size(cls, params: Params) -> int:
         """Fewest training samples these hyper-parameters can be fitted on (config check)."""
         return cls.min_fit_samples
+
+    # -- the validation hook: called by ``madlab validate`` and at the start of ``madlab run``
+    # for every run of a sweep, before anything runs or is written. Both must be cheap: no
+    # training, no weights, no model construction beyond what a shape check needs.
+
+    @classmethod
+    def resolve_params(cls, params: Params, *, data_shape: tuple[int, ...],
+                       num_classes: int | None = None) -> Params:
+        """The hyper-parameters a run on this data actually uses: presets expanded, data-dependent
+        defaults filled. The result is written to the run's ``config.json`` and is part of the run
+        identity, so editing a preset table gives new run ids; ``__init__`` receives it back, and
+        resolving an already resolved value must return it unchanged. Default: ``params`` as given."""
+        return params
+
+    @classmethod
+    def check(cls, params: Params, *, data_shape: tuple[int, ...], num_classes: int | None = None) -> None:
+        """Raise :class:`madlab.errors.ConfigError` (message starting with the key, e.g.
+        ``generator.pac: ...``) if these resolved hyper-parameters cannot run on data of this
+        shape. Constraints that ``Params`` alone cannot express (they depend on the data or on
+        several fields) belong here, not first in ``__init__``. Default: no extra constraint."""
 
     @classmethod
     def describe(cls) -> str:

@@ -50,6 +50,7 @@ from madlab import __version__
 from madlab.config import RunConfig, Spec
 from madlab.errors import MadlabError, RunFailed
 from madlab.placement import PlacementWatch, alive_nodes, cap_gpu_memory, capacity, describe, describe_nodes, worker_placement
+from madlab.provenance import check_resume, config_record
 from madlab.registry import get_generator_class
 from madlab.storage import Location, RunStore
 from madlab.table import run_rows, write_table
@@ -324,6 +325,10 @@ def prepare(spec: Spec, out_dir, command: str, jobs: list[Job] | None = None) ->
     """Create the results folder and each run's resolved config (idempotent)."""
     location = out_dir if isinstance(out_dir, Location) else results_location(out_dir)
     jobs = jobs if jobs is not None else plan_jobs(spec, location)
+    records = {job.run_id: config_record(job.config, job.swept) for job in jobs}
+    for job in jobs:  # a resume over a different resolved config is refused before anything is written
+        if location.exists(f"runs/{job.run_id}/config.json"):
+            check_resume(job.run_id, location.read_json(f"runs/{job.run_id}/config.json"), records[job.run_id])
     try:
         location.makedirs("runs")
     except OSError as exc:
@@ -338,8 +343,7 @@ def prepare(spec: Spec, out_dir, command: str, jobs: list[Job] | None = None) ->
         files["spec.yaml"] = Path(spec.path).read_bytes()
     for job in jobs:
         location.makedirs(f"runs/{job.run_id}")
-        files[f"runs/{job.run_id}/config.json"] = json.dumps(
-            {"config": job.config, "swept": job.swept}, indent=1, sort_keys=True).encode()
+        files[f"runs/{job.run_id}/config.json"] = json.dumps(records[job.run_id], indent=1, sort_keys=True).encode()
     location.write_many(files)
     return jobs
 

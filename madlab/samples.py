@@ -35,16 +35,3 @@ class Samples:
         labelled = [p.y is not None for p in parts]
         y = np.concatenate([p.y for p in parts]) if all(labelled) else None
         return Samples(np.concatenate([p.x for p in parts]), y)
-
-    def save(self, path) -> None:
-        """Write as .npz without pickles (caller handles atomicity)."""
-        arrays = {"x": self.x}
-        if self.y is not None:
-            arrays["y"] = self.y
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
-
-    @staticmethod
-    def load(path) -> "Samples":
-        with np.load(path, allow_pickle=False) as z:
-            return Samples(z["x"], z["y"] if "y" in z.files else None)

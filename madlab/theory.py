@@ -36,7 +36,6 @@ Command line (the Fig. 11/12 grids; a loop spec cannot express them, see loops/f
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time

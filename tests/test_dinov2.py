@@ -142,7 +142,7 @@ def test_validate_without_weights_exits_2_before_anything_runs(write_spec, cli, 
     path = write_spec(spec)
     code, out, err = cli("validate", path)
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "metrics.weights_path: dinov2-vitl14 needs a local weights file" in err
+    assert "metrics.weights_path: the DINOv2 extractors need a local weights file" in err
     code, _, err = cli("run", path, "--out", tmp_path / "out", "--no-ray")
     assert code == 2 and not (tmp_path / "out").exists()
     spec["metrics"]["weights_path"] = str(tmp_path / "missing.pth")

@@ -50,7 +50,7 @@ CASES: dict[str, list[Case]] = {
     "gan": [Case({"width": 16, "depth": 2, "latent_dim": 2, "steps": 4, "batch_size": 16}, (2,),
                  bad=({"steps": 0}, {"objective": "hinge"}, {"ema": 1.5})),
             Case({"width": 4, "latent_dim": 4, "steps": 2, "batch_size": 8, "ema": 0.9}, (1, 8, 8), num_classes=10,
-                 n_train=16),
+                 n_train=16, bad=({"pac": 16, "conditional": False}, {"pac": 2, "conditional": True})),
             Case({"objective": "wgan-gp", "width": 8, "depth": 1, "latent_dim": 2, "steps": 2, "batch_size": 16,
                   "n_critic": 2}, (2,))],
     "flow": [Case({"layers": 2, "hidden": 8, "epochs": 1, "batch_size": 16}, (2,),
@@ -59,7 +59,8 @@ CASES: dict[str, list[Case]] = {
     "ddpm": [Case({"hidden": 16, "depth": 1, "steps": 3, "batch_size": 16, "sample_steps": 3}, (2,), num_classes=2,
                   bad=({"lr": -1}, {"sampler": "euler"}, {"cond_drop": 1.0})),
              Case({"channels": [8, 16], "layers_per_block": 1, "norm_groups": 4, "steps": 2, "batch_size": 8,
-                   "sample_steps": 2}, (1, 8, 8), num_classes=10, n_train=16, bad=({"norm_groups": 3},))],
+                   "sample_steps": 2}, (1, 8, 8), num_classes=10, n_train=16,
+                  bad=({"norm_groups": 3}, {"channels": [8, 16, 16, 16, 16]}))],
 }
 
 
@@ -144,15 +145,29 @@ def check_determinism(name: str, case: Case, cls=None) -> None:
 
 
 def check_bad_params(name: str, case: Case, cls=None) -> None:
+    """Bad hyper-parameters are refused by the validation hook (``Params``, ``resolve_params``,
+    ``check``: what ``madlab validate`` calls), not first when the model is built, naming the key."""
     cls = cls or get_generator_class(name)
+    shape = dict(data_shape=case.shape, num_classes=case.num_classes)
     for bad in ({"no_such_hyper_parameter": 1},) + tuple(case.bad):
         with pytest.raises((ValidationError, ConfigError)) as info:
-            cls(cls.Params(**{**case.params, **bad}), data_shape=case.shape,
-                num_classes=case.num_classes, device="cpu")
+            cls.check(cls.resolve_params(cls.Params(**{**case.params, **bad}), **shape), **shape)
         assert next(iter(bad)) in str(info.value), f"the error for {bad} does not name the parameter"
 
 
-CHECKS = [check_fit_and_sample, check_determinism, check_bad_params]
+def check_resolution(name: str, case: Case, cls=None) -> None:
+    """``resolve_params`` gives JSON-serialisable parameters (they go into config.json and the run id)
+    that resolve to themselves, and the generator built from them uses exactly them."""
+    cls = cls or get_generator_class(name)
+    shape = dict(data_shape=case.shape, num_classes=case.num_classes)
+    resolved = cls.resolve_params(cls.Params(**case.params), **shape)
+    cls.check(resolved, **shape)
+    dumped = resolved.model_dump(mode="json")
+    again = cls.resolve_params(cls.Params.model_validate(dumped), **shape)
+    assert again.model_dump(mode="json") == dumped, "resolving resolved parameters changed them"
+
+
+CHECKS = [check_fit_and_sample, check_determinism, check_bad_params, check_resolution]
 
 
 # -- the suite over every registered generator ----------------------------------------------------
@@ -186,6 +201,11 @@ def test_determinism(name, case):
 @pytest.mark.parametrize("name,case", list(_registered_cases()))
 def test_bad_hyper_parameters(name, case):
     check_bad_params(name, case)
+
+
+@pytest.mark.parametrize("name,case", list(_registered_cases()))
+def test_resolution(name, case):
+    check_resolution(name, case)
 
 
 @pytest.fixture(autouse=True)

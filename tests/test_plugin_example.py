@@ -20,7 +20,7 @@ from test_generator_contract import (
 )
 
 PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "plugin"
-KDE_CASE = Case({"bandwidth": 0.3}, (2,), bad=({"bandwidth": -1.0}, {"max_points": 1}))
+KDE_CASE = Case({"bandwidth": 0.3}, (2,), bad=({"bandwidth": -1.0}, {"max_points": 1}, {"max_points": 2}))
 
 
 def _entry_points_txt(pyproject: dict) -> str:

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from madlab.config import build_spec
 from madlab.errors import MadlabError

@@ -20,6 +20,8 @@ class Dataset(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[Params]] = Params
     kind: ClassVar[str] = "vector"  # "vector" or "image"
+    #: names :meth:`extra_metrics` can return (``metrics.names`` is checked against them)
+    extra_metric_names: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, params: Params):
         self.params = params

@@ -43,6 +43,7 @@ class GMM25Dataset(Dataset):
     """
 
     name = "gmm25"
+    extra_metric_names = frozenset({"modes", "hq_fraction"})
 
     class Params(Params):
         spacing: float = Field(2.0, gt=0)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from madlab.errors import ConfigError
-from madlab.features.feature_extractor_dinov2 import ARCHITECTURES as DINOV2, FeatureExtractorDINOv2, check_dinov2_weights
+from madlab.errors import ConfigError, MadlabError
+from madlab.features.feature_extractor_dinov2 import ARCHITECTURES as DINOV2, FeatureExtractorDINOv2
 from madlab.features.feature_extractor_inception import FeatureExtractorInception
 from madlab.features.feature_extractor_lenet import FeatureExtractorLeNet, file_sha256
 
@@ -38,25 +38,44 @@ def default_extractor(dataset_name: str) -> str:
     return "lenet-mnist" if dataset_name.startswith("mnist") else "inception"
 
 
-def check_extractor(name: str | None, weights_path: str | None) -> None:
-    """The cheap check ``madlab validate`` runs (no weights are loaded): a known extractor name, the
-    local weights file DINOv2 needs, and any ``metrics.weights_path`` given exists."""
-    if name is not None and name not in FEATURE_EXTRACTORS_REGISTRY:
-        raise ConfigError(f"metrics.extractor: unknown feature extractor {name!r} "
-                          f"(madlab's: {', '.join(EXTRACTORS)})")
-    if name in DINOV2:
-        check_dinov2_weights(name, weights_path)
-    elif weights_path is not None and not os.path.isfile(os.path.expanduser(weights_path)):
-        raise ConfigError(f"metrics.weights_path: {weights_path} does not exist")
-
-
-def create_extractor(name: str, *, weights_path: str | None = None, device: str = "cpu"):
-    """A ready, frozen torch-fidelity extractor emitting its FID feature layer only."""
+def _extractor_class(name: str):
     if name not in FEATURE_EXTRACTORS_REGISTRY:
         raise ConfigError(f"metrics.extractor: unknown feature extractor {name!r} "
                           f"(madlab's: {', '.join(EXTRACTORS)}; torch-fidelity's registry: "
                           f"{', '.join(sorted(set(FEATURE_EXTRACTORS_REGISTRY) - set(EXTRACTORS)))})")
-    cls = FEATURE_EXTRACTORS_REGISTRY[name]
+    return FEATURE_EXTRACTORS_REGISTRY[name]
+
+
+def check_weights_file(weights_path) -> None:
+    """ConfigError naming ``metrics.weights_path`` unless it is an existing, readable file."""
+    path = os.path.expanduser(str(weights_path))
+    if not os.path.isfile(path):
+        raise ConfigError(f"metrics.weights_path: {path} does not exist or is not a file")
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as exc:
+        raise ConfigError(f"metrics.weights_path: {path} cannot be read ({exc.strerror})") from None
+
+
+def check_extractor(name: str, weights_path: str | None = None) -> None:
+    """The validate-time check of an extractor choice: the name is registered and its weights can be
+    had (a given ``weights_path`` must be a readable file; an extractor class may add its own rule
+    through a ``check_weights(weights_path)`` classmethod, e.g. Inception offline without weights)."""
+    cls = _extractor_class(name)
+    if weights_path is not None:
+        check_weights_file(weights_path)
+    hook = getattr(cls, "check_weights", None)
+    if hook is not None:
+        try:
+            hook(weights_path)
+        except MadlabError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def create_extractor(name: str, *, weights_path: str | None = None, device: str = "cpu"):
+    """A ready, frozen torch-fidelity extractor emitting its FID feature layer only."""
+    cls = _extractor_class(name)
     layer = cls.get_default_feature_layer_for_metric("fid")
     extractor = cls(name, [layer], feature_extractor_weights_path=weights_path, verbose=False)
     extractor.requires_grad_(False)
@@ -111,6 +130,6 @@ def extract_features(extractor, images: np.ndarray, *, batch_size: int = 500) ->
     return torch.cat(out).numpy()
 
 
-__all__ = ["EXTRACTORS", "FeatureExtractorLeNet", "FeatureExtractorInception", "FeatureExtractorDINOv2",
-           "check_extractor", "create_extractor",
+__all__ = ["EXTRACTORS", "check_extractor", "check_weights_file", "FeatureExtractorLeNet", "FeatureExtractorInception",
+           "FeatureExtractorDINOv2", "create_extractor",
            "default_extractor", "extract_features", "extractor_identity", "to_pixels"]

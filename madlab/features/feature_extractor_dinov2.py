@@ -93,6 +93,13 @@ def preprocess(x: torch.Tensor) -> torch.Tensor:
 class FeatureExtractorDINOv2(FeatureExtractorBase):
     """torch-fidelity feature extractor over timm's DINOv2 ViT; feature ``"cls"`` (normalised CLS token)."""
 
+    @classmethod
+    def check_weights(cls, weights_path) -> None:
+        """Validate-time (madlab.features.check_extractor): a local weights file is required."""
+        if weights_path is None:
+            raise ConfigError("metrics.weights_path: the DINOv2 extractors need a local weights file (the official "
+                              "dinov2_vit?14_pretrain.pth or timm's model.safetensors); madlab never downloads them")
+
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
         if name not in ARCHITECTURES:

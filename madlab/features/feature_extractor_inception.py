@@ -57,6 +57,11 @@ class FeatureExtractorInception(FeatureExtractorInceptionV3):
     Features: ``"2048"`` (pool3, used for FID/KID/PR as everywhere), ``"logits_unbiased"``, ...
     """
 
+    @classmethod
+    def check_weights(cls, weights_path) -> None:
+        """Validate-time: the weights can be had (a MadlabError naming metrics.weights_path otherwise)."""
+        resolve_inception_weights(weights_path)
+
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         path = resolve_inception_weights(feature_extractor_weights_path)
         try:

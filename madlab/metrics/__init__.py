@@ -6,6 +6,48 @@ against a fixed real reference set: low-dimensional data are scored on the raw c
 """
 from __future__ import annotations
 
+from madlab.errors import ConfigError
+
+#: what each data kind's evaluator computes (madlab.metrics.lowdim / madlab.metrics.images)
+EVALUATOR_METRICS: dict[str, tuple[str, ...]] = {
+    "vector": ("w2", "precision", "recall", "density", "coverage", "vendi"),
+    "image": ("fid", "kid", "precision", "recall", "density", "coverage", "vendi"),
+}
+#: data kinds whose metrics are computed on the features of a feature extractor
+EXTRACTOR_KINDS = frozenset({"image"})
+
+
+def known_metric_names(dataset, generator_cls) -> list[str]:
+    """Every metric a run of ``generator_cls`` on ``dataset`` can report."""
+    names = list(EVALUATOR_METRICS.get(dataset.kind, ()))
+    extra = sorted(set(generator_cls.model_metric_names) | set(getattr(dataset, "extra_metric_names", ())))
+    return names + [n for n in extra if n not in names]
+
+
+def check_metrics_config(metrics_cfg, dataset, generator_cls) -> None:
+    """The validate-time check of the ``metrics`` section for one run (ConfigError naming the key):
+    metric names known for this data kind, generator and dataset; for feature-space kinds a known
+    extractor whose weights file exists and is readable. Builds no network and reads no weights."""
+    names = getattr(metrics_cfg, "names", None)
+    if names is not None:
+        known = known_metric_names(dataset, generator_cls)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            raise ConfigError(f"metrics.names: {', '.join(map(repr, unknown))} not a metric of {dataset.kind} data "
+                              f"with generator {generator_cls.name!r} on {dataset.name!r} (known: {', '.join(known)})")
+        if not names:
+            raise ConfigError("metrics.names: empty list (omit the key to compute every metric)")
+    extractor = getattr(metrics_cfg, "extractor", None)
+    weights_path = getattr(metrics_cfg, "weights_path", None)
+    if dataset.kind not in EXTRACTOR_KINDS:
+        if extractor is not None or weights_path is not None:
+            key = "metrics.extractor" if extractor is not None else "metrics.weights_path"
+            raise ConfigError(f"{key}: {dataset.kind} data are scored without a feature extractor")
+        return
+    from madlab.features import check_extractor, default_extractor
+
+    check_extractor(extractor or default_extractor(dataset.name), weights_path)
+
 
 def feature_metrics(real, fake, k: int = 5, **kwargs) -> dict[str, float]:
     """FID, KID, precision, recall, density, coverage and Vendi of two feature arrays."""

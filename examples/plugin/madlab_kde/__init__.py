@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
+from madlab.errors import ConfigError
 from madlab.protocol import Generator, Params
 from madlab.samples import Samples
 
@@ -30,8 +31,18 @@ class KDEGenerator(Generator):
         bandwidth: float | None = Field(None, gt=0, description="kernel scale h; None = Scott's rule n^(-1/(d+4))")
         max_points: int = Field(100_000, ge=2, description="training points kept (a seeded subsample beyond)")
 
+    @classmethod
+    def check(cls, params, *, data_shape, num_classes=None):
+        """Validate-time rule that depends on the data: the kernel covariance is estimated from at
+        most ``max_points`` rows, which must be more than the dimension for it to have full rank."""
+        (dim,) = data_shape
+        if params.max_points <= dim:
+            raise ConfigError(f"generator.max_points: {params.max_points} points cannot give a full-rank "
+                              f"{dim}-d kernel covariance (need > {dim})")
+
     def __init__(self, params, **kwargs):
         super().__init__(params, **kwargs)
+        self.check(params, data_shape=self.data_shape)
         (self.dim,) = self.data_shape
         self.points = np.zeros((0, self.dim))
         self.kernel_root = np.eye(self.dim)
