@@ -268,7 +268,7 @@ def step_extractors(args) -> dict:
     from madlab.features.feature_extractor_lenet import LeNet
 
     device = "cuda" if cuda() else "cpu"
-    n = 200 if args.smoke else 10_000
+    n = 20 if args.smoke else 10_000
     images = load_mnist5k()[0]
     images = np.concatenate([images] * (-(-n // len(images))))[:n]
     tmp = Path(tempfile.mkdtemp(prefix="gpu-check-extractors-"))
