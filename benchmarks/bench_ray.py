@@ -3,7 +3,7 @@
 1. Parallel efficiency (goal: speed-up >= 1.7x on the 2-core dev machine): N CPU-bound runs
    (a RealNVP flow on the Rosenbrock density, one torch thread each) through the Ray runner vs
    the same runs one after another in this process (``use_ray=False``), both measured here.
-   The Ray time includes the actors' start-up (each imports torch); Ray's own start-up is
+   The Ray time includes the workers' start-up (each imports torch); Ray's own start-up is
    reported separately. The machine's load average is printed before and after: other
    processes on the machine take cores away from both measurements, but more from the
    parallel one (it needs both cores).
@@ -13,7 +13,7 @@
      * in the worker: wall time of the run minus fit/sample/metrics (training-set assembly,
        model construction, publishing checkpoint + samples + grid, bookkeeping);
      * end to end: workers x sweep wall time minus fit/sample/metrics, i.e. everything the
-       sweep paid beyond the work itself (actor start-up, dispatch, idle tail, driver).
+       sweep paid beyond the work itself (worker start-up, dispatch, idle tail, driver).
    for the flow runs above and for small class-conditional DDPM runs on MNIST (mnist5k).
 
     python benchmarks/bench_ray.py [--runs 8] [--epochs 30] [--skip-image]
@@ -83,7 +83,7 @@ def overhead(label: str, wall: float, workers: int, summary, project: int = 10) 
     print(f"    per generation (data + publish)         {step_overhead / gens * 1000:8.1f} ms = "
           f"{step_overhead / compute:6.2%}   goal < 2%")
     print(f"    per run, once (imports, dataset, rows)  {per_run_fixed / runs:8.2f} s")
-    print(f"    per sweep, Ray side (actor start-up, dispatch, idle tail over {workers} workers) "
+    print(f"    per sweep, Ray side (worker start-up, dispatch, idle tail over {workers} workers) "
           f"{ray_side:6.1f} s")
     print(f"    measured total: in the worker {in_worker / compute:6.2%}, end to end "
           f"{(wall * workers - compute) / compute:6.2%} of fit+sample+metrics")

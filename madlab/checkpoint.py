@@ -1,21 +1,29 @@
 """Safe state files: safetensors only, so loading a checkpoint never runs code."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, load_file, save
 
 
-def save_state(state: dict, path: str) -> None:
+def state_bytes(state: dict) -> bytes:
+    """A state dict (torch tensors or numpy arrays) as safetensors bytes."""
     tensors = {}
     for key, value in state.items():
         tensor = value.detach().cpu() if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value))
         tensors[key] = tensor.contiguous()
-    tmp = f"{path}.tmp-{os.getpid()}"
-    save_file(tensors, tmp)
-    os.replace(tmp, path)
+    return save(tensors)
+
+
+def state_from_bytes(data: bytes, *, as_numpy: bool = False) -> dict:
+    state = load(data)
+    return {k: v.numpy() for k, v in state.items()} if as_numpy else state
+
+
+def save_state(state: dict, path: str) -> None:
+    from madlab.storage import atomic_write_bytes
+
+    atomic_write_bytes(path, state_bytes(state))
 
 
 def load_state(path: str, *, as_numpy: bool = False) -> dict:

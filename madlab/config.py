@@ -64,6 +64,8 @@ class LoopConfig(_Strict):
     accumulate_synthetic: bool = Field(False, description="fixed-real: keep every earlier synthetic set")
     memory: int = Field(1, ge=1, description="fresh-real: synthetic samples come from the last K models")
     train_size: int | None = Field(None, ge=1, description="accumulate-subsample: fixed training-set size")
+    curation: dict | None = Field(None, description="{name: <curator>, <params>}: selects or corrects each "
+                                                    "generation's synthetic samples (madlab.curation)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -358,7 +360,10 @@ def validate_run(config: dict, context: str = "") -> RunConfig:
     floor = generator_cls.min_bias_exclusive
     if floor is not None and run.loop.bias <= floor:
         raise ConfigError(f"loop.bias: generator {generator_cls.name!r} needs λ > {floor:g}, got {run.loop.bias:g}{where}")
-    del ds_params
+    if run.loop.curation is not None:
+        from madlab.curation import validate_curation
+
+        validate_curation(run.loop.curation, dataset_cls(ds_params), where)
     return run
 
 

@@ -2,7 +2,8 @@
 
     step(t):  plan(t) -> training set (real rows + earlier generations' samples)
               -> fresh generator (or G_{t-1}'s weights when warm-starting) -> fit
-              -> sample n_synthetic (and n_eval) with bias λ -> metrics -> publish gen-t
+              -> sample n_synthetic (and n_eval) with bias λ -> [loop.curation: select or correct
+              the samples that later generations train on, madlab.curation] -> metrics -> publish gen-t
 
 Every random choice is seeded from (run seed, generation, purpose), so a generation computed
 twice, in one process or after a crash, gives the same bits. Earlier generations are read from
@@ -20,13 +21,14 @@ from threadpoolctl import threadpool_limits
 
 from madlab.config import RunConfig, eval_size, make_components
 from madlab.errors import RunFailed
+from madlab.image import grid_png, quantise
 from madlab.metrics import make_evaluator
 from madlab.samples import Samples
 from madlab.schemes import Part, Plan, plan
 from madlab.shared_generation import SharedFirstGeneration
 from madlab.storage import RunStore
 
-_PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5}
+_PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7}
 
 
 def derive_seed(seed: int, purpose: str, generation: int = 0) -> int:
@@ -51,6 +53,11 @@ class Loop:
         self._synthetic: dict[int, Samples] = {}
         self._evaluator = None
         self._fault_hook = fault_hook
+        self.curation = None
+        if config.loop.curation is not None:
+            from madlab.curation import CurationStage
+
+            self.curation = CurationStage(config.loop.curation, self.dataset, device)
         self.shared = SharedFirstGeneration.for_run(config, self.store, self.generator_cls)
 
     # ------------------------------------------------------------------ data
@@ -89,7 +96,7 @@ class Loop:
         """Compute and publish generation t (generation 1 shared with the runs that would compute
         it identically, see :mod:`madlab.shared_generation`); returns its record."""
         if t == 1 and self.shared is not None:
-            return self.shared.run(lambda: self._step(1), self.image)
+            return self.shared.run(lambda: self._step(1))
         return self._step(t)
 
     def _step(self, t: int) -> dict:
@@ -108,22 +115,48 @@ class Loop:
                                    seed=derive_seed(seed, "sample", t))
         samples = self._check(samples, t)
         t_sample = time.perf_counter()
-        metrics = self._metrics(generator, samples.take(slice(0, self.n_eval)))
+        kept, curated = samples.take(slice(0, loop.n_synthetic)), None
+        if self.curation is not None:
+            curated = self._curate(generator, training_plan, samples, t)
+            kept = curated.kept
+        t_curated = time.perf_counter()
+        metrics = self._metrics(generator, samples.take(slice(0, self.n_eval)))  # the model's own samples
         t_metrics = time.perf_counter()
         record = {
             "generation": t,
-            "metrics": metrics,
+            "metrics": {**metrics, **(curated.stats if curated else {})},
             "provenance": training_plan.provenance(),
             "metadata": dict(getattr(self.evaluator, "metadata", {})),
             "seconds": {"data": t_data - clock, "fit": t_fit - t_data, "sample": t_sample - t_fit,
-                        "metrics": t_metrics - t_sample},
+                        **(curated.seconds if curated else {}), "metrics": t_metrics - t_curated},
         }
-        self.store.publish(t, generator.state_dict(), samples.take(slice(0, loop.n_synthetic)), record, self.image)
+        extra = {"grid.png": grid_png(kept.x)} if self.image else {}
+        if curated:
+            extra.update(curated.files(self.image))
+        self.store.publish(t, generator.state_dict(), kept, record, self.image, extra=extra)
         record["seconds"]["publish"] = time.perf_counter() - t_metrics
-        self._synthetic[t] = samples.take(slice(0, loop.n_synthetic))
+        self._synthetic[t] = kept
         for old in [g for g in self._synthetic if g < t - self._history_needed()]:
             del self._synthetic[old]
         return record
+
+    def _curate(self, generator, training_plan: Plan, samples: Samples, t: int):
+        """loop.curation on generation t's samples (madlab.curation.stage); the curator's real
+        reference is the real data G_t was trained on, else generation 1's real set."""
+        from madlab.curation import round_seed
+
+        loop, seed = self.config.loop, self.config.seed
+        real_parts = [p for p in training_plan.parts if p.source == "real"] or \
+            [p for p in self.plan(1).parts if p.source == "real"]
+        candidates_seed = derive_seed(seed, "candidates", t)
+
+        def draw(n: int, round_: int) -> Samples:
+            return self._check(generator.sample(n, bias=loop.bias, seed=round_seed(candidates_seed, round_)), t)
+
+        return self.curation.run(samples, loop.n_synthetic, draw=draw,
+                                 real=Samples.concat([self._materialise(p) for p in real_parts]),
+                                 seed=derive_seed(seed, "curation", t), generation=t,
+                                 finish=lambda kept: self._check(kept, t))
 
     def _history_needed(self) -> int:
         loop = self.config.loop
@@ -135,8 +168,7 @@ class Loop:
         if not np.isfinite(samples.x).all():
             raise RunFailed(f"generation {t}: the generator produced non-finite samples")
         if self.image:  # generated images become 8-bit pictures, like the real ones
-            samples = Samples((np.round((np.clip(samples.x, -1, 1) + 1) * 127.5) / 127.5 - 1).astype(np.float32),
-                              samples.y)
+            samples = Samples(quantise(samples.x), samples.y)
         return samples
 
     def _metrics(self, generator, fake: Samples) -> dict[str, float]:

@@ -59,15 +59,14 @@ class SharedFirstGeneration:
             return None
         return cls(store, first_generation_key(config))
 
-    def run(self, compute, image: bool) -> dict:
+    def run(self, compute) -> dict:
         from filelock import FileLock
 
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.lock_path)):
             if self.shared.is_done(1):
-                record = self.shared.record(1)
-                self.store.publish(1, self.shared.state(1), self.shared.samples(1), record, image)
-                return record
+                self.store.copy_generation(1, self.shared)  # every file, the sample grid included
+                return self.shared.record(1)
             record = compute()
-            self.shared.publish(1, self.store.state(1), self.store.samples(1), self.store.record(1), image)
+            self.shared.copy_generation(1, self.store)
             return record

@@ -1,19 +1,30 @@
-"""The tidy results table: one row per (run, generation, metric), built from run folders.
+"""The tidy results table: its schema, and its rows built from run folders.
 
-Rows come only from published generations (DONE records), so the table of a folder is a
-function of what is published: rebuilding it after a crash, a resume or a retry gives the same
-rows, never duplicates.
+One row per (run, generation, metric). Rows come only from published generations (DONE
+records), so the table of a folder is a function of what is published: rebuilding it after a
+crash, a resume or a retry gives the same rows, never duplicates. This module is the one place
+that knows the columns; the runner writes the table and ``madlab report`` reads it with them.
 """
 from __future__ import annotations
 
-import io
 import json
 
 import pandas as pd
 
-from madlab.storage import BASE_COLUMNS, TABLE, Location, RunStore, atomic_write_table
+from madlab.storage import RunStore, location_of
 
+TABLE = "metrics.parquet"
+#: the contract columns, in order (README "Results folder")
+BASE_COLUMNS = ["sweep", "run_id", "generator", "dataset", "scheme", "bias", "n_real", "n_synthetic",
+                "n_initial", "seed", "generation", "metric", "value"]
+#: where a generation's training set came from
 PROVENANCE = ["n_train_real", "n_train_synthetic", "synthetic_from"]
+#: which feature extractor the image metrics of a generation used
+EXTRACTOR = ["extractor", "extractor_hash"]
+#: a failed run keeps its finished generations and gets one ``failed`` row
+STATUS = ["status", "error"]
+#: columns that describe a row or its provenance, never a sweep axis
+NOT_AXES = {"sweep", "run_id", "seed", "generation", "metric", "value", *PROVENANCE, *EXTRACTOR, *STATUS}
 
 
 def run_rows(run_dir, config: dict, swept: dict, sweep_name: str) -> list[dict]:
@@ -39,17 +50,15 @@ def run_rows(run_dir, config: dict, swept: dict, sweep_name: str) -> list[dict]:
     common["status"] = "failed" if failure else "ok"
     common["error"] = failure["error"].splitlines()[0] if failure else None
     rows = []
-    last = store.last_done()
-    for t in range(1, last + 1):
+    for t in range(1, store.last_done() + 1):
         record = store.record(t)
-        extra = {**record["provenance"], "generation": t,
-                 "extractor": record.get("metadata", {}).get("extractor"),
-                 "extractor_hash": record.get("metadata", {}).get("extractor_hash")}
+        metadata = record.get("metadata", {})
+        extra = {**record["provenance"], "generation": t, **{c: metadata.get(c) for c in EXTRACTOR}}
         for metric, value in sorted(record["metrics"].items()):
             rows.append({**common, **extra, "metric": metric, "value": value})
     if failure:
         rows.append({**common, "generation": failure["generation"], "metric": "failed", "value": float("nan"),
-                     "n_train_real": None, "n_train_synthetic": None, "synthetic_from": None})
+                     **{c: None for c in PROVENANCE}})
     return rows
 
 
@@ -69,20 +78,10 @@ def make_frame(rows: list[dict]) -> pd.DataFrame:
 
 def write_table(out_dir, rows: list[dict]) -> str:
     """Write DIR/metrics.parquet atomically; returns where it is (a path or a URI)."""
-    location = out_dir if isinstance(out_dir, Location) else Location(out_dir)
-    frame = make_frame(rows)
-    if location.local:
-        location.makedirs()
-        atomic_write_table(location.path(TABLE), frame)
-    else:
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, index=False)
-        location.write_bytes(TABLE, buffer.getvalue())
+    location = location_of(out_dir)
+    location.write_frame(TABLE, make_frame(rows))
     return location.join(TABLE)
 
 
 def read_table(out_dir) -> pd.DataFrame:
-    location = out_dir if isinstance(out_dir, Location) else Location(out_dir)
-    if location.local:
-        return pd.read_parquet(location.path(TABLE))
-    return pd.read_parquet(io.BytesIO(location.read_bytes(TABLE)))
+    return location_of(out_dir).read_frame(TABLE)

@@ -58,11 +58,9 @@ def run_sweep(spec: dict, out: Path, address: str):
         return Runner(build_spec(spec), str(out), address=address, stream=log, progress_every=1.0).run()
 
 
-def actors() -> list[dict]:
-    """Madlab's worker actors from the GCS actor table (class, last node, restarts, state)."""
-    table = ray._private.state.actors()  # the GCS table itself: the state API needs a dashboard
-    return [{"node_id": a["Address"]["NodeID"], "restarts": a["NumRestarts"], "state": a["State"]}
-            for a in table.values() if a["ActorClassName"].endswith("LoopWorker")]
+def nodes_of(summary) -> dict[str, str]:
+    """The node that ran each run's last call (the Ray task records it in the outcome)."""
+    return {o.run_id: o.node for o in summary.outcomes}
 
 
 class Sweep(threading.Thread):
@@ -97,7 +95,7 @@ def summary_json(summary) -> dict:
 
 def node_loss(spec: dict, out: Path) -> dict:
     """Two 2-CPU worker nodes run a 4-run sweep; once generations are being published a fresh node
-    joins and one of the two is killed outright: its actors restart on the new node (the other is
+    joins and one of the two is killed outright: its runs are retried on the new node (the other is
     busy) and the sweep completes."""
     cluster = start_cluster(0)  # the head hosts the driver and the progress tracker only
     doomed = cluster.add_node(num_cpus=2, **NODE)
@@ -109,11 +107,11 @@ def node_loss(spec: dict, out: Path) -> dict:
     sweep = Sweep(spec, out, cluster.address)
     sweep.start()
     wait_for(lambda: done_count(out) >= 2, 180, "no generation published")
-    events["added"] = cluster.add_node(num_cpus=2, **NODE).node_id  # joins while all four actors are busy
+    events["added"] = cluster.add_node(num_cpus=2, **NODE).node_id  # joins while all four runs are busy
     events["done_at_loss"] = done_count(out)
     cluster.remove_node(doomed, allow_graceful=False)  # SIGKILL: raylet and its workers, as a lost VM
     summary = sweep.result()
-    events.update(summary=summary_json(summary), actors=actors(), total=total)
+    events.update(summary=summary_json(summary), nodes=nodes_of(summary), total=total)
     return events
 
 
@@ -138,26 +136,29 @@ def unplaceable(spec: dict, out: Path) -> dict:
     return events
 
 
-def fractional(spec: dict, out: Path) -> dict:
-    """One node with one logical GPU: four of the Runner's workers at num_gpus 0.25 are alive at once
-    and a fifth waits; each sees the CUDA_VISIBLE_DEVICES Ray gives it. A second node with two
-    logical GPUs gives whole-GPU workers distinct devices."""
-    from madlab.runner import _remote_classes
+@ray.remote
+def hold_gpu_share(seconds: float) -> dict:
+    """What a GPU task sees (madlab's run_unit runs under the same Ray assignment), held for a while."""
+    from madlab.placement import worker_placement
 
+    start = time.time()
+    time.sleep(seconds)
+    return {**worker_placement("cpu", None), "window": (start, time.time())}
+
+
+def fractional(spec: dict, out: Path) -> dict:
+    """One node with one logical GPU: five tasks at num_gpus 0.25; four hold it at once and the
+    fifth waits for one to finish; each sees the CUDA_VISIBLE_DEVICES Ray gives it. A second node
+    with two logical GPUs gives whole-GPU tasks distinct devices."""
     cluster = start_cluster(1, num_gpus=1)
     cluster.add_node(num_cpus=1, num_gpus=2, resources={"two_gpus": 2}, **NODE)
     ray.init(address=cluster.address, logging_level=logging.ERROR)
-    worker_cls, _ = _remote_classes()
-    head_only = {"scheduling_strategy": ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-        cluster.head_node.node_id, soft=False)}
-    quarter = [worker_cls.options(num_cpus=0.2, num_gpus=0.25, **head_only).remote(0.2, 0.25) for _ in range(5)]
-    refs = [a.placement.remote() for a in quarter]
-    ready, waiting = ray.wait(refs, num_returns=4, timeout=180)
-    late, _ = ray.wait(waiting, timeout=3)  # the fifth cannot be placed while four hold the GPU
-    placements = ray.get(ready)
-    whole = [worker_cls.options(num_cpus=0.5, num_gpus=1, resources={"two_gpus": 1}).remote(0.5, 1.0) for _ in range(2)]
-    whole_placements = ray.get([a.placement.remote() for a in whole], timeout=180)
-    return {"quarter": placements, "fifth_placed_while_four_held": bool(late), "whole": whole_placements}
+    head_only = ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(cluster.head_node.node_id, soft=False)
+    quarter = ray.get([hold_gpu_share.options(num_cpus=0.2, num_gpus=0.25, scheduling_strategy=head_only).remote(12)
+                       for _ in range(5)], timeout=240)
+    whole = ray.get([hold_gpu_share.options(num_cpus=0.5, num_gpus=1, resources={"two_gpus": 1}).remote(6)
+                     for _ in range(2)], timeout=240)
+    return {"quarter": quarter, "whole": whole}
 
 
 def fractional_sweep(spec: dict, out: Path) -> dict:
@@ -165,7 +166,7 @@ def fractional_sweep(spec: dict, out: Path) -> dict:
     cluster = start_cluster(2, num_gpus=1)
     ray.init(address=cluster.address, logging_level=logging.ERROR)
     summary = run_sweep(spec, out, cluster.address)
-    return {"head": cluster.head_node.node_id, "summary": summary_json(summary), "actors": actors(),
+    return {"head": cluster.head_node.node_id, "summary": summary_json(summary), "nodes": nodes_of(summary),
             "windows": {o.run_id: o.window for o in summary.outcomes}}
 
 

@@ -252,9 +252,13 @@ def test_report_on_a_real_quickstart_folder(tmp_path):
     assert set(figure_names(make_report(str(out)))) == names
 
 
+#: the MAD figure specs and the curation studies (madlab.curation) that have report entries
+SPECS = sorted((ROOT / "loops").glob("fig*.yaml")) + sorted((ROOT / "loops").glob("curation_*.yaml"))
+
+
 def test_every_figure_has_a_spec_and_every_spec_a_figure():
     specs = {}
-    for path in sorted((ROOT / "loops").glob("fig*.yaml")):
+    for path in SPECS:
         specs[yaml.safe_load(path.read_text())["name"]] = path
     assert set(specs) == set(CATALOGUE), (set(specs) ^ set(CATALOGUE))
     for name in specs:
@@ -263,7 +267,7 @@ def test_every_figure_has_a_spec_and_every_spec_a_figure():
         assert "cpu" in text  # every spec documents its cpu-scale switch
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "loops").glob("fig*.yaml")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
 def test_figure_specs_validate_at_both_scales(path):
     """Paper scale as written, and the documented cpu preset, pass validation before anything runs."""
     raw = yaml.safe_load(path.read_text())

@@ -52,6 +52,13 @@ class Dataset(ABC):
         """(mean, covariance) when the real distribution is exactly Gaussian."""
         return None
 
+    #: True when :meth:`log_density` is the exact log-density of the real distribution
+    knows_density: ClassVar[bool] = False
+
+    def log_density(self, x: np.ndarray) -> np.ndarray:
+        """log p(x) of the real distribution per row of ``x`` (n, d); only where ``knows_density``."""
+        raise NotImplementedError(f"dataset {self.name!r} does not know its density")
+
     def extra_metrics(self, fake: Samples) -> dict[str, float]:
         """Dataset-specific quality figures of generated samples (e.g. modes covered)."""
         return {}

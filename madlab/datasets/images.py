@@ -29,6 +29,7 @@ from pydantic import Field
 from madlab.datasets import register_dataset
 from madlab.datasets.base import Dataset
 from madlab.errors import DatasetError
+from madlab.image import to_float, to_uint8  # noqa: F401  (to_uint8: the pixel map, also read from here)
 from madlab.protocol import Params
 from madlab.samples import Samples
 
@@ -39,16 +40,6 @@ _TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT = 11, 12, 13
 def cache_root() -> Path:
     """madlab's cache folder: ``$MADLAB_CACHE`` or ``~/.cache/madlab``."""
     return Path(os.environ.get("MADLAB_CACHE") or Path.home() / ".cache" / "madlab").expanduser()
-
-
-def to_float(pixels: np.ndarray) -> np.ndarray:
-    """uint8 pixels -> float32 in [-1, 1]."""
-    return (pixels.astype(np.float32) / np.float32(127.5)) - np.float32(1.0)
-
-
-def to_uint8(x: np.ndarray) -> np.ndarray:
-    """float images in [-1, 1] -> uint8 pixels, as saving them to an 8-bit image file would."""
-    return np.clip(np.rint((np.asarray(x, dtype=np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def _permutation(size: int, *seeds: int) -> np.ndarray:

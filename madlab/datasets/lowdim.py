@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import logsumexp
 from pydantic import Field
 
 from madlab.datasets import register_dataset
@@ -33,6 +34,12 @@ class GaussianDataset(Dataset):
     def true_gaussian(self):
         d = self.params.dim
         return np.zeros(d), np.eye(d)
+
+    knows_density = True
+
+    def log_density(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        return -0.5 * (x**2).sum(1) - 0.5 * self.params.dim * np.log(2 * np.pi)
 
 
 @register_dataset
@@ -67,6 +74,15 @@ class GMM25Dataset(Dataset):
         labels = rng.integers(0, 25, n)
         x = self.centres[labels] + self.params.std * rng.standard_normal((n, 2))
         return Samples(x, labels.astype(np.int64))
+
+    knows_density = True
+
+    def log_density(self, x):
+        """log of the equal-weight mixture: logsumexp over the 25 isotropic components."""
+        x = np.asarray(x, dtype=np.float64)
+        s2 = self.params.std**2
+        d2 = ((x[:, None, :] - self.centres[None]) ** 2).sum(-1)
+        return logsumexp(-0.5 * d2 / s2, axis=1) - np.log(25) - np.log(2 * np.pi * s2)
 
     def extra_metrics(self, fake):
         """Modes covered and high-quality fraction, as in the mode-collapse literature.
@@ -109,3 +125,12 @@ class RosenbrockDataset(Dataset):
         x1 = p.a + np.sqrt(p.temperature / 2) * rng.standard_normal(n)
         x2 = x1**2 + np.sqrt(p.temperature / (2 * p.b)) * rng.standard_normal(n)
         return Samples(np.stack([x1, x2], 1))
+
+    knows_density = True
+
+    def log_density(self, x):
+        """The normalised density of the ancestral factorisation N(x1; a, T/2) N(x2; x1^2, T/(2b))."""
+        p, x = self.params, np.asarray(x, dtype=np.float64)
+        v1, v2 = p.temperature / 2, p.temperature / (2 * p.b)
+        return (-0.5 * (x[:, 0] - p.a) ** 2 / v1 - 0.5 * np.log(2 * np.pi * v1)
+                - 0.5 * (x[:, 1] - x[:, 0] ** 2) ** 2 / v2 - 0.5 * np.log(2 * np.pi * v2))

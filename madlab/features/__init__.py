@@ -105,7 +105,7 @@ def extractor_identity(extractor) -> dict[str, str]:
 
 def to_pixels(images: np.ndarray) -> np.ndarray:
     """uint8 pixels as an 8-bit image file would hold them (floats are taken to be in [-1, 1])."""
-    from madlab.datasets.images import to_uint8
+    from madlab.image import to_uint8
 
     images = np.asarray(images)
     return images if images.dtype == np.uint8 else to_uint8(images)

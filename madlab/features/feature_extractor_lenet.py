@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -165,18 +164,6 @@ def weights_dir() -> Path:
     return cache_root() / "extractors"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def ensure_lenet_weights(directory: str | os.PathLike | None = None, *, verbose: bool = False) -> Path:
     """Path of the cached ``lenet-mnist`` weights, training and recording them on first use.
 
@@ -184,9 +171,10 @@ def ensure_lenet_weights(directory: str | os.PathLike | None = None, *, verbose:
     each train and atomically rename identical bytes into place, so no lock is needed. A cached
     record whose held-out accuracy is unknown is completed when the t10k split shows up.
     """
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file, save
 
     from madlab.datasets.images import load_mnist5k
+    from madlab.storage import atomic_write_bytes
 
     directory = Path(directory) if directory is not None else weights_dir()
     weights = directory / f"{NAME}-v{VERSION}.safetensors"
@@ -197,7 +185,7 @@ def ensure_lenet_weights(directory: str | os.PathLike | None = None, *, verbose:
             model = LeNet()
             model.load_state_dict(load_file(weights))
             record["heldout_accuracy"], record["heldout_set"] = heldout_accuracy(model)
-            _atomic_write(record_path, lambda p: Path(p).write_text(json.dumps(record, indent=2)))
+            atomic_write_bytes(record_path, json.dumps(record, indent=2).encode())
         return weights
     images, labels = load_mnist5k()
     start = time.perf_counter()
@@ -206,12 +194,12 @@ def ensure_lenet_weights(directory: str | os.PathLike | None = None, *, verbose:
     model = train_lenet(images, labels)
     seconds = time.perf_counter() - start
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(weights, lambda p: save_file(state, p, metadata={"name": NAME, "version": str(VERSION)}))
+    atomic_write_bytes(weights, save(state, metadata={"name": NAME, "version": str(VERSION)}))
     acc, heldout_set = heldout_accuracy(model)
     record = {"name": NAME, "version": VERSION, "sha256": file_sha256(weights), "recipe": RECIPE,
               "train_accuracy": accuracy(model, images, labels), "heldout_accuracy": acc,
               "heldout_set": heldout_set, "train_seconds": round(seconds, 1), "torch": torch.__version__}
-    _atomic_write(record_path, lambda p: Path(p).write_text(json.dumps(record, indent=2)))
+    atomic_write_bytes(record_path, json.dumps(record, indent=2).encode())
     return weights
 
 

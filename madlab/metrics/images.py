@@ -10,9 +10,8 @@ then costs one feature pass over the fake samples plus the metrics.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ from madlab.errors import ConfigError, MadlabError, RunFailed
 from madlab.features import create_extractor, default_extractor, extract_features, extractor_identity, to_pixels
 from madlab.metrics.feature import METRIC_NAMES, RealStats, check_k, feature_metrics, resolve_kid_subset_size
 from madlab.samples import Samples
+from madlab.storage import atomic_write_bytes
 
 
 def _explicit_kid_subset_size(cfg) -> int | None:
@@ -83,15 +83,9 @@ class ImageEvaluator:
             except (OSError, ValueError, KeyError):
                 pass  # unreadable cache entry: recompute and overwrite it
         stats = RealStats.from_features(self._features(pixels), k=self.k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **stats.to_arrays())
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        buffer = io.BytesIO()
+        np.savez(buffer, **stats.to_arrays())
+        atomic_write_bytes(path, buffer.getvalue())
         return stats
 
     def _features(self, images: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
 from madlab.report.plots import (Missing, _label, ess_panels, final_vs_total_panel, image_grid_panel, metrics_panel,
                                  plot_roles, scatter_panel, slug, theory_panel, tsne_panel)
 from madlab.report.results import Results, open_results
+from madlab.storage import Location, atomic_write_bytes
 
 __all__ = ["make_report", "open_results", "Results", "CATALOGUE", "MadFigure"]
 
@@ -49,8 +51,6 @@ def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
     are uploaded to ``results_dir/figures``. Raises MadlabError (one line) when ``results_dir``
     is not a results folder.
     """
-    from madlab.storage import Location
-
     location = Location(results_dir)
     if not location.local:
         return _report_remote(location, local_dir)
@@ -62,7 +62,6 @@ def _report_remote(location, local_dir: str | None) -> list[str]:
 
     from madlab.datasets.images import cache_root
     from madlab.errors import MadlabError
-    from madlab.storage import atomic_write_bytes
 
     if not any(location.exists(name) for name in ("metrics.parquet", "ess.parquet", "run.json")):
         raise MadlabError(f"{location.uri}: not a madlab results folder (no metrics.parquet, ess.parquet or run.json)")
@@ -97,9 +96,12 @@ def _report_local(results_dir: str) -> list[str]:
     written = [p for panel in panels for p in (panel.paths or [])]
     _remove_stale(out_dir, written)
     index = out_dir / "index.html"
-    _atomic_text(index, _index_html(results, figure, panels))
+    atomic_write_bytes(index, _index_html(results, figure, panels).encode("utf-8"))
     return written + [str(index)]
 
+
+#: per-generation rows of a curated loop (madlab.curation.stage), drawn in their own panel
+CURATION_METRICS = ("reward_before", "reward_after", "acceptance_rate", "candidates")
 
 #: sweep slices (combinations of axes beyond colour and line style) drawn as separate figures
 MAX_SLICES = 12
@@ -141,6 +143,12 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
             order = [m for m in expected if m in mine] + [m for m in mine if m not in expected]
             plans.append((f"metrics{tag}", "Metrics vs generation" + title,
                           lambda v=view, o=order: metrics_panel(v, o, hue) if o else _raise("no metric values yet"), True))
+            curated = [m for m in CURATION_METRICS if m in mine]
+            if curated or "curation" in wanted:
+                plans.append((f"curation{tag}", "Curation per generation" + title,
+                              lambda v=view, c=curated: metrics_panel(v, c, hue) if c else
+                              _raise("no curation rows (candidates, kept, reward_before, ...) in the table"),
+                              "curation" in wanted))
             if "trace_cov" in mine or "theory" in wanted:
                 plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title,
                               lambda v=view: theory_panel(v), "theory" in wanted))
@@ -190,9 +198,9 @@ def _save(fig, stem: Path) -> list[str]:
     paths = []
     for ext, kwargs in (("png", {"dpi": 90}), ("pdf", {})):
         path = stem.parent / f"{stem.name}.{ext}"
-        tmp = path.with_name(f".{path.name}.tmp.{ext}")
-        fig.savefig(tmp, bbox_inches="tight", **kwargs)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=ext, bbox_inches="tight", **kwargs)
+        atomic_write_bytes(path, buffer.getvalue())
         paths.append(str(path))
     plt.close(fig)
     return paths
@@ -203,12 +211,6 @@ def _remove_stale(out_dir: Path, keep: list[str]) -> None:
     for old in list(out_dir.glob("*.png")) + list(out_dir.glob("*.pdf")):
         if old.name not in keep_set:
             old.unlink(missing_ok=True)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel]) -> str:

@@ -64,6 +64,33 @@ CATALOGUE: dict[str, MadFigure] = {
         "Fig. 31", "Limit W2 vs total training-set size n for several real fractions and λ (Gaussian fresh-real)",
         "with λ = 1 the error falls with n for every real fraction; with λ < 1 it plateaus unless the real "
         "fraction is large", ("w2",), hue="mix", panels=("final_vs_total",)),
+    # ---- curation in the loop (madlab.curation): the mitigation studies since MAD
+    "curation_ferbach_gaussian": MadFigure(
+        "Ferbach et al. 2024", "Best-of-K curation (K = 4, β = 1) on a linear reward, Gaussian model on N(0, I_2)",
+        "with curated samples only, the expected reward E_{p_t}[r] (reward_before) is non-decreasing and grows "
+        "without bound; with real data mixed in (fixed-real) it rises less and the loop stays near the data",
+        ("reward_before", "reward_after", "mean_shift", "w2"), hue="real", panels=("curation",)),
+    "curation_ferbach_gmm25": MadFigure(
+        "Ferbach et al. 2024", "Best-of-K curation (K = 4, β = 1) on closeness to one mode, GMM on the 25-mode grid",
+        "curated-only retraining concentrates the mixture on the rewarded region (reward up, modes lost); "
+        "real data in every training set keeps the modes", ("reward_before", "modes", "w2", "recall"),
+        hue="real", panels=("curation", "samples")),
+    "curation_gillman_gaussian": MadFigure(
+        "Gillman et al. 2024", "Self-correction of strength γ by optimal assignment to the real data, Gaussian toy",
+        "a larger γ keeps W2 lower after the same number of generations (γ = 0: the collapsing loop)",
+        ("w2", "trace_cov"), hue="gamma", panels=("curation",)),
+    "curation_verify_gmm25": MadFigure(
+        "Feng et al. 2024; Yi et al. 2026", "Verifier filtering with an imperfect verifier, GMM on the 25-mode grid",
+        "the loop converges towards what the verifier knows: fewer false accepts keep more samples on the modes",
+        ("hq_fraction", "precision", "modes", "acceptance_rate"), hue="verifier", panels=("curation", "samples")),
+    "curation_gillman_ddpm_mnist": MadFigure(
+        "Gillman et al. 2024", "k-means self-correction (16 centres per digit) of a DDPM loop on MNIST",
+        "stronger correction keeps FID lower at a high synthetic ratio", ("fid", "precision", "recall"),
+        hue="gamma", panels=("samples",)),
+    "curation_drayson_detector_mnist": MadFigure(
+        "Drayson et al. 2025", "Detector importance resampling ∝ (1 - p_synthetic)^b, DDPM loop on MNIST",
+        "resampling towards what looks real slows collapse", ("fid", "precision", "recall", "reward_after"),
+        hue="b", panels=("curation", "samples")),
 }
 
 

@@ -238,14 +238,21 @@ def _real_reference(results: Results, run_id: str, n: int, images: bool = False)
         return None
 
 
+def _sample_runs(results: Results, image: bool) -> list[tuple[str, str]]:
+    """The representative runs whose samples are images (or vectors), or Missing saying why none."""
+    if not representative_runs(results, limit=1):
+        raise Missing("no published generation with samples yet")
+    reps = representative_runs(results, image=image)
+    if not reps:
+        raise Missing("samples are images (see the sample-grid panel)" if not image else
+                      "samples are vectors (see the scatter panel)")
+    return reps
+
+
 def scatter_panel(results: Results):
     """2-D scatter of samples per generation (MAD Figs. 14, 17); first two coordinates if d > 2."""
     plt = _pyplot()
-    if not representative_runs(results, limit=1):
-        raise Missing("no published generation with samples yet")
-    reps = representative_runs(results, image=False)
-    if not reps:
-        raise Missing("samples are images (see the sample-grid panel)")
+    reps = _sample_runs(results, image=False)
     first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
     cols = max(len(_pick(results.generations(r))) for _, r in reps) + 1
     fig, axes = plt.subplots(len(reps), cols, figsize=(1.9 * cols, 1.9 * len(reps) + 0.4), squeeze=False)
@@ -299,11 +306,7 @@ def image_grid_panel(results: Results, per_row: int = 10):
     """Rows = generations (first row: real images where the dataset is at hand), columns =
     samples spread over the classes: the look of MAD Fig. 1, one block per run."""
     plt = _pyplot()
-    if not representative_runs(results, limit=1):
-        raise Missing("no published generation with samples yet")
-    reps = representative_runs(results, image=True)
-    if not reps:
-        raise Missing("samples are vectors (see the scatter panel)")
+    reps = _sample_runs(results, image=True)
     blocks = []
     for label, run_id in reps:
         gens = _pick(results.generations(run_id))

@@ -8,8 +8,6 @@ listing ``runs/`` and trusting only generation folders that hold a ``DONE`` reco
 """
 from __future__ import annotations
 
-import json
-import re
 import shlex
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -20,15 +18,11 @@ import pandas as pd
 
 from madlab.errors import MadlabError
 from madlab.samples import Samples
+from madlab.storage import CONFIG, FAILED, Location, RunStore, last_done
+from madlab.table import BASE_COLUMNS, NOT_AXES, PROVENANCE, TABLE, run_rows
 
-TABLE = "metrics.parquet"
 ESS_TABLE = "ess.parquet"
-
-#: Table columns that are never a sweep axis.
-BASE_COLUMNS = ["sweep", "run_id", "generator", "dataset", "scheme", "bias", "n_real", "n_synthetic",
-                "n_initial", "seed", "generation", "metric", "value"]
-NOT_AXES = {"sweep", "run_id", "seed", "generation", "metric", "value", "status", "error",
-            "n_train_real", "n_train_synthetic", "synthetic_from", "extractor", "extractor_hash"}
+ESS_CURVE = "ess_curve.parquet"
 
 
 @dataclass
@@ -39,6 +33,11 @@ class Results:
     ess_curve: pd.DataFrame | None = None
     info: dict = field(default_factory=dict)
     label: str = ""  # the sweep slice this view shows, "" for the whole folder
+    location: Location | None = None  # where the folder is read from (default: ``dir``)
+
+    def __post_init__(self):
+        if self.location is None:
+            self.location = Location(self.dir)
 
     # ------------------------------------------------------------------ provenance
     @property
@@ -93,8 +92,7 @@ class Results:
     def generators(self) -> list[str]:
         if self.table is not None and "generator" in self.table and self.table["generator"].notna().any():
             return sorted(self.table["generator"].dropna().astype(str).unique())
-        from_configs = {(self.config(p.name).get("generator") or {}).get("name")
-                        for p in (self.dir / "runs").glob("*") if p.is_dir()}
+        from_configs = {(self.config(run_id).get("generator") or {}).get("name") for run_id in self.run_ids}
         if from_configs - {None}:
             return sorted(from_configs - {None})
         if self.ess is not None:
@@ -131,8 +129,7 @@ class Results:
         """One row per run: its run_id and the value of every column that is constant within it."""
         if self.table is None or self.table.empty:
             return pd.DataFrame(columns=["run_id"])
-        keep = [c for c in self.table.columns if c not in ("generation", "metric", "value", "error",
-                                                          "n_train_real", "n_train_synthetic", "synthetic_from")]
+        keep = [c for c in self.table.columns if c not in ("generation", "metric", "value", "error", *PROVENANCE)]
         return self.table[keep].drop_duplicates("run_id").reset_index(drop=True)
 
     @cached_property
@@ -159,7 +156,7 @@ class Results:
         keep = set(run_ids)
         table = None if self.table is None else self.table[self.table["run_id"].isin(keep)]
         return Results(dir=self.dir, table=table, ess=self.ess, ess_curve=self.ess_curve, info=self.info,
-                       label=label)
+                       label=label, location=self.location)
 
     @cached_property
     def failures(self) -> list[tuple[str, str]]:
@@ -168,104 +165,88 @@ class Results:
             failed = self.table[self.table["status"].astype(str) == "failed"]
             for row in failed.drop_duplicates("run_id").itertuples(index=False):
                 found[row.run_id] = str(getattr(row, "error", "") or "")
-        runs_dir = self.dir / "runs"
-        if runs_dir.is_dir():
-            for marker in runs_dir.glob("*/FAILED"):
-                try:
-                    found.setdefault(marker.parent.name, str(json.loads(marker.read_text()).get("error", "")))
-                except (OSError, ValueError):
-                    found.setdefault(marker.parent.name, "unreadable FAILED record")
+        for rel in self.location.glob(f"runs/*/{FAILED}"):
+            run_id = rel.split("/")[1]
+            try:
+                found.setdefault(run_id, str(self.run(run_id).failure().get("error", "")))
+            except (OSError, ValueError, AttributeError):
+                found.setdefault(run_id, "unreadable FAILED record")
         return sorted(found.items())
 
     # ------------------------------------------------------------------ per-run files
+    @property
+    def run_ids(self) -> list[str]:
+        """Runs with a config.json record in the folder."""
+        return [rel.split("/")[1] for rel in self.location.glob(f"runs/*/{CONFIG}")]
+
+    def run(self, run_id: str) -> RunStore:
+        return RunStore(self.location.child("runs", run_id))
+
     def config(self, run_id: str) -> dict:
-        path = self.dir / "runs" / run_id / "config.json"
         try:
-            data = json.loads(path.read_text())
+            data = self.run(run_id).config()
         except (OSError, ValueError):
             return {}
         return data.get("config", data) if isinstance(data, dict) else {}
 
     def generations(self, run_id: str) -> list[int]:
-        """Published generations of a run (folders holding DONE and samples)."""
-        run_dir = self.dir / "runs" / run_id
-        gens = []
-        if run_dir.is_dir():
-            for child in run_dir.iterdir():
-                m = re.fullmatch(r"gen-(\d+)", child.name)
-                if m and (child / "DONE").is_file() and (child / "samples.npz").is_file():
-                    gens.append(int(m.group(1)))
-        return sorted(gens)
+        """Published generations of a run (DONE present; DONE is written after the samples)."""
+        return self.run(run_id).generations()
 
     def samples(self, run_id: str, generation: int) -> Samples:
-        return load_samples(self.dir / "runs" / run_id / f"gen-{generation:04d}" / "samples.npz")
-
-
-def load_samples(path) -> Samples:
-    """samples.npz as the engine writes it: float ``x``, or 8-bit ``x_uint8`` for images."""
-    with np.load(path, allow_pickle=False) as z:
-        if "x_uint8" in z.files:
-            x = z["x_uint8"].astype(np.float32) / 127.5 - 1.0
-        else:
-            x = z["x"].astype(np.float32)
-        return Samples(x, z["y"] if "y" in z.files else None)
+        return self.run(run_id).samples(generation)
 
 
 def open_results(results_dir) -> Results:
     """Read a results folder; a folder without a results table is a one-line MadlabError."""
-    path = Path(results_dir)
-    if not path.is_dir():
+    location = Location(results_dir)
+    if not location.fs.isdir(""):
         raise MadlabError(f"{results_dir}: not a madlab results folder (no such directory)")
     info = {}
-    if (path / "run.json").is_file():
+    if location.exists("run.json"):
         try:
-            info = json.loads((path / "run.json").read_text())
+            info = location.read_json("run.json")
         except ValueError:
             info = {}
         if not isinstance(info, dict):
             info = {}
     table = ess = curve = None
-    if (path / TABLE).is_file():
-        table = _read_parquet(path / TABLE, results_dir)
+    if location.exists(TABLE):
+        table = _read_parquet(location, TABLE, results_dir)
         missing = [c for c in ("run_id", "generation", "metric", "value") if c not in table.columns]
         if missing:
             raise MadlabError(f"{results_dir}: {TABLE} lacks column {missing[0]!r}: not a madlab results table")
-    if (path / ESS_TABLE).is_file():
-        ess = _read_parquet(path / ESS_TABLE, results_dir)
-        if (path / "ess_curve.parquet").is_file():
-            curve = _read_parquet(path / "ess_curve.parquet", results_dir)
-    live = (path / "run.json").is_file() and (path / "runs").is_dir()
+    if location.exists(ESS_TABLE):
+        ess = _read_parquet(location, ESS_TABLE, results_dir)
+        if location.exists(ESS_CURVE):
+            curve = _read_parquet(location, ESS_CURVE, results_dir)
+    live = location.exists("run.json") and location.fs.isdir("runs")
     if table is None and ess is None and not live:
         raise MadlabError(f"{results_dir}: not a madlab results folder (no metrics.parquet)")
     if live:
-        table = _with_live_runs(path, table, str(info.get("name", path.name)))
-    return Results(dir=path, table=table, ess=ess, ess_curve=curve, info=info)
+        table = _with_live_runs(location, table, str(info.get("name", location.name)))
+    return Results(dir=Path(location.path()), table=table, ess=ess, ess_curve=curve, info=info, location=location)
 
 
-def _with_live_runs(path: Path, table: pd.DataFrame | None, sweep: str) -> pd.DataFrame | None:
+def _with_live_runs(location: Location, table: pd.DataFrame | None, sweep: str) -> pd.DataFrame | None:
     """Add the generations published since the table was written (a sweep still running).
 
     The runner rewrites metrics.parquet only as whole runs finish; a run in progress has its
     generations in DONE records only. Those rows are rebuilt with the engine's own row
     builder, so they are the rows the final table will hold.
     """
-    from madlab.storage import RunStore
-    from madlab.table import run_rows
-
     in_table = table.groupby("run_id")["generation"].max().to_dict() if table is not None and len(table) else {}
     fresh, replaced = [], set()
-    for run_dir in sorted((path / "runs").iterdir()):
-        if not (run_dir / "config.json").is_file():
+    for run_id, done in sorted(last_done(location, runs="runs").items()):
+        if done <= in_table.get(run_id, 0):
             continue
-        done = RunStore(run_dir).last_done()
-        if done == 0 or done <= in_table.get(run_dir.name, 0):
-            continue
+        store = RunStore(location.child("runs", run_id))
         try:
-            record = json.loads((run_dir / "config.json").read_text())
-            fresh += run_rows(run_dir, record.get("config", record), record.get("swept", {}), sweep)
+            record = store.config()
+            fresh += run_rows(store.location, record.get("config", record), record.get("swept", {}), sweep)
         except (OSError, ValueError, KeyError):
             continue  # a run folder being created right now: next report picks it up
-        replaced.add(run_dir.name)
+        replaced.add(run_id)
     if not fresh:
         return table if table is not None else pd.DataFrame(columns=BASE_COLUMNS)
     extra = pd.DataFrame(fresh)
@@ -274,8 +255,8 @@ def _with_live_runs(path: Path, table: pd.DataFrame | None, sweep: str) -> pd.Da
     return pd.concat([table[~table["run_id"].isin(replaced)], extra], ignore_index=True)
 
 
-def _read_parquet(path: Path, results_dir) -> pd.DataFrame:
+def _read_parquet(location: Location, rel: str, results_dir) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        return location.read_frame(rel)
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
-        raise MadlabError(f"{results_dir}: {path.name} is not a readable parquet table ({type(exc).__name__})") from None
+        raise MadlabError(f"{results_dir}: {rel} is not a readable parquet table ({type(exc).__name__})") from None

@@ -1,0 +1,132 @@
+"""The worker side: run (or resume) a list of runs in this process; failures are recorded, never raised.
+
+A *job* is one run of a sweep, as plain data (its resolved config and folder), so it can be
+shipped to any process. A *unit* is a list of jobs one worker runs one after another: runs of a
+*cheap* generator (Gaussian, GMM: milliseconds per generation) are packed many to a unit, so a
+sweep of thousands pays a handful of worker start-ups and no per-generation scheduling
+traffic; other runs get a unit each.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from madlab.config import RunConfig
+from madlab.errors import RunFailed
+from madlab.registry import get_generator_class
+from madlab.runner.faults import fault_hook
+from madlab.storage import RunStore
+from madlab.table import run_rows
+
+
+@dataclass
+class Job:
+    run_id: str
+    config: dict
+    swept: dict
+    run_dir: str
+    sweep: str
+
+    @property
+    def generations(self) -> int:
+        return self.config["loop"]["generations"]
+
+    @property
+    def resources(self) -> tuple[float, float, int | None]:
+        res = self.config.get("resources") or {}
+        return (float(res.get("num_cpus", 1.0)), float(res.get("num_gpus", 0.0)), res.get("memory"))
+
+    def rows(self) -> list[dict]:
+        return run_rows(self.run_dir, self.config, self.swept, self.sweep)
+
+    def last_done(self) -> int:
+        return RunStore(self.run_dir).last_done()
+
+
+@dataclass
+class Outcome:
+    run_id: str
+    status: str  # "ok" | "failed"
+    error: str | None
+    rows: list = field(default_factory=list)
+    last_done: int = 0
+    seconds: float = 0.0  # wall time in the worker for this call
+    compute: float = 0.0  # of which fit + sample + metrics (from the DONE records)
+    generations_run: int = 0  # generations computed in this call (not resumed)
+    timings: dict = field(default_factory=dict)  # seconds per step phase (data, fit, sample, metrics, publish), summed
+    window: tuple = ()  # (start, end) wall-clock time.time() of this call in the worker
+    node: str = ""  # the Ray node that ran this call (set by the Ray task)
+
+
+def finished(job: Job) -> Outcome:
+    """The outcome of a job whose generations are all published."""
+    return Outcome(job.run_id, "ok", None, job.rows(), job.generations)
+
+
+def give_up(jobs: list[Job], error: str) -> list[Outcome]:
+    """Record ``error`` in each job's FAILED marker; their outcomes."""
+    outcomes = []
+    for job in jobs:
+        store = RunStore(job.run_dir)
+        store.mark_failed(store.last_done() + 1, error)
+        outcomes.append(Outcome(job.run_id, "failed", error, job.rows(), store.last_done()))
+    return outcomes
+
+
+def pack(jobs: list[Job], n_workers: int) -> list[list[Job]]:
+    """Units of work: one per expensive run, cheap runs in about four units per worker."""
+    is_cheap = [get_generator_class(j.config["generator"]["name"]).cheap for j in jobs]
+    cheap = [j for j, c in zip(jobs, is_cheap) if c]
+    heavy = [[j] for j, c in zip(jobs, is_cheap) if not c]
+    size = max(1, math.ceil(len(cheap) / (4 * max(1, n_workers))))
+    return heavy + [cheap[i:i + size] for i in range(0, len(cheap), size)]
+
+
+class _Timings:
+    """Sums a run's DONE-record timings as its generations are published."""
+
+    def __init__(self, run_id: str, report):
+        self.run_id, self.report = run_id, report
+        self.compute, self.n, self.phases = 0.0, 0, {}
+
+    def __call__(self, t: int, record: dict) -> None:
+        s = record["seconds"]
+        self.compute += s["fit"] + s["sample"] + s["metrics"]
+        self.n += 1
+        for phase, seconds in s.items():
+            self.phases[phase] = self.phases.get(phase, 0.0) + seconds
+        if self.report is not None:
+            self.report(self.run_id, t)
+
+
+def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, report=None) -> list[Outcome]:
+    """Run (or resume) each job to completion; failures are recorded, never raised.
+
+    ``report(run_id, generation)`` is called after each published generation.
+    """
+    from madlab.loop import Loop
+
+    hook = fault_hook(fault)
+    outcomes = []
+    for job in jobs:
+        store = RunStore(job.run_dir)
+        status, error = "ok", None
+        timings = _Timings(job.run_id, report)
+        start, started_at = time.perf_counter(), time.time()
+        try:
+            config = RunConfig.model_validate(job.config)
+            loop = Loop(config, job.run_dir, device=config.metrics.device or device,
+                        cache_dir=store.cache_dir, fault_hook=hook)
+        except Exception as exc:  # e.g. a dataset missing on this node: the run cannot start
+            status, error = "failed", f"{type(exc).__name__}: {exc}".strip()
+            store.mark_failed(store.last_done() + 1, error)
+        else:
+            try:
+                loop.run(on_generation=timings)
+            except RunFailed as exc:
+                status, error = "failed", str(exc)
+        outcomes.append(Outcome(job.run_id, status, error, job.rows(), store.last_done(),
+                                time.perf_counter() - start, timings.compute, timings.n, timings.phases,
+                                window=(started_at, time.time())))
+    return outcomes

@@ -1,0 +1,224 @@
+"""Running units of jobs on Ray: one Ray task per unit, retried by Ray when its worker dies.
+
+Resources. Every run asks for ``resources: {num_cpus, num_gpus, memory}`` (fractional GPUs
+allowed: four small MNIST loops can share a GPU at ``num_gpus: 0.25``); its unit's task asks
+Ray for exactly that, so runs of different shapes are scheduled side by side and a finished
+task frees its share at once. A worker runs its generator on the device Ray assigned it
+(``cuda`` when it holds a GPU share, else ``cpu``); with a fraction of a GPU it caps its process at
+that fraction of the card's memory. On a cluster (``--address``) the pending tasks are the demand
+that makes the autoscaler add (GPU) nodes. What fits is counted per node (:mod:`madlab.placement`);
+runs of a shape that no alive node fits are waited for up to ``$MADLAB_PLACEMENT_TIMEOUT_S``, then
+fail with one line.
+
+Worker processes. Ray reuses a task's worker process for later tasks, so torch and the
+generator stack are imported once per process, not once per unit. Not for GPU tasks: a process
+keeps the GPU it first initialised CUDA on, whatever Ray assigns it next, so a GPU unit gets a
+fresh process (``max_calls=1``, Ray's own default for GPU tasks).
+
+Fault tolerance. A generation is published atomically (:mod:`madlab.storage`) and a worker
+resumes every run from its last published generation, so redoing a unit is always safe:
+
+* a worker process that dies (node lost, spot preemption, OOM kill) has its task retried by
+  Ray (``MAX_RESTARTS``, ``MADLAB_MAX_RESTARTS`` overrides it); a unit whose retries are spent
+  has its unfinished runs retried one by one (``MAX_ATTEMPTS``, so one poison run cannot sink
+  its batch) before they are marked failed;
+* a driver killed outright takes its tasks with it; started again it skips every published
+  generation and redoes at most one generation per run;
+* a run that raises (NaN loss, bad data) is recorded in its FAILED marker and the table, and
+  the other runs go on; an exception escaping the worker (a bug) fails its unit's runs.
+  Failures are not retried within a sweep; running the command again does.
+
+This replaced a hand-written pool of actors (``benchmarks/bench_ray_scheduler.py`` measures
+the two against each other).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections import Counter, defaultdict
+
+from madlab.errors import MadlabError
+from madlab.placement import PlacementWatch, alive_nodes, cap_gpu_memory, describe, describe_nodes
+from madlab.placement import capacity as node_capacity
+from madlab.runner.jobs import Job, finished, give_up, pack, run_jobs
+from madlab.runner.progress import Reporter
+
+#: times Ray retries a unit whose worker process died
+MAX_RESTARTS = 4
+#: times a run is tried alone after its unit's retries were spent
+MAX_ATTEMPTS = 2
+#: the most tasks of one resource shape in flight (on a cluster, pending ones drive the autoscaler)
+MAX_IN_FLIGHT = 256
+
+
+def max_restarts() -> int:
+    return int(os.environ.get("MADLAB_MAX_RESTARTS", MAX_RESTARTS))
+
+
+def init_ray(address: str | None) -> None:
+    import ray
+
+    kwargs = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True,
+              "configure_logging": True}
+    if address:
+        ray.init(address=address, **kwargs)
+    else:
+        ray.init(num_cpus=os.cpu_count(), **kwargs)
+
+
+def capacity(resources: tuple, cluster: dict | list) -> int:
+    """How many runs of this shape fit at once: on one totals dict, or per node on a list of them."""
+    return node_capacity(resources, cluster if isinstance(cluster, list) else [cluster])
+
+
+def connect(pending: list[Job], address: str | None, stream) -> None:
+    """Start or join Ray; refuse (MadlabError) a run the local instance can never hold."""
+    import ray
+
+    if not ray.is_initialized():
+        init_ray(address)
+    nodes = alive_nodes()
+    for resources in sorted({j.resources for j in pending}, key=str):
+        if capacity(resources, nodes) == 0:
+            wanted, have = describe(resources), describe_nodes(nodes)
+            if address is None:
+                raise MadlabError(f"resources: a run asks for {wanted} but the local Ray instance has {have}; "
+                                  f"lower resources.* or use --address to reach a cluster that has them")
+            stream.write(f"[madlab] waiting for the cluster to add nodes for runs with {wanted} (it has {have} now)\n")
+
+
+def run_unit(jobs: list[Job], fault: str | None, tracker) -> list:
+    """The body of a unit's task, in a Ray worker process."""
+    import ray
+    import torch
+
+    torch.set_num_threads(max(1, int(jobs[0].resources[0])))
+    gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
+    if gpu:
+        cap_gpu_memory(jobs[0].resources[1])
+    reporter = Reporter(tracker)
+    try:
+        outcomes = run_jobs(jobs, device="cuda" if gpu else "cpu", fault=fault, report=reporter)
+    finally:
+        reporter.flush()
+    node = ray.get_runtime_context().get_node_id()
+    for outcome in outcomes:
+        outcome.node = node
+    return outcomes
+
+
+@functools.lru_cache(maxsize=None)
+def _remote(gpu: bool):
+    import ray
+
+    return ray.remote(max_calls=1 if gpu else 0)(run_unit)
+
+
+@functools.lru_cache(maxsize=None)
+def _tracker_class():
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class ProgressTracker:
+        """Last published generation of each run, as reported by the workers."""
+
+        def __init__(self):
+            self.done = {}
+
+        def update(self, done: dict) -> None:
+            self.done.update(done)
+
+        def snapshot(self) -> dict:
+            return self.done
+
+    return ProgressTracker
+
+
+def _task_options(resources: tuple, retries: int) -> dict:
+    num_cpus, num_gpus, memory = resources
+    options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": retries, "retry_exceptions": False}
+    if memory:
+        options["memory"] = memory
+    return options
+
+
+def _lost(unit: list[Job], exc: Exception, attempts: Counter, sweep) -> list[Job]:
+    """The jobs of a unit whose worker kept dying that get another try, alone; the rest finish or fail."""
+    retry = []
+    for job in unit:
+        if job.last_done() >= job.generations:
+            sweep.finish([finished(job)])
+        elif attempts[job.run_id] + 1 < MAX_ATTEMPTS:
+            attempts[job.run_id] += 1
+            retry.append(job)  # alone, so one poison run cannot sink its batch
+        else:
+            sweep.finish(give_up([job], f"worker died repeatedly ({type(exc).__name__})"))
+    return retry
+
+
+def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | None, wait_s: float) -> None:
+    """Run every pending job as Ray tasks, handing each outcome to ``sweep.finish``.
+
+    ``workers`` caps the tasks of one resource shape in flight (and sets how cheap runs are
+    packed); ``sweep.tick()`` is called at least every ``wait_s`` seconds.
+    """
+    import ray
+    from ray.exceptions import RayError, RayTaskError
+
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # on the driver's node: losing another node must not take the progress tracker with it
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    tracker = _tracker_class().options(scheduling_strategy=here).remote()
+    sweep.poll = lambda: ray.get(tracker.snapshot.remote())
+    cluster = alive_nodes()
+    watch = PlacementWatch(stream=getattr(getattr(sweep, "progress", None), "stream", None))
+    retries = max_restarts()
+    queue: list[tuple[tuple, list[Job]]] = []
+    groups: dict[tuple, list[Job]] = defaultdict(list)
+    for job in pending:
+        groups[job.resources].append(job)
+    for resources, jobs in groups.items():
+        queue += [(resources, unit) for unit in pack(jobs, workers or max(1, capacity(resources, cluster)))]
+    in_flight: dict = {}  # ref -> (resources, unit)
+    running: Counter = Counter()
+    attempts: Counter = Counter()
+    try:
+        while queue or in_flight:
+            waiting = []
+            for resources, unit in queue:
+                if running[resources] >= (workers or MAX_IN_FLIGHT):
+                    waiting.append((resources, unit))
+                    continue
+                task = _remote(resources[1] > 0).options(**_task_options(resources, retries))
+                in_flight[task.remote(unit, fault, tracker)] = (resources, unit)
+                running[resources] += 1
+            queue = waiting
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait_s)
+            for ref in ready:
+                resources, unit = in_flight.pop(ref)
+                running[resources] -= 1
+                try:
+                    sweep.finish(ray.get(ref))
+                except RayTaskError as exc:  # a bug escaped run_jobs: record it, keep the sweep going
+                    sweep.finish(give_up(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+                except RayError as exc:  # the worker died and Ray's retries are spent
+                    queue += [(resources, [job]) for job in _lost(unit, exc, attempts, sweep)]
+            for shape, reason in watch.expired({r for r, _ in queue} | {r for r, _ in in_flight.values()}):
+                stuck = [job for r, unit in queue if r == shape for job in unit]
+                queue = [(r, unit) for r, unit in queue if r != shape]
+                for ref, (r, unit) in list(in_flight.items()):
+                    if r == shape:
+                        ray.cancel(ref, force=True)
+                        in_flight.pop(ref)
+                        running[r] -= 1
+                        stuck += unit
+                sweep.finish([finished(j) for j in stuck if j.last_done() >= j.generations])
+                sweep.finish(give_up([j for j in stuck if j.last_done() < j.generations], reason))
+            sweep.tick()
+    finally:
+        for ref in in_flight:
+            ray.cancel(ref, force=True)
+        sweep.poll = None
+        ray.kill(tracker, no_restart=True)

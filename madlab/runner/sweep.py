@@ -1,0 +1,125 @@
+"""The driver of a sweep: what is left to do, who runs it, and what the driver knows meanwhile.
+
+    Runner.run():  plan the jobs -> skip what is published -> prepare the folder
+                   -> run the rest (Ray tasks, or one after another here with ``--no-ray``)
+                   -> write the table
+
+All the work is in :mod:`madlab.loop`; how units reach workers is :mod:`madlab.runner.ray_tasks`.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+from madlab.config import Spec
+from madlab.runner.faults import FAULT_ENV, parse_faults
+from madlab.runner.folder import plan_jobs, prepare, results_location, scan_done
+from madlab.runner.jobs import Job, Outcome, finished, pack, run_jobs
+from madlab.runner.progress import Progress
+from madlab.storage import Location
+from madlab.table import write_table
+
+#: how often the table is rewritten while a sweep runs (for `madlab report` on a live folder)
+TABLE_EVERY_S = 60.0
+
+
+@dataclass
+class Summary:
+    out_dir: str
+    table: str
+    runs: int
+    failed: list[Outcome]
+    seconds: float
+    outcomes: list[Outcome] = field(default_factory=list)
+
+
+class SweepState:
+    """What the driver knows while a sweep runs: each run's outcome and last published generation.
+
+    ``finish`` takes outcomes as workers return them, ``tick`` redraws the progress line and
+    rewrites the table now and then; ``poll`` (set by the Ray side) returns the progress the
+    workers reported since.
+    """
+
+    def __init__(self, location: Location, jobs: list[Job], done: dict[str, int], progress: Progress):
+        self.location, self.jobs, self.progress = location, jobs, progress
+        self.outcomes: dict[str, Outcome] = {}
+        self.generations = dict(done)
+        self.table_at, self.dirty = time.monotonic(), False
+        self.poll = None
+
+    def finish(self, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            self.outcomes[outcome.run_id] = outcome
+            self.generations[outcome.run_id] = outcome.last_done
+        self.dirty = True
+
+    def on_generation(self, run_id: str, t: int) -> None:
+        self.generations[run_id] = t
+        self.tick()
+
+    def tick(self, force: bool = False) -> None:
+        if self.dirty and time.monotonic() - self.table_at > TABLE_EVERY_S:
+            self.write_table()  # partial results for `madlab report` while running
+        if not (force or self.progress.due()):
+            return
+        if self.poll is not None:
+            for run_id, t in self.poll().items():
+                self.generations[run_id] = max(self.generations.get(run_id, 0), t)
+        failed = sum(o.status == "failed" for o in self.outcomes.values())
+        self.progress.update(len(self.outcomes), sum(self.generations.values()), failed, force=force)
+
+    def write_table(self) -> str:
+        self.table_at, self.dirty = time.monotonic(), False
+        return write_table(self.location, [row for job in self.jobs if job.run_id in self.outcomes
+                                           for row in self.outcomes[job.run_id].rows])
+
+    def summary(self, seconds: float) -> Summary:
+        table = self.write_table()
+        outcomes = [self.outcomes[j.run_id] for j in self.jobs if j.run_id in self.outcomes]
+        return Summary(self.location.uri, table, len(self.jobs), [o for o in outcomes if o.status == "failed"],
+                       seconds, outcomes)
+
+
+class Runner:
+    def __init__(self, spec: Spec, out_dir: str | None = None, *, command: str = "madlab run",
+                 address: str | None = None, use_ray: bool = True, workers: int | None = None,
+                 stream=None, progress_every: float = 10.0):
+        self.spec = spec
+        self.out_dir = str(out_dir or spec.out)
+        self.command = command
+        self.address, self.use_ray, self.workers = address, use_ray, workers
+        self.stream = stream or sys.stdout
+        self.progress_every = progress_every
+        self.fault = os.environ.get(FAULT_ENV) or None
+        parse_faults(self.fault)
+
+    def run(self) -> Summary:
+        start = time.monotonic()
+        location = results_location(self.out_dir)
+        jobs = plan_jobs(self.spec, location)
+        done = scan_done(location, jobs)
+        pending = [j for j in jobs if done[j.run_id] < j.generations]
+        if pending and self.use_ray:
+            from madlab.runner.ray_tasks import connect
+
+            connect(pending, self.address, self.stream)  # refuses impossible resources before writing anything
+        prepare(self.spec, location, self.command, jobs)
+        progress = Progress(len(jobs), sum(j.generations for j in jobs), self.stream, self.progress_every)
+        sweep = SweepState(location, jobs, done, progress)
+        pending_ids = {j.run_id for j in pending}
+        sweep.finish([finished(j) for j in jobs if j.run_id not in pending_ids])
+        sweep.tick(force=True)
+        if pending and self.use_ray:
+            from madlab.runner.ray_tasks import run_on_ray
+
+            run_on_ray(pending, sweep, fault=self.fault, workers=self.workers, wait_s=min(self.progress_every, 5.0))
+        elif pending:
+            for unit in pack(pending, 1):
+                sweep.finish(run_jobs(unit, fault=self.fault, report=sweep.on_generation))
+                sweep.tick()
+        summary = sweep.summary(time.monotonic() - start)
+        sweep.tick(force=True)
+        return summary
