@@ -420,6 +420,7 @@ def _check_components(runs: list[Run]) -> None:
         dataset = opened[key]
         try:
             _check_draws(run.config, dataset)
+            dataset.check_run(run.config)
             run.config = _resolve_generator(run.config, dataset)
             _check_metrics(run.config, dataset)
         except ConfigError as exc:

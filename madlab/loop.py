@@ -48,6 +48,7 @@ class Loop:
         self.cache_dir = cache_dir or self.store.cache_dir
         self.dataset, self.generator_cls, self.generator_params = make_components(config)
         self.image = self.dataset.kind == "image"
+        self.tokens = self.dataset.kind == "tokens"
         self.n_eval = eval_size(config)
         self._real: dict[tuple[int, int], Samples] = {}
         self._synthetic: dict[int, Samples] = {}
@@ -105,7 +106,8 @@ class Loop:
         training_plan = self.plan(t)
         train = self.training_set(training_plan)
         generator = self.generator_cls(self.generator_params, data_shape=self.dataset.shape,
-                                       num_classes=self.dataset.num_classes, device=self.device)
+                                       num_classes=self.dataset.num_classes, device=self.device,
+                                       **({"vocab_size": self.dataset.vocab_size} if self.tokens else {}))
         if loop.warm_start and t > 1:
             generator.load_state_dict(self.store.state(t - 1))
         t_data = time.perf_counter()
@@ -165,6 +167,13 @@ class Loop:
         return loop.memory
 
     def _check(self, samples: Samples, t: int) -> Samples:
+        if self.tokens:
+            from madlab.tokenizer import check_tokens
+
+            problem = check_tokens(samples.x, self.dataset.vocab_size)
+            if problem is not None:
+                raise RunFailed(f"generation {t}: the generator produced bad token samples: {problem}")
+            return samples
         if not np.isfinite(samples.x).all():
             raise RunFailed(f"generation {t}: the generator produced non-finite samples")
         if self.image:  # generated images become 8-bit pictures, like the real ones
@@ -174,6 +183,8 @@ class Loop:
     def _metrics(self, generator, fake: Samples) -> dict[str, float]:
         if self.image:
             scores = dict(self.evaluator(fake))
+        elif self.tokens:
+            scores = dict(self.evaluator(fake, generator=generator))
         else:
             scores = dict(self.evaluator(fake, sampling_gaussian=generator.sampling_gaussian(self.config.loop.bias)))
         scores.update(generator.model_metrics(self.dataset))
@@ -194,6 +205,10 @@ class Loop:
         done = self.store.last_done()
         if done < last:
             self.store.clear_failure()
+        if self.tokens and done < last:
+            from madlab.text_run import store_tokenizer
+
+            store_tokenizer(self.store, self.dataset.tokenizer, resumed=done > 0)
         with compute_threads(self.config.resources.num_cpus):
             self._run(done, last, on_generation)
         return last

@@ -10,7 +10,8 @@ import numpy as np
 class Samples:
     """A batch of samples.
 
-    x: float32 array, (n, d) for vector data or (n, C, H, W) in [-1, 1] for images.
+    x: float32 array, (n, d) for vector data or (n, C, H, W) in [-1, 1] for images;
+       for the ``tokens`` kind int64 (n, L): token ids then padding -1 (``madlab.tokenizer``).
     y: int64 class labels (n,) where the data has them, else None.
     """
 

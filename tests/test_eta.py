@@ -63,3 +63,49 @@ def test_finished_runs_cost_nothing():
     clock.now = 5.0
     model.observe("a", 1, 5.0)
     assert model.eta() == (0.0, 0)
+
+
+def test_the_sweep_prints_a_cost_weighted_eta(write_spec, tmp_path):
+    import io
+
+    from madlab.config import load_spec
+    from madlab.runner import Runner
+
+    spec = {"name": "eta", "dataset": {"name": "gaussian", "dim": 2}, "generator": {"name": "gaussian"},
+            "loop": {"scheme": "fully-synthetic", "generations": 30, "n_real": 50, "n_synthetic": 50},
+            "sweep": {"seed": [0, 1]}}
+    stream = io.StringIO()
+    summary = Runner(load_spec(write_spec(spec)), tmp_path / "out", use_ray=False, stream=stream,
+                     progress_every=0.0).run()
+    assert not summary.failed
+    lines = [line for line in stream.getvalue().splitlines() if line.startswith("[madlab] runs")]
+    assert lines[0].endswith("eta -")  # nothing timed yet: no figure
+    running = [line for line in lines[1:] if "generations 60/60" not in line]
+    etas = [line.rsplit("eta ", 1)[1] for line in running]
+    assert etas and all(e[0].isdigit() for e in etas), etas  # e.g. "0m01s": priced, one kind, all timed
+    minutes, seconds = etas[0].split("m")
+    # the first generation's set-up is not charged to the 59 after it (that once gave 42 s for a 2 s sweep)
+    assert int(minutes) * 60 + int(seconds.rstrip("s")) <= 10 * max(summary.seconds, 1.0), (etas, summary.seconds)
+
+
+def test_the_lenet_extractor_is_announced_and_trained_once_before_the_runs(write_spec, tmp_path, monkeypatch):
+    import io
+
+    from madlab.config import load_spec
+    from madlab.features import feature_extractor_lenet as lenet
+    from madlab.runner.folder import plan_jobs
+    from madlab.runner.progress import Progress
+    from madlab.runner.sweep import prepare_extractors
+
+    trained = []
+    monkeypatch.setattr(lenet, "lenet_weights_cached", lambda directory=None: bool(trained))
+    monkeypatch.setattr(lenet, "ensure_lenet_weights", lambda *a, **k: trained.append(1))
+    spec = {"name": "le", "dataset": {"name": "mnist5k"}, "generator": {"name": "ddpm"},
+            "loop": {"scheme": "fully-synthetic", "generations": 2, "n_real": 100, "n_synthetic": 100},
+            "sweep": {"seed": [0, 1, 2]}}
+    jobs = plan_jobs(load_spec(write_spec(spec)), str(tmp_path / "out"))
+    stream = io.StringIO()
+    prepare_extractors(jobs, Progress(3, 6, stream), local=True)
+    assert trained == [1] and "training the LeNet feature extractor once" in stream.getvalue()
+    prepare_extractors(jobs, Progress(3, 6, stream), local=True)  # cached now: silent, no training
+    assert trained == [1] and stream.getvalue().count("training the LeNet") == 1

@@ -29,7 +29,8 @@ class Case:
     """A tiny configuration of one generator on one kind of data.
 
     params: hyper-parameters (small, so a fit takes well under a second);
-    shape: one sample's shape, (d,) or (C, H, W); num_classes: labels on the training data;
+    shape: one sample's shape, (d,) or (C, H, W), or (L,) for token data;
+    num_classes: labels on the training data; vocab_size: set for token data (``tokens`` kind);
     bad: hyper-parameters the generator must reject with a clear error.
     """
 
@@ -38,10 +39,11 @@ class Case:
     num_classes: int | None = None
     n_train: int = 64
     bad: tuple[dict, ...] = field(default_factory=tuple)
+    vocab_size: int | None = None
 
     @property
     def id(self) -> str:
-        return "x".join(map(str, self.shape))
+        return "x".join(map(str, self.shape)) + (f"-v{self.vocab_size}" if self.vocab_size else "")
 
 
 CASES: dict[str, list[Case]] = {
@@ -56,6 +58,12 @@ CASES: dict[str, list[Case]] = {
     "flow": [Case({"layers": 2, "hidden": 8, "epochs": 1, "batch_size": 16}, (2,),
                   bad=({"layers": 0}, {"levels": 9}, {"preset": "tpu"})),
              Case({"layers": 1, "hidden": 4, "levels": 2, "epochs": 1, "batch_size": 8}, (1, 8, 8), n_train=16)],
+    "ngram": [Case({"order": 3}, (12,), vocab_size=7, bad=({"order": 0}, {"add_k": -1.0})),
+              Case({"order": 1, "add_k": 0.5}, (5,), vocab_size=30)],
+    "gpt": [Case({"n_layer": 1, "n_head": 2, "n_embd": 16, "steps": 3, "batch_size": 8}, (10,), vocab_size=7,
+                 bad=({"n_layer": 0}, {"block_size": 5}, {"n_head": 3}, {"top_p": 1.5})),
+            Case({"n_layer": 1, "n_head": 1, "n_embd": 8, "steps": 2, "batch_size": 4, "ema": 0.9, "top_k": 3,
+                  "top_p": 0.9, "sample_batch": 5}, (6,), vocab_size=11, n_train=16)],
     "ddpm": [Case({"hidden": 16, "depth": 1, "steps": 3, "batch_size": 16, "sample_steps": 3}, (2,), num_classes=2,
                   bad=({"lr": -1}, {"sampler": "euler"}, {"cond_drop": 1.0})),
              Case({"channels": [8, 16], "layers_per_block": 1, "norm_groups": 4, "steps": 2, "batch_size": 8,
@@ -67,9 +75,21 @@ CASES: dict[str, list[Case]] = {
 # -- the checks ---------------------------------------------------------------------------------
 
 def tiny_data(case: Case, seed: int = 0) -> Samples:
-    """Structured toy data: two clusters (vectors) or bright squares on dark images, in [-1, 1]."""
+    """Structured toy data: two clusters (vectors), bright squares on dark images, in [-1, 1], or
+    token rows of varying length (a cycle through the vocabulary with random jumps, then padding)."""
     rng = np.random.default_rng(seed)
     n = case.n_train
+    if case.vocab_size:
+        from madlab.tokenizer import pad
+
+        length = case.shape[0]
+        rows = []
+        for _ in range(n):
+            k = int(rng.integers(1, length + 3))  # some rows fill the context (cut), others end early
+            start = int(rng.integers(case.vocab_size))
+            steps = np.where(rng.random(k) < 0.8, 1, rng.integers(0, case.vocab_size, k))
+            rows.append((start + np.cumsum(steps)) % case.vocab_size)
+        return Samples(pad(rows, length))
     labels = rng.integers(0, case.num_classes, n) if case.num_classes else rng.integers(0, 2, n)
     if len(case.shape) == 1:
         x = rng.standard_normal((n,) + case.shape) * 0.3 + np.where(labels % 2, 1.0, -1.0)[:, None]
@@ -86,7 +106,8 @@ def tiny_data(case: Case, seed: int = 0) -> Samples:
 
 def build(name: str, case: Case, cls=None):
     cls = cls or get_generator_class(name)
-    return cls(cls.Params(**case.params), data_shape=case.shape, num_classes=case.num_classes, device="cpu")
+    extra = {"vocab_size": case.vocab_size} if case.vocab_size else {}
+    return cls(cls.Params(**case.params), data_shape=case.shape, num_classes=case.num_classes, device="cpu", **extra)
 
 
 def fitted(name: str, case: Case, *, seed: int = 3, cls=None):
@@ -98,6 +119,13 @@ def fitted(name: str, case: Case, *, seed: int = 3, cls=None):
 def check_samples(samples: Samples, n: int, case: Case) -> None:
     assert isinstance(samples, Samples)
     assert samples.x.shape == (n,) + case.shape
+    if case.vocab_size:
+        from madlab.tokenizer import check_tokens
+
+        assert samples.x.dtype == np.int64, "token samples are int64"
+        problem = check_tokens(samples.x, case.vocab_size)
+        assert problem is None, problem
+        return
     assert np.issubdtype(samples.x.dtype, np.floating)
     assert np.isfinite(samples.x).all()
     if len(case.shape) == 3:

@@ -31,7 +31,7 @@ def get_dataset_class(name: str) -> type[Dataset]:
 
 def _load_builtin() -> None:
     # Imported lazily so that `import madlab` stays cheap; each module registers its datasets.
-    from madlab.datasets import images, lowdim  # noqa: F401
+    from madlab.datasets import images, lowdim, text  # noqa: F401
 
 
 __all__ = ["Dataset", "register_dataset", "get_dataset_class", "dataset_names"]

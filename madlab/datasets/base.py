@@ -19,7 +19,7 @@ from madlab.samples import Samples
 class Dataset(ABC):
     name: ClassVar[str]
     Params: ClassVar[type[Params]] = Params
-    kind: ClassVar[str] = "vector"  # "vector" or "image"
+    kind: ClassVar[str] = "vector"  # "vector", "image" or "tokens"
     #: names :meth:`extra_metrics` can return (``metrics.names`` is checked against them)
     extra_metric_names: ClassVar[frozenset[str]] = frozenset()
 
@@ -58,6 +58,9 @@ class Dataset(ABC):
     def log_density(self, x: np.ndarray) -> np.ndarray:
         """log p(x) of the real distribution per row of ``x`` (n, d); only where ``knows_density``."""
         raise NotImplementedError(f"dataset {self.name!r} does not know its density")
+
+    def check_run(self, run) -> None:
+        """Validate-time check of one run against this dataset (raise a MadlabError naming the key)."""
 
     def extra_metrics(self, fake: Samples) -> dict[str, float]:
         """Dataset-specific quality figures of generated samples (e.g. modes covered)."""

@@ -164,6 +164,13 @@ def weights_dir() -> Path:
     return cache_root() / "extractors"
 
 
+def lenet_weights_cached(directory: str | os.PathLike | None = None) -> bool:
+    """Whether the pinned weights are already in the cache (no training on first use)."""
+    directory = Path(directory) if directory is not None else weights_dir()
+    weights = directory / f"{NAME}-v{VERSION}.safetensors"
+    return weights.is_file() and weights.with_suffix(".json").is_file()
+
+
 def ensure_lenet_weights(directory: str | os.PathLike | None = None, *, verbose: bool = False) -> Path:
     """Path of the cached ``lenet-mnist`` weights, training and recording them on first use.
 

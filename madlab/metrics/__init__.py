@@ -7,11 +7,13 @@ against a fixed real reference set: low-dimensional data are scored on the raw c
 from __future__ import annotations
 
 from madlab.errors import ConfigError
+from madlab.metrics.text import TEXT_METRICS
 
 #: what each data kind's evaluator computes (madlab.metrics.lowdim / madlab.metrics.images)
 EVALUATOR_METRICS: dict[str, tuple[str, ...]] = {
     "vector": ("w2", "precision", "recall", "density", "coverage", "vendi"),
     "image": ("fid", "kid", "precision", "recall", "density", "coverage", "vendi"),
+    "tokens": TEXT_METRICS,
 }
 #: data kinds whose metrics are computed on the features of a feature extractor
 EXTRACTOR_KINDS = frozenset({"image"})
@@ -58,6 +60,10 @@ def feature_metrics(real, fake, k: int = 5, **kwargs) -> dict[str, float]:
 
 def make_evaluator(dataset, metrics_cfg, real_eval, *, cache_dir: str, device: str = "cpu"):
     """The evaluator for one run: ``evaluator(fake: Samples) -> dict[str, float]``."""
+    if dataset.kind == "tokens":
+        from madlab.metrics.text import TextEvaluator
+
+        return TextEvaluator(dataset, metrics_cfg, real_eval)
     if dataset.kind == "image":
         from madlab.metrics.images import ImageEvaluator
 

@@ -37,7 +37,8 @@ class Panel:
 
 #: what the report reads from a results location (never checkpoints or feature caches)
 REPORT_INPUTS = ("metrics.parquet", "ess.parquet", "ess_curve.parquet", "run.json", "spec.yaml",
-                 "runs/*/config.json", "runs/*/FAILED", "runs/*/gen-*/DONE", "runs/*/gen-*/samples.npz")
+                 "runs/*/config.json", "runs/*/FAILED", "runs/*/gen-*/DONE", "runs/*/gen-*/samples.npz",
+                 "runs/*/tokenizer.json")
 #: files that never change once written (a generation is immutable after its DONE marker)
 _IMMUTABLE = ("config.json", "DONE", "samples.npz")
 
@@ -152,6 +153,17 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
             if "trace_cov" in mine or "theory" in wanted:
                 plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title,
                               lambda v=view: theory_panel(v), "theory" in wanted))
+            if _has_text_runs(view):  # the tokens kind: text excerpts and rank-frequency instead of pictures
+                from madlab.report import text_panels
+
+                plans.append((f"text{tag}", "Generated text per generation" + title,
+                              lambda v=view: text_panels.text_excerpts_panel(v), True))
+                plans.append((f"rankfreq{tag}", "Token rank-frequency per generation" + title,
+                              lambda v=view: text_panels.rank_frequency_panel(v), True))
+                if "model_gini_simpson" in mine:
+                    plans.append((f"ngram_theory{tag}", "Unigram loop vs closed form" + title,
+                                  lambda v=view: text_panels.ngram_theory_panel(v), False))
+                continue
             plans.append((f"samples{tag}", "Samples per generation" + title,
                           lambda v=view, im=image: image_grid_panel(v) if im else scatter_panel(v), True))
             if kinds == {True, False}:  # the 2-D runs of a mixed slice
@@ -186,6 +198,12 @@ def _sample_kinds(results: Results) -> set[bool]:
     from madlab.report.plots import is_image_run, representative_runs
 
     return {is_image_run(results, run_id) for _, run_id in representative_runs(results)}
+
+
+def _has_text_runs(results: Results) -> bool:
+    from madlab.report.text_panels import is_text_run
+
+    return any(is_text_run(results, run_id) for run_id in results.runs.get("run_id", []))
 
 
 def _raise(message: str):

@@ -96,14 +96,15 @@ class _Timings:
         self.n += 1
         for phase, seconds in s.items():
             self.phases[phase] = self.phases.get(phase, 0.0) + seconds
-        if self.report is not None:
-            self.report(self.run_id, t)
+        if self.report is not None:  # what the generation cost here (nothing when adopted from another run)
+            self.report(self.run_id, t, 0.0 if record.get("adopted") else float(sum(s.values())))
 
 
 def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, report=None) -> list[Outcome]:
     """Run (or resume) each job to completion; failures are recorded, never raised.
 
-    ``report(run_id, generation)`` is called after each published generation.
+    ``report(run_id, generation, seconds)`` is called after each published generation, with the
+    compute seconds it cost in this process.
     """
     from madlab.loop import Loop
 

@@ -42,7 +42,7 @@ from madlab.errors import MadlabError
 from madlab.placement import PlacementWatch, alive_nodes, cap_gpu_memory, describe, describe_nodes
 from madlab.placement import capacity as node_capacity
 from madlab.runner.jobs import Job, finished, give_up, pack, run_jobs
-from madlab.runner.progress import Reporter
+from madlab.runner.progress import Reporter, merge_report
 
 #: times Ray retries a unit whose worker process died
 MAX_RESTARTS = 4
@@ -121,16 +121,19 @@ def _tracker_class():
 
     @ray.remote(num_cpus=0)
     class ProgressTracker:
-        """Last published generation of each run, as reported by the workers."""
+        """Progress the workers reported: per run (last generation, compute seconds, generations
+        timed), the timings summed since the driver last took them."""
 
         def __init__(self):
             self.done = {}
 
         def update(self, done: dict) -> None:
-            self.done.update(done)
+            for run_id, report in done.items():
+                self.done[run_id] = merge_report(self.done.get(run_id), report)
 
         def snapshot(self) -> dict:
-            return self.done
+            taken, self.done = self.done, {}
+            return taken
 
     return ProgressTracker
 

@@ -14,10 +14,12 @@ import time
 from dataclasses import dataclass, field
 
 from madlab.config import Spec
+from madlab.eta import CostModel, run_kind
+from madlab.registry import get_generator_class
 from madlab.runner.faults import FAULT_ENV, parse_faults
 from madlab.runner.folder import plan_jobs, prepare, results_location, scan_done
 from madlab.runner.jobs import Job, Outcome, finished, pack, run_jobs
-from madlab.runner.progress import Progress
+from madlab.runner.progress import Progress, observe_report, report_of
 from madlab.storage import Location
 from madlab.table import write_table
 
@@ -56,8 +58,10 @@ class SweepState:
             self.generations[outcome.run_id] = outcome.last_done
         self.dirty = True
 
-    def on_generation(self, run_id: str, t: int) -> None:
+    def on_generation(self, run_id: str, t: int, seconds: float = 0.0) -> None:
         self.generations[run_id] = t
+        if self.progress.cost is not None:
+            observe_report(self.progress.cost, run_id, report_of(t, seconds))
         self.tick()
 
     def tick(self, force: bool = False) -> None:
@@ -66,8 +70,10 @@ class SweepState:
         if not (force or self.progress.due()):
             return
         if self.poll is not None:
-            for run_id, t in self.poll().items():
-                self.generations[run_id] = max(self.generations.get(run_id, 0), t)
+            for run_id, report in self.poll().items():
+                self.generations[run_id] = max(self.generations.get(run_id, 0), report["t"])
+                if self.progress.cost is not None:
+                    observe_report(self.progress.cost, run_id, report)
         failed = sum(o.status == "failed" for o in self.outcomes.values())
         self.progress.update(len(self.outcomes), sum(self.generations.values()), failed, force=force)
 
@@ -81,6 +87,34 @@ class SweepState:
         outcomes = [self.outcomes[j.run_id] for j in self.jobs if j.run_id in self.outcomes]
         return Summary(self.location.uri, table, len(self.jobs), [o for o in outcomes if o.status == "failed"],
                        seconds, outcomes)
+
+
+def prepare_extractors(jobs: list[Job], progress: Progress, *, local: bool) -> None:
+    """One-time work before the runs start: the pinned LeNet extractor is trained on first use
+    (about a minute). Say so rather than sit silent, and on this machine train it here, once, so
+    every worker loads the same cached weights; on a cluster each node's first worker does it."""
+    from madlab.datasets import get_dataset_class
+
+    def uses_lenet(config: dict) -> bool:
+        metrics = config.get("metrics") or {}
+        if get_dataset_class(config["dataset"]["name"]).kind != "image" or metrics.get("weights_path"):
+            return False
+        from madlab.features import default_extractor
+
+        return (metrics.get("extractor") or default_extractor(config["dataset"]["name"])) == "lenet-mnist"
+
+    if not any(uses_lenet(j.config) for j in jobs):
+        return
+    from madlab.features.feature_extractor_lenet import ensure_lenet_weights, lenet_weights_cached, weights_dir
+
+    if lenet_weights_cached():
+        return
+    if not local:
+        progress.note(f"each cluster node trains the LeNet feature extractor once on first use "
+                      f"(~1 min, cached in {weights_dir()} there)")
+        return
+    progress.note(f"training the LeNet feature extractor once (~1 min), cached in {weights_dir()}")
+    ensure_lenet_weights()
 
 
 class Runner:
@@ -107,7 +141,10 @@ class Runner:
 
             connect(pending, self.address, self.stream)  # refuses impossible resources before writing anything
         prepare(self.spec, location, self.command, jobs)
-        progress = Progress(len(jobs), sum(j.generations for j in jobs), self.stream, self.progress_every)
+        cost = CostModel({j.run_id: run_kind(j.config, get_generator_class(j.config["generator"]["name"]).cheap)
+                          for j in jobs}, {j.run_id: j.generations for j in jobs}, done)
+        progress = Progress(len(jobs), sum(j.generations for j in jobs), self.stream, self.progress_every, cost)
+        prepare_extractors(pending, progress, local=not (self.use_ray and self.address))
         sweep = SweepState(location, jobs, done, progress)
         pending_ids = {j.run_id for j in pending}
         sweep.finish([finished(j) for j in jobs if j.run_id not in pending_ids])
