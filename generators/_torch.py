@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from typing import Any, ClassVar, Iterator, Literal
 
 import numpy as np
@@ -24,7 +25,19 @@ from madlab.errors import ConfigError
 from madlab.protocol import Generator, Params
 from madlab.samples import Samples
 
-Preset = Literal["cpu", "paper"]
+Preset = Literal["cpu", "gpu", "paper"]
+
+#: ``1`` turns the CUDA-only branches (bf16 autocast, ``torch.compile``) on for CPU devices too, so
+#: tests run them before any GPU does (torch supports both on CPU; they are slower there).
+GPU_PATHS_ON_CPU_ENV = "MADLAB_GPU_PATHS_ON_CPU"
+#: ``torch.compile`` backend (default ``inductor``); tests use ``aot_eager``, which traces the same
+#: graphs (dynamo + AOT autograd) without paying inductor's C++ build on a CPU.
+COMPILE_BACKEND_ENV = "MADLAB_COMPILE_BACKEND"
+
+
+def gpu_paths(device: torch.device) -> bool:
+    """Whether the bf16 / compile branches are taken on ``device`` (CUDA, or forced for tests)."""
+    return device.type == "cuda" or os.environ.get(GPU_PATHS_ON_CPU_ENV) == "1"
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -126,9 +139,10 @@ class EMA:
 
 
 def autocast(device: torch.device, enabled: bool):
-    """bf16 autocast on CUDA when ``enabled``; a no-op context on CPU (bf16 matmuls are slow there)."""
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on CUDA when ``enabled``; a no-op context on CPU (bf16 matmuls are slow there)
+    unless ``$MADLAB_GPU_PATHS_ON_CPU`` forces it (:func:`gpu_paths`)."""
+    if enabled and gpu_paths(device):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
@@ -136,11 +150,17 @@ def maybe_compile(module: nn.Module, device: torch.device, enabled: bool) -> nn.
     """``torch.compile(module)`` on CUDA when ``enabled``; the module itself otherwise.
 
     Compilation costs tens of seconds that a CPU quickstart cannot pay back. The compiled
-    wrapper shares parameters with ``module``; keep saving/loading through ``module``.
+    wrapper shares parameters with ``module``; state dicts go through :func:`unwrap` so that a
+    compiled module's checkpoint loads into an uncompiled one and back.
     """
-    if enabled and device.type == "cuda":
-        return torch.compile(module)
+    if enabled and gpu_paths(device):
+        return torch.compile(module, backend=os.environ.get(COMPILE_BACKEND_ENV) or "inductor")
     return module
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module a ``torch.compile`` wrapper holds (its state dict keys carry ``_orig_mod.``)."""
+    return getattr(module, "_orig_mod", module)
 
 
 # -- Samples <-> tensors -------------------------------------------------------------------
@@ -173,7 +193,9 @@ class NeuralParams(Params):
     Size fields (widths, depths, steps, batch size, ...) are declared ``X | None = None`` in a
     subclass; ``PRESETS[preset][kind]`` supplies the value of every one left unset, where
     ``kind`` is ``"image"`` or ``"vector"`` (the data decides, which a config check cannot).
-    ``cpu`` is sized for the quickstart on a laptop, ``paper`` for MAD's scale on a GPU.
+    ``cpu`` is sized for the quickstart on a laptop, ``paper`` for MAD's scale on a GPU, ``gpu``
+    in between: one generation of MNIST-scale data in about a minute on a datacenter GPU
+    (an estimate from FLOP counts until ``benchmarks/gpu_check.py`` has timed it).
     """
 
     preset: Preset = "cpu"
@@ -197,14 +219,15 @@ class NeuralParams(Params):
 # -- flat state dicts ------------------------------------------------------------------------
 
 def module_state(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
-    """``module.state_dict()`` flattened under ``prefix.`` (detached CPU tensors)."""
-    return {f"{prefix}.{k}": v.detach().cpu() for k, v in module.state_dict().items()}
+    """``module.state_dict()`` flattened under ``prefix.`` (detached CPU tensors); a compiled
+    module saves the keys of the module it wraps."""
+    return {f"{prefix}.{k}": v.detach().cpu() for k, v in unwrap(module).state_dict().items()}
 
 
 def load_module_state(prefix: str, module: nn.Module, state: dict) -> None:
     cut = len(prefix) + 1
     sub = {k[cut:]: torch.as_tensor(v) for k, v in state.items() if k.startswith(prefix + ".")}
-    module.load_state_dict(sub)
+    unwrap(module).load_state_dict(sub)
 
 
 def optimizer_state(prefix: str, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -320,7 +343,7 @@ def sqrt_bias(bias: float) -> float:
 
 __all__ = [
     "resolve_device", "torch_generator", "seeded", "randn", "epoch_batches", "endless_batches",
-    "steps_per_epoch", "EMA", "autocast", "maybe_compile", "samples_to_tensors", "tensors_to_samples",
+    "steps_per_epoch", "EMA", "autocast", "maybe_compile", "unwrap", "gpu_paths", "samples_to_tensors", "tensors_to_samples",
     "data_kind", "NeuralParams", "module_state", "load_module_state", "optimizer_state",
     "load_optimizer_state", "as_tensors", "TorchGenerator", "sqrt_bias",
 ]

@@ -179,6 +179,12 @@ class GANGenerator(TorchGenerator):
                 "image": dict(latent_dim=64, width=32, steps=1000, batch_size=64, ema=0.99, pac=1, r1=0.0, conditional=True),
                 "vector": dict(latent_dim=8, width=128, depth=3, steps=3000, batch_size=256, ema=0.0, pac=1, r1=0.1, conditional=False),
             },
+            # Between cpu and paper: ~1 min per generation on a datacenter GPU (estimated from DCGAN step
+            # costs, not yet timed: benchmarks/gpu_check.py times it).
+            "gpu": {
+                "image": dict(latent_dim=100, width=64, steps=8000, batch_size=128, ema=0.999, pac=1, r1=0.0, conditional=True),
+                "vector": dict(latent_dim=16, width=256, depth=3, steps=10000, batch_size=512, ema=0.0, pac=1, r1=0.1, conditional=False),
+            },
             "paper": {
                 "image": dict(latent_dim=100, width=64, steps=20000, batch_size=64, ema=0.999, pac=1, r1=0.0, conditional=True),
                 "vector": dict(latent_dim=16, width=256, depth=3, steps=20000, batch_size=256, ema=0.0, pac=1, r1=0.1, conditional=False),
@@ -280,11 +286,13 @@ class GANGenerator(TorchGenerator):
                         loss_D = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
                     else:
                         loss_D = d_fake.mean() - d_real.mean()
+                # The penalties differentiate twice, which compiled graphs cannot: they use the plain D
+                # (same parameters).
                 if p.objective == "wgan-gp" and p.gp_weight > 0:
-                    critic = lambda v: D(v, labels)  # noqa: E731
+                    critic = lambda v: self.D(v, labels)  # noqa: E731
                     loss_D = loss_D + p.gp_weight * self._gradient_penalty(critic, real, fake, generator)
                 if p.objective == "gan" and p.r1 > 0:
-                    loss_D = loss_D + p.r1 / 2 * self._r1_penalty(lambda v: D(v, labels), real)
+                    loss_D = loss_D + p.r1 / 2 * self._r1_penalty(lambda v: self.D(v, labels), real)
                 self.opt_D.zero_grad(set_to_none=True)
                 loss_D.backward()
                 self.opt_D.step()

@@ -12,6 +12,17 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 pytest_plugins = ["madlab.testing"]
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu",
+                     help="torch device for the tests marked gpu (benchmarks/gpu_check.py passes cuda)")
+
+
+@pytest.fixture
+def device(request) -> str:
+    """Where the tests marked ``gpu`` put their generators (``--device``, default cpu)."""
+    return request.config.getoption("--device")
+
+
 def gaussian_spec(**loop) -> dict:
     """A small valid spec on the 2-D Gaussian; ``loop`` overrides loop fields."""
     spec = {

@@ -7,6 +7,7 @@ defaults.yaml, docker checks, per-type worker bounds), the provider's resource a
 (ray-schema.json plus the head-type and min/max-worker rules). Everything after that talks to AWS.
 """
 import copy
+import shlex
 from pathlib import Path
 
 import jsonschema
@@ -54,6 +55,61 @@ def test_cpu_head_and_autoscaling_spot_gpu_workers(config):
 def test_setup_installs_madlab(config):
     assert any("pip install" in cmd and "madlab" in cmd for cmd in config["setup_commands"])
     assert "." in config["file_mounts"].values()  # the checkout `ray up` runs from
+
+
+def _start_commands(config) -> dict[str, list[str]]:
+    return {"head": config["head_start_ray_commands"], "worker": config["worker_start_ray_commands"]}
+
+
+def exposure_problems(config: dict) -> list[str]:
+    """What would let someone other than the cluster's owner reach it (empty: nothing).
+
+    The dashboard serves Ray's Jobs API (arbitrary code): it must bind to localhost only (Ray's
+    default when --dashboard-host is absent), and every node must start with token auth on.
+    """
+    problems = []
+    for role, commands in _start_commands(config).items():
+        starts = [shlex.split(c.split(";")[-1]) for c in commands if "ray start" in c]
+        if not starts:
+            problems.append(f"{role}: no `ray start` command")
+        for argv in starts:
+            env = dict(a.split("=", 1) for a in argv[:argv.index("ray")] if "=" in a)
+            if env.get("RAY_AUTH_MODE") != "token":
+                problems.append(f"{role}: ray start without RAY_AUTH_MODE=token")
+            hosts = [a.split("=", 1)[1] for a in argv if a.startswith("--dashboard-host=")]
+            hosts += [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--dashboard-host"]
+            if any(h not in ("127.0.0.1", "localhost", "::1") for h in hosts):
+                problems.append(f"{role}: dashboard bound to {hosts}")
+    if not any(str(dst).endswith(".ray/auth_token") for dst in config.get("file_mounts", {})):
+        problems.append("file_mounts: the auth token is not copied to the nodes")
+    return problems
+
+
+def test_dashboard_is_local_and_token_auth_is_on(config):
+    assert exposure_problems(config) == []
+    head = " ".join(config["head_start_ray_commands"])
+    assert "--dashboard-host=127.0.0.1" in head
+    assert "ray dashboard ray_cluster.yaml" in CONFIG.read_text()  # how to reach it is documented
+    assert any("RAY_AUTH_MODE=token" in c for c in config["setup_commands"])  # the driver's shell too
+
+
+EXPOSED = [
+    ("dashboard on all interfaces", lambda c: c.update(head_start_ray_commands=[
+        cmd.replace("--dashboard-host=127.0.0.1", "--dashboard-host=0.0.0.0") for cmd in c["head_start_ray_commands"]])),
+    ("dashboard host as a separate argument", lambda c: c.update(head_start_ray_commands=[
+        cmd.replace("--dashboard-host=127.0.0.1", "--dashboard-host 0.0.0.0") for cmd in c["head_start_ray_commands"]])),
+    ("worker without token auth", lambda c: c.update(worker_start_ray_commands=[
+        cmd.replace("RAY_AUTH_MODE=token ", "") for cmd in c["worker_start_ray_commands"]])),
+    ("token not shipped", lambda c: c["file_mounts"].pop("/home/ray/.ray/auth_token")),
+]
+
+
+@pytest.mark.parametrize("label,exposes", EXPOSED, ids=[e[0] for e in EXPOSED])
+def test_exposed_variants_are_caught(config, label, exposes):
+    broken = copy.deepcopy(config)
+    exposes(broken)
+    assert exposure_problems(broken)
+    ray_up_offline_checks(broken)  # each is still a valid `ray up` config: only this test catches it
 
 
 def _set(config, path, value):

@@ -30,7 +30,7 @@ CASES: dict[str, list[Case]] = {
             Case({"objective": "wgan-gp", "width": 8, "depth": 1, "latent_dim": 2, "steps": 2, "batch_size": 16,
                   "n_critic": 2}, (2,))],
     "flow": [Case({"layers": 2, "hidden": 8, "epochs": 1, "batch_size": 16}, (2,),
-                  bad=({"layers": 0}, {"levels": 9}, {"preset": "gpu"})),
+                  bad=({"layers": 0}, {"levels": 9}, {"preset": "tpu"})),
              Case({"layers": 1, "hidden": 4, "levels": 2, "epochs": 1, "batch_size": 8}, (1, 8, 8), n_train=16)],
     "ngram": [Case({"order": 3}, (12,), vocab_size=7, bad=({"order": 0}, {"add_k": -1.0})),
               Case({"order": 1, "add_k": 0.5}, (5,), vocab_size=30)],

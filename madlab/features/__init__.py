@@ -1,9 +1,10 @@
 """Pinned, versioned image feature extractors, registered in torch-fidelity's registry.
 
 One file per extractor, as in torch-fidelity: ``feature_extractor_lenet.py`` (``lenet-mnist``,
-trained locally on MNIST digits and cached) and ``feature_extractor_inception.py``
-(``inception``, torch-fidelity's Inception-v3 with an offline-safe weights lookup). Importing
-this package registers both with :func:`torch_fidelity.register_feature_extractor`, so
+trained locally on MNIST digits and cached), ``feature_extractor_inception.py``
+(``inception``, torch-fidelity's Inception-v3 with an offline-safe weights lookup) and
+``feature_extractor_dinov2.py`` (``dinov2-vitl14``, ``dinov2-vitb14``: timm's DINOv2 ViTs from a
+local weights file, the features Stein et al. 2023 recommend). Importing this package registers them with :func:`torch_fidelity.register_feature_extractor`, so
 ``torch_fidelity.calculate_metrics(feature_extractor="lenet-mnist", ...)`` works too.
 
 An extractor is identified by its name *and* the SHA-256 of its weights file
@@ -20,10 +21,12 @@ import torch
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
 from madlab.errors import ConfigError, MadlabError
+from madlab.features.feature_extractor_dinov2 import ARCHITECTURES as DINOV2, FeatureExtractorDINOv2
 from madlab.features.feature_extractor_inception import FeatureExtractorInception
 from madlab.features.feature_extractor_lenet import FeatureExtractorLeNet, file_sha256
 
-EXTRACTORS = {"lenet-mnist": FeatureExtractorLeNet, "inception": FeatureExtractorInception}
+EXTRACTORS = {"lenet-mnist": FeatureExtractorLeNet, "inception": FeatureExtractorInception,
+              **{name: FeatureExtractorDINOv2 for name in DINOV2}}
 
 for _name, _cls in EXTRACTORS.items():
     if _name not in FEATURE_EXTRACTORS_REGISTRY:
@@ -127,5 +130,6 @@ def extract_features(extractor, images: np.ndarray, *, batch_size: int = 500) ->
     return torch.cat(out).numpy()
 
 
-__all__ = ["EXTRACTORS", "check_extractor", "check_weights_file", "FeatureExtractorLeNet", "FeatureExtractorInception", "create_extractor",
+__all__ = ["EXTRACTORS", "check_extractor", "check_weights_file", "FeatureExtractorLeNet", "FeatureExtractorInception",
+           "FeatureExtractorDINOv2", "create_extractor",
            "default_extractor", "extract_features", "extractor_identity", "to_pixels"]

@@ -95,6 +95,8 @@ class Outcome:
     compute: float = 0.0  # of which fit + sample + metrics (from the DONE records)
     generations_run: int = 0  # generations computed in this call (not resumed)
     timings: dict = field(default_factory=dict)  # seconds per step phase (data, fit, sample, metrics, publish), summed
+    window: tuple = ()  # (start, end) wall-clock time.time() of this call in the worker
+    node: str = ""  # the Ray node that ran this call (set by the Ray task)
 
 
 def finished(job: Job) -> Outcome:
@@ -173,7 +175,7 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
         store = RunStore(job.run_dir)
         status, error = "ok", None
         timings = _Timings(job.run_id, report)
-        start = time.perf_counter()
+        start, started_at = time.perf_counter(), time.time()
         try:
             config = RunConfig.model_validate(job.config)
             loop = Loop(config, job.run_dir, device=config.metrics.device or device,
@@ -187,5 +189,6 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
             except RunFailed as exc:
                 status, error = "failed", str(exc)
         outcomes.append(Outcome(job.run_id, status, error, job.rows(), store.last_done(),
-                                time.perf_counter() - start, timings.compute, timings.n, timings.phases))
+                                time.perf_counter() - start, timings.compute, timings.n, timings.phases,
+                                window=(started_at, time.time())))
     return outcomes

@@ -4,8 +4,11 @@ Resources. Every run asks for ``resources: {num_cpus, num_gpus, memory}`` (fract
 allowed: four small MNIST loops can share a GPU at ``num_gpus: 0.25``); its unit's task asks
 Ray for exactly that, so runs of different shapes are scheduled side by side and a finished
 task frees its share at once. A worker runs its generator on the device Ray assigned it
-(``cuda`` when it holds a GPU share, else ``cpu``). On a cluster (``--address``) the pending
-tasks are the demand that makes the autoscaler add (GPU) nodes.
+(``cuda`` when it holds a GPU share, else ``cpu``); with a fraction of a GPU it caps its process at
+that fraction of the card's memory. On a cluster (``--address``) the pending tasks are the demand
+that makes the autoscaler add (GPU) nodes. What fits is counted per node (:mod:`madlab.placement`);
+runs of a shape that no alive node fits are waited for up to ``$MADLAB_PLACEMENT_TIMEOUT_S``, then
+fail with one line.
 
 Worker processes. Ray reuses a task's worker process for later tasks, so torch and the
 generator stack are imported once per process, not once per unit. Not for GPU tasks: a process
@@ -32,11 +35,12 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import os
 from collections import Counter, defaultdict
 
 from madlab.errors import MadlabError
+from madlab.placement import PlacementWatch, alive_nodes, cap_gpu_memory, describe, describe_nodes
+from madlab.placement import capacity as node_capacity
 from madlab.runner.jobs import Job, finished, give_up, pack, run_jobs
 from madlab.runner.progress import Reporter, merge_report
 
@@ -63,14 +67,9 @@ def init_ray(address: str | None) -> None:
         ray.init(num_cpus=os.cpu_count(), **kwargs)
 
 
-def capacity(resources: tuple, cluster: dict) -> int:
-    """How many runs of this shape the cluster's current totals hold at once."""
-    num_cpus, num_gpus, memory = resources
-    fits = math.inf
-    for key, need in (("CPU", num_cpus), ("GPU", num_gpus), ("memory", memory or 0)):
-        if need:
-            fits = min(fits, math.floor(cluster.get(key, 0) / need + 1e-9))
-    return int(fits) if fits != math.inf else 1
+def capacity(resources: tuple, cluster: dict | list) -> int:
+    """How many runs of this shape fit at once: on one totals dict, or per node on a list of them."""
+    return node_capacity(resources, cluster if isinstance(cluster, list) else [cluster])
 
 
 def connect(pending: list[Job], address: str | None, stream) -> None:
@@ -79,12 +78,10 @@ def connect(pending: list[Job], address: str | None, stream) -> None:
 
     if not ray.is_initialized():
         init_ray(address)
-    cluster = ray.cluster_resources()
+    nodes = alive_nodes()
     for resources in sorted({j.resources for j in pending}, key=str):
-        if capacity(resources, cluster) == 0:
-            num_cpus, num_gpus, memory = resources
-            wanted = f"num_cpus={num_cpus:g}, num_gpus={num_gpus:g}" + (f", memory={memory}" if memory else "")
-            have = ", ".join(f"{k}={cluster.get(k, 0):g}" for k in ("CPU", "GPU"))
+        if capacity(resources, nodes) == 0:
+            wanted, have = describe(resources), describe_nodes(nodes)
             if address is None:
                 raise MadlabError(f"resources: a run asks for {wanted} but the local Ray instance has {have}; "
                                   f"lower resources.* or use --address to reach a cluster that has them")
@@ -98,11 +95,17 @@ def run_unit(jobs: list[Job], fault: str | None, tracker) -> list:
 
     torch.set_num_threads(max(1, int(jobs[0].resources[0])))
     gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
+    if gpu:
+        cap_gpu_memory(jobs[0].resources[1])
     reporter = Reporter(tracker)
     try:
-        return run_jobs(jobs, device="cuda" if gpu else "cpu", fault=fault, report=reporter)
+        outcomes = run_jobs(jobs, device="cuda" if gpu else "cpu", fault=fault, report=reporter)
     finally:
         reporter.flush()
+    node = ray.get_runtime_context().get_node_id()
+    for outcome in outcomes:
+        outcome.node = node
+    return outcomes
 
 
 @functools.lru_cache(maxsize=None)
@@ -181,9 +184,14 @@ def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | N
     import ray
     from ray.exceptions import RayError, RayTaskError
 
-    tracker = _tracker_class().remote()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    # on the driver's node: losing another node must not take the progress tracker with it
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    tracker = _tracker_class().options(scheduling_strategy=here).remote()
     sweep.poll = lambda: ray.get(tracker.snapshot.remote())
-    cluster = ray.cluster_resources()
+    cluster = alive_nodes()
+    watch = PlacementWatch(stream=getattr(getattr(sweep, "progress", None), "stream", None))
     retries = max_restarts()
     queue: list[tuple[tuple, list[Job]]] = []
     groups: dict[tuple, list[Job]] = defaultdict(list)
@@ -218,6 +226,17 @@ def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | N
                         queue += [(resources, retry) for retry in [_lost_batch(unit, exc, attempts, sweep)] if retry]
                     else:
                         queue += [(resources, [job]) for job in _lost(unit, exc, attempts, sweep)]
+            for shape, reason in watch.expired({r for r, _ in queue} | {r for r, _ in in_flight.values()}):
+                stuck = [job for r, unit in queue if r == shape for job in unit]
+                queue = [(r, unit) for r, unit in queue if r != shape]
+                for ref, (r, unit) in list(in_flight.items()):
+                    if r == shape:
+                        ray.cancel(ref, force=True)
+                        in_flight.pop(ref)
+                        running[r] -= 1
+                        stuck += unit
+                sweep.finish([finished(j) for j in stuck if j.last_done() >= j.generations])
+                sweep.finish(give_up([j for j in stuck if j.last_done() < j.generations], reason))
             sweep.tick()
     finally:
         for ref in in_flight:
