@@ -16,9 +16,9 @@ import pytest
 import torch
 
 from madlab.registry import get_generator_class
+from madlab.testing import tiny_data
 from madlab_generators import _torch as T
-
-from test_generator_contract import CASES, tiny_data
+from test_generator_contract import CASES
 
 pytestmark = pytest.mark.gpu
 NEURAL = ["gan", "flow", "ddpm"]
