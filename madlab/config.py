@@ -320,7 +320,8 @@ def _slug(value) -> str:
 # ----------------------------------------------------------------------------- validation
 
 
-def _format(exc: ValidationError, prefix: str = "") -> str:
+def format_validation_error(exc: ValidationError, prefix: str = "") -> str:
+    """One line naming the key of the first problem pydantic found (cross-field checks name their own)."""
     err = exc.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     key = f"{prefix}{loc}" if loc else prefix.rstrip(".")
@@ -347,7 +348,7 @@ def validate_run(config: dict, context: str = "") -> RunConfig:
     try:
         run = RunConfig.model_validate(config)
     except ValidationError as exc:
-        raise ConfigError(_format(exc) + where) from None
+        raise ConfigError(format_validation_error(exc) + where) from None
 
     dataset_cls = get_dataset_class(run.dataset["name"])
     generator_cls = get_generator_class(run.generator["name"])
@@ -372,7 +373,7 @@ def _validate_params(params_cls, section: dict, prefix: str, where: str):
     try:
         return params_cls.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, prefix) + where) from None
+        raise ConfigError(format_validation_error(exc, prefix) + where) from None
 
 
 def _check_sizes(run: RunConfig, need: int, generator: str, where: str) -> None:
@@ -451,7 +452,7 @@ def _resolve_generator(run: RunConfig, dataset) -> RunConfig:
         resolved = cls.resolve_params(params, **shape)
         cls.check(resolved, **shape)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, "generator.")) from None
+        raise ConfigError(format_validation_error(exc, "generator.")) from None
     except ValueError as exc:  # a plugin that raises ValueError still gets one line naming the section
         if isinstance(exc, ConfigError):
             raise

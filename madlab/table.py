@@ -27,13 +27,12 @@ STATUS = ["status", "error"]
 NOT_AXES = {"sweep", "run_id", "seed", "generation", "metric", "value", *PROVENANCE, *EXTRACTOR, *STATUS}
 
 
-def run_rows(run_dir, config: dict, swept: dict, sweep_name: str) -> list[dict]:
-    """Rows of one run: every published generation, plus one ``failed`` row if it failed."""
-    store = RunStore(run_dir)
+def common_columns(run_id: str, config: dict, swept: dict, sweep_name: str, failure: dict | None) -> dict:
+    """The columns every row of one run shares (the batched engine's records use them too)."""
     loop = config["loop"]
     common = {
         "sweep": sweep_name,
-        "run_id": store.name,
+        "run_id": run_id,
         "generator": config["generator"]["name"],
         "dataset": config["dataset"]["name"],
         "scheme": loop["scheme"],
@@ -46,9 +45,16 @@ def run_rows(run_dir, config: dict, swept: dict, sweep_name: str) -> list[dict]:
     }
     for column, value in swept.items():
         common.setdefault(column, value if not isinstance(value, (list, dict)) else json.dumps(value))
-    failure = store.failure()
     common["status"] = "failed" if failure else "ok"
     common["error"] = failure["error"].splitlines()[0] if failure else None
+    return common
+
+
+def run_rows(run_dir, config: dict, swept: dict, sweep_name: str) -> list[dict]:
+    """Rows of one run: every published generation, plus one ``failed`` row if it failed."""
+    store = RunStore(run_dir)
+    failure = store.failure()
+    common = common_columns(store.name, config, swept, sweep_name, failure)
     rows = []
     for t in range(1, store.last_done() + 1):
         record = store.record(t)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from madlab.batched.loop import BatchLoop, GenerationResult
+from madlab.table import common_columns
 
 #: samples of a run's generation are stored when n_synthetic x dim is at most this
 KEEP_SAMPLES = 4096
@@ -221,32 +222,8 @@ def batch_rows(store: BatchStore, jobs, failures: dict[str, dict | None]) -> dic
             for name, value in zip(_PER_ROW, (None, None, None, failure["generation"], None, None, "failed",
                                                float("nan"))):
                 columns[name].append(value)
-        out[job.run_id] = RowBlock(_common_columns(job.run_id, job.config, job.swept, job.sweep, failure), columns)
+        out[job.run_id] = RowBlock(common_columns(job.run_id, job.config, job.swept, job.sweep, failure), columns)
     return out
-
-
-def _common_columns(run_id: str, config: dict, swept: dict, sweep_name: str, failure: dict | None) -> dict:
-    """The per-run columns of :func:`madlab.table.run_rows` (tests/test_batched_runner.py checks
-    that batched and per-run sweeps give identical tables)."""
-    loop = config["loop"]
-    common = {
-        "sweep": sweep_name,
-        "run_id": run_id,
-        "generator": config["generator"]["name"],
-        "dataset": config["dataset"]["name"],
-        "scheme": loop["scheme"],
-        "bias": float(loop["bias"]),
-        "n_real": int(loop["n_real"]),
-        "n_synthetic": int(loop["n_synthetic"]),
-        "n_initial": loop.get("n_initial"),
-        "seed": int(config["seed"]),
-        "warm_start": bool(loop.get("warm_start", False)),
-    }
-    for column, value in swept.items():
-        common.setdefault(column, value if not isinstance(value, (list, dict)) else json.dumps(value))
-    common["status"] = "failed" if failure else "ok"
-    common["error"] = failure["error"].splitlines()[0] if failure else None
-    return common
 
 
 class BatchedSamples:

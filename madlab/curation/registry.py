@@ -5,55 +5,30 @@ package uses exactly the same door as for generators (:mod:`madlab.registry`).
 """
 from __future__ import annotations
 
-from functools import lru_cache
-from importlib.metadata import entry_points
 
 from pydantic import ValidationError
 
 from madlab.curation.protocol import Curator, CuratorParams
 from madlab.errors import ConfigError
+from madlab.registry import entry_point_table, load_plugin
 
 GROUP = "madlab.curators"
 KEY = "loop.curation"
 
 
-@lru_cache(maxsize=None)
-def _entry_points() -> dict:
-    return {ep.name: ep for ep in entry_points(group=GROUP)}
-
-
 def curator_names() -> list[str]:
-    return sorted(_entry_points())
+    return sorted(entry_point_table(GROUP))
 
 
 def get_curator_class(name: str) -> type[Curator]:
-    eps = _entry_points()
-    if name not in eps:
-        known = ", ".join(sorted(eps)) or "none installed"
-        raise ConfigError(f"{KEY}.name: unknown curator {name!r} (known: {known})")
-    try:
-        cls = eps[name].load()
-    except Exception as exc:  # a broken plugin is a config error, not a crash
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise ConfigError(f"{KEY}.name: plugin {name!r} ({eps[name].value}) cannot be loaded: "
-                          f"{type(exc).__name__}: {first}") from exc
-    if not (isinstance(cls, type) and issubclass(cls, Curator)):
-        raise ConfigError(f"{KEY}.name: plugin {name!r} ({eps[name].value}) is not a madlab.curation.Curator")
-    return cls
+    return load_plugin(entry_point_table(GROUP), name, key=f"{KEY}.name", kind="curator", base=Curator)
 
 
 def format_error(exc: ValidationError, prefix: str = f"{KEY}.") -> str:
-    """One line naming the key of the first problem pydantic found."""
-    err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    message = err["msg"]
-    if err["type"] == "extra_forbidden":
-        message = "unknown key"
-    elif err["type"] == "missing":
-        message = "required key is missing"
-    elif "input" in err and not isinstance(err["input"], (dict, list)):
-        message += f" (got {err['input']!r})"
-    return f"{prefix}{loc}: {message}" if loc else f"{prefix.rstrip('.')}: {message}"
+    """One line naming the key of the first problem pydantic found (the loop spec's own formatter)."""
+    from madlab.config import format_validation_error
+
+    return format_validation_error(exc, prefix)
 
 
 def make_curator_params(section: dict) -> tuple[type[Curator], CuratorParams]:
