@@ -17,12 +17,7 @@ TINY_UNET = dict(channels=(8, 16), layers_per_block=1, norm_groups=4, steps=3, b
 TINY_MLP = dict(hidden=32, depth=2, steps=5, batch_size=32, sample_steps=5)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def images(n=16, classes=3, seed=0):

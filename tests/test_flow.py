@@ -9,12 +9,7 @@ from madlab_generators.flow import FlowGenerator, glow, realnvp
 from madlab.samples import Samples
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def perturb(module, seed=0):

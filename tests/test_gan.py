@@ -10,12 +10,7 @@ from madlab.errors import ConfigError
 from madlab.samples import Samples
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def two_clusters(n=128, seed=0):

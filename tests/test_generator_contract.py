@@ -15,7 +15,6 @@ from __future__ import annotations
 import warnings
 
 import pytest
-import torch
 
 from madlab.registry import distributions
 from madlab.testing import Case, GeneratorContract
@@ -92,9 +91,4 @@ class TestGPT(GeneratorContract):
     generator, cases = "gpt", CASES["gpt"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")

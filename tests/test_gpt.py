@@ -18,12 +18,7 @@ def _gpt(steps=5, width=10, vocab=5, **extra):
     return GPTGenerator(GPTGenerator.Params(**{**TINY, "steps": steps, **extra}), data_shape=(width,), vocab_size=vocab)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_kv_cache_sampling_equals_full_recomputation():
