@@ -56,6 +56,8 @@ class SweepState:
         for outcome in outcomes:
             self.outcomes[outcome.run_id] = outcome
             self.generations[outcome.run_id] = outcome.last_done
+            if self.progress.cost is not None:  # a finished unit's count, whether or not its reports arrived
+                self.progress.cost.set_done(outcome.run_id, outcome.last_done)
         self.dirty = True
 
     def on_generation(self, run_id: str, t: int, seconds: float = 0.0) -> None:
