@@ -258,6 +258,15 @@ def as_tensors(state: dict) -> dict[str, torch.Tensor]:
     return {k: torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor) else v for k, v in state.items()}
 
 
+def resolve_and_place(gen, params, num_classes, device) -> None:
+    """Resolve and check ``params`` (the validation hook, so ``__init__`` and ``madlab validate``
+    refuse the same things), pick the torch device, and leave the model to be built lazily."""
+    gen.p = gen.resolve_params(params, data_shape=gen.data_shape, num_classes=num_classes)
+    gen.check(gen.p, data_shape=gen.data_shape, num_classes=num_classes)
+    gen.torch_device = resolve_device(device)
+    gen.built = False
+
+
 # -- a base class for torch generators -------------------------------------------------------
 
 class TorchGenerator(Generator):
@@ -274,10 +283,7 @@ class TorchGenerator(Generator):
     def __init__(self, params, *, data_shape, num_classes=None, device="cpu"):
         super().__init__(params, data_shape=data_shape, num_classes=num_classes, device=device)
         self.kind = data_kind(self.data_shape)
-        self.p = self.resolve_params(params, data_shape=self.data_shape, num_classes=num_classes)
-        self.check(self.p, data_shape=self.data_shape, num_classes=num_classes)
-        self.torch_device = resolve_device(device)
-        self.built = False
+        resolve_and_place(self, params, num_classes, device)
 
     @classmethod
     def resolve_params(cls, params, *, data_shape, num_classes=None):
@@ -342,7 +348,7 @@ def sqrt_bias(bias: float) -> float:
 
 
 __all__ = [
-    "resolve_device", "torch_generator", "seeded", "randn", "epoch_batches", "endless_batches",
+    "resolve_device", "resolve_and_place", "torch_generator", "seeded", "randn", "epoch_batches", "endless_batches",
     "steps_per_epoch", "EMA", "autocast", "maybe_compile", "unwrap", "gpu_paths", "samples_to_tensors", "tensors_to_samples",
     "data_kind", "NeuralParams", "module_state", "load_module_state", "optimizer_state",
     "load_optimizer_state", "as_tensors", "TorchGenerator", "sqrt_bias",

@@ -28,7 +28,7 @@ from madlab.tokenizer import PAD
 
 from ._torch import (
     EMA, NeuralParams, autocast, endless_batches, load_module_state, load_optimizer_state, maybe_compile,
-    module_state, optimizer_state, resolve_device, seeded, torch_generator,
+    module_state, optimizer_state, resolve_and_place, seeded, torch_generator,
 )
 
 
@@ -148,10 +148,7 @@ class GPTGenerator(Generator):
             raise ConfigError("generator.name: 'gpt' needs token data (a vocab_size)")
         self.vocab_size = int(vocab_size)
         self.max_tokens = int(data_shape[0])
-        self.p = self.resolve_params(params, data_shape=self.data_shape, num_classes=num_classes)
-        self.check(self.p, data_shape=self.data_shape, num_classes=num_classes)
-        self.torch_device = resolve_device(device)
-        self.built = False
+        resolve_and_place(self, params, num_classes, device)
 
     @classmethod
     def resolve_params(cls, params, *, data_shape, num_classes=None):

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--local", help="for a URI: local folder to mirror the inputs into "
                                         "(default: $MADLAB_CACHE/reports/...)")
 
-    sub.add_parser("generators", help="list installed generator plugins")
+    sub.add_parser("generators", help="list installed generator plugins (madlab.generators entry points)")
+    sub.add_parser("curators", help="list installed curator plugins (madlab.curators entry points)")
     return parser
 
 
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args, argv) -> int:
-    if args.command == "generators":
-        return _generators()
+    if args.command in ("generators", "curators"):
+        return _list_plugins(args.command)
     if args.command == "report":
         from madlab.report import make_report
 
@@ -112,11 +113,11 @@ def _ess(args, argv) -> int:
     return 0
 
 
-def _generators() -> int:
+def _list_plugins(command: str) -> int:
     """List the plugins from their entry points and sources, importing none (no torch: well under a second)."""
-    from madlab.plugin_index import installed_plugins
+    from madlab.plugin_index import GROUPS, installed_plugins
 
-    for info in installed_plugins():
+    for info in installed_plugins(GROUPS[command]):
         if info.problem:  # a broken plugin must not hide the others
             print(f"{info.name:12s} {'(broken)':14s} {info.target}  cannot load: {info.problem}")
             continue

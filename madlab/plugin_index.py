@@ -21,8 +21,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 GROUP = "madlab.generators"
-#: the protocol's default, for a class (and its bases) that does not set ``data_kinds``
+#: the entry-point groups madlab reads, and the command that lists each
+GROUPS = {"generators": "madlab.generators", "curators": "madlab.curators"}
+#: the protocols' default (Generator and Curator alike), for a class and bases that do not set ``data_kinds``
 DEFAULT_KINDS = ("vector",)
+PROTOCOL_BASES = ("Generator", "Curator")
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,10 @@ class PluginInfo:
     problem: str | None = None  # why the plugin cannot load, when that shows without importing it
 
 
-def installed_plugins() -> list[PluginInfo]:
-    """Every entry point of the group, sorted by name, each read statically."""
+def installed_plugins(group: str = GROUP) -> list[PluginInfo]:
+    """Every entry point of ``group``, sorted by name, each read statically."""
     infos = []
-    for ep in entry_points(group=GROUP):
+    for ep in entry_points(group=group):
         dist = ep.dist.name if getattr(ep, "dist", None) is not None else None
         infos.append(read_plugin(ep.name, ep.value, dist))
     return sorted(infos, key=lambda info: info.name)
@@ -132,7 +135,7 @@ def _data_kinds(cls: ast.ClassDef, tree: ast.Module, module: str, depth: int = 0
         return None
     for base in cls.bases:  # inherited: follow bases defined in this module or imported from a readable one
         base_name = base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else None
-        if base_name == "Generator":
+        if base_name in PROTOCOL_BASES:
             return DEFAULT_KINDS
         local = _find_class(tree, base_name) if base_name else None
         if local is not None:

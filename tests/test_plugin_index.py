@@ -57,3 +57,20 @@ def test_static_read_of_unusual_plugins(tmp_path, monkeypatch):
     assert "surely_not_installed_pkg" in read_plugin("c", "plug_c:Gen").problem
     assert "No module named 'plug_missing'" in read_plugin("d", "plug_missing:Gen").problem
     assert "no class 'Nope'" in read_plugin("e", "plug_a:Nope").problem
+
+
+def test_curators_are_listed_statically_and_agree_with_the_imported_classes(capsys):
+    from madlab.cli import main
+    from madlab.curation.registry import get_curator_class
+    from madlab.plugin_index import GROUPS
+
+    assert main(["curators"]) == 0
+    listed = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.strip().splitlines()}
+    assert {"best-of-k", "verify", "self-correct", "detector"} <= set(listed)
+    for info in installed_plugins(GROUPS["curators"]):
+        if info.name not in ("best-of-k", "verify", "self-correct", "detector"):
+            continue  # a foreign curator is listed, not judged
+        cls = get_curator_class(info.name)
+        assert info.problem is None
+        assert info.data_kinds == tuple(sorted(cls.data_kinds)), info.name
+        assert listed[info.name] == ",".join(info.data_kinds)
