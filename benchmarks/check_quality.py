@@ -15,7 +15,8 @@ samples on a mode; the real-vs-real precision is printed with each result (``pre
 
     python benchmarks/check_quality.py                       # gan + flow, images and 2-D
     python benchmarks/check_quality.py --generators gan --kinds image --threads 2
-    python benchmarks/check_quality.py --generators ddpm      # once generators/ddpm.py exists
+    python benchmarks/check_quality.py --generators ddpm
+    python benchmarks/check_quality.py --results results/quickstart   # a run's stored generation 1
 
 Exit status 1 when a check fails. Deterministic under --seed (single-threaded by default).
 """
@@ -35,16 +36,49 @@ VECTOR_GENERATORS = ["gan", "flow", "ddpm"]
 VECTOR_FLOOR = {"modes": 20, "precision": 0.5, "hq_fraction": 0.5}
 
 
-def image_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: int) -> dict:
-    from madlab.datasets import get_dataset_class
+def image_scores(dataset, fake_x: np.ndarray, *, n_eval: int, seed: int) -> dict:
+    """LeNet-FID of ``fake_x`` over that of uniform noise, against the same held-out real set, and the
+    LeNet classifier's digit shares: the image floor (ratio <= 0.2, every digit >= 3%)."""
     from madlab.features import create_extractor, extract_features
     from madlab.metrics.feature import RealStats, feature_metrics
+
+    real = dataset.eval_set(n_eval, seed=seed)
+    noise = np.random.default_rng(seed).uniform(-1, 1, fake_x.shape).astype(np.float32)
+    extractor = create_extractor("lenet-mnist")
+    f_real, f_fake, f_noise = (extract_features(extractor, x) for x in (real.x, fake_x, noise))
+    stats = RealStats.from_features(f_real)
+    fid = feature_metrics(stats, f_fake, names=["fid"])["fid"]
+    fid_noise = feature_metrics(stats, f_noise, names=["fid"])["fid"]
+    with torch.no_grad():
+        logits = extractor.model.fc2(torch.from_numpy(f_fake))
+    shares = np.bincount(logits.argmax(1).numpy(), minlength=10) / len(fake_x)
+    return {"fid": round(fid, 3), "fid_noise": round(fid_noise, 3), "fid_ratio": round(fid / fid_noise, 4),
+            "min_digit_share": round(float(shares.min()), 4), "digit_shares": [round(float(s), 3) for s in shares],
+            "pass": bool(fid / fid_noise <= 0.2 and shares.min() >= 0.03)}
+
+
+def vector_scores(dataset, fake, *, n_eval: int, seed: int, suffix: str = "") -> dict:
+    """Modes covered, high-quality fraction and k-NN precision of ``fake`` on the 25-mode grid."""
+    from madlab.metrics.knn import prdc
+
+    real = dataset.eval_set(n_eval, seed=seed).x
+    extra = dataset.extra_metrics(fake)
+    return {f"modes{suffix}": extra["modes"], f"hq_fraction{suffix}": round(extra["hq_fraction"], 3),
+            f"precision{suffix}": round(prdc(real, fake.x, k=5)["precision"], 3)}
+
+
+def vector_pass(scores: dict, suffix: str = "") -> bool:
+    return (scores[f"modes{suffix}"] >= VECTOR_FLOOR["modes"] and scores[f"precision{suffix}"] >= VECTOR_FLOOR["precision"]
+            and scores[f"hq_fraction{suffix}"] >= VECTOR_FLOOR["hq_fraction"])
+
+
+def image_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: int) -> dict:
+    from madlab.datasets import get_dataset_class
     from madlab.registry import get_generator_class
 
     dataset_cls = get_dataset_class("mnist5k")
     dataset = dataset_cls(dataset_cls.Params())
     train = dataset.draw(n_train, seed=seed)
-    real = dataset.eval_set(n_eval, seed=seed)
     cls = get_generator_class(name)
     gen = cls(cls.Params(**params), data_shape=dataset.shape, num_classes=dataset.num_classes, device="cpu")
     start = time.perf_counter()
@@ -53,25 +87,14 @@ def image_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: int
     start = time.perf_counter()
     fake = gen.sample(n_eval, bias=1.0, seed=seed + 1)
     sample_s = time.perf_counter() - start
-    noise = np.random.default_rng(seed).uniform(-1, 1, fake.x.shape).astype(np.float32)
-
-    extractor = create_extractor("lenet-mnist")
-    f_real, f_fake, f_noise = (extract_features(extractor, x) for x in (real.x, fake.x, noise))
-    stats = RealStats.from_features(f_real)
-    fid = feature_metrics(stats, f_fake, names=["fid"])["fid"]
-    fid_noise = feature_metrics(stats, f_noise, names=["fid"])["fid"]
-    with torch.no_grad():
-        logits = extractor.model.fc2(torch.from_numpy(f_fake))
-    shares = np.bincount(logits.argmax(1).numpy(), minlength=10) / len(fake)
     return {"generator": name, "data": "mnist5k", "params": params, "n_train": n_train,
             "fit_seconds": round(fit_s, 1), "sample_seconds": round(sample_s, 2),
-            "fid": round(fid, 3), "fid_noise": round(fid_noise, 3), "fid_ratio": round(fid / fid_noise, 4),
-            "min_digit_share": round(float(shares.min()), 4), "digit_shares": [round(float(s), 3) for s in shares],
-            "pass": bool(fid / fid_noise <= 0.2 and shares.min() >= 0.03)}
+            **image_scores(dataset, fake.x, n_eval=n_eval, seed=seed)}
 
 
 def vector_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: int) -> dict:
     from madlab.datasets import get_dataset_class
+    from madlab.metrics.knn import prdc
     from madlab.registry import get_generator_class
 
     dataset_cls = get_dataset_class("gmm25")
@@ -81,20 +104,55 @@ def vector_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: in
     start = time.perf_counter()
     gen.fit(dataset.draw(n_train, seed=seed), seed=seed)
     fit_s = time.perf_counter() - start
-    from madlab.metrics.knn import prdc
-
     real = dataset.eval_set(n_eval, seed=seed).x
     out = {"generator": name, "data": "gmm25", "params": params, "n_train": n_train,
            "fit_seconds": round(fit_s, 1),
            "precision_real": round(prdc(real, dataset.eval_set(n_eval, seed=seed + 7).x, k=5)["precision"], 3)}
     for bias in (1.0, 0.5):
-        fake = gen.sample(n_eval, bias=bias, seed=seed + 1)
-        extra = dataset.extra_metrics(fake)
-        out[f"modes@{bias}"] = extra["modes"]
-        out[f"hq_fraction@{bias}"] = round(extra["hq_fraction"], 3)
-        out[f"precision@{bias}"] = round(prdc(real, fake.x, k=5)["precision"], 3)
-    out["pass"] = (out["modes@1.0"] >= VECTOR_FLOOR["modes"] and out["precision@1.0"] >= VECTOR_FLOOR["precision"]
-                   and out["hq_fraction@1.0"] >= VECTOR_FLOOR["hq_fraction"])
+        out.update(vector_scores(dataset, gen.sample(n_eval, bias=bias, seed=seed + 1), n_eval=n_eval, seed=seed,
+                                 suffix=f"@{bias}"))
+    out["pass"] = vector_pass(out, "@1.0")
+    return out
+
+
+#: generators whose generation 1 is held to a floor in ``--results`` mode (the theory models are exact fits)
+NEURAL = ("gan", "flow", "ddpm")
+
+
+def results_check(results_dir: str, *, n_eval: int, seed: int) -> list[dict]:
+    """The floors applied to the stored generation-1 samples of every neural run of a results folder
+    whose data has a floor (mnist5k/mnist images, gmm25): the quickstart's acceptance check. Runs that
+    share their generation 1 (madlab.shared_generation) hold identical samples, scored once."""
+    import hashlib
+    from pathlib import Path
+
+    from madlab.config import RunConfig, make_components
+    from madlab.storage import RunStore
+
+    out, seen = [], {}
+    for run_dir in sorted(Path(results_dir, "runs").iterdir()):
+        store = RunStore(run_dir)
+        record = store.config()
+        config = RunConfig.model_validate(record["config"])
+        if config.generator.name not in NEURAL or not store.is_done(1):
+            continue
+        dataset, _, _ = make_components(config)
+        if dataset.kind == "image" and dataset.shape[0] == 1 and dataset.num_classes == 10:
+            floor = "image"
+        elif dataset.name == "gmm25":
+            floor = "vector"
+        else:
+            continue
+        fake = store.samples(1)
+        key = hashlib.sha256(fake.x.tobytes()).hexdigest()
+        if key not in seen:
+            if floor == "image":
+                seen[key] = image_scores(dataset, fake.x, n_eval=n_eval, seed=seed)
+            else:
+                scores = vector_scores(dataset, fake, n_eval=n_eval, seed=seed)
+                seen[key] = {**scores, "pass": vector_pass(scores)}
+        out.append({"run": run_dir.name, "generator": config.generator.name, "data": config.dataset.name,
+                    "bias": config.loop.bias, "n_samples": len(fake), **seen[key]})
     return out
 
 
@@ -111,8 +169,21 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", help="also write the results to this file")
+    ap.add_argument("--results", metavar="DIR", help="instead of training: hold the stored generation-1 samples of "
+                                                     "every neural run in results folder DIR to the floors")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.results:
+        results = results_check(args.results, n_eval=args.n_eval, seed=args.seed)
+        for result in results:
+            print(json.dumps(result), flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(results, f, indent=2)
+        if not results:
+            print(f"no neural run with a floor and a finished generation 1 in {args.results}", file=sys.stderr)
+            return 1
+        return 0 if all(r["pass"] for r in results) else 1
     params = {"preset": args.preset}
     for item in args.set:
         key, value = item.split("=", 1)

@@ -173,3 +173,16 @@ def test_report_finds_a_batched_runs_samples(tmp_path):
     run_id = results.table.run_id.iloc[0]
     assert results.generations(run_id) == [1, 2, 3]
     assert results.samples(run_id, 2).x.shape == (30, 2)
+
+
+def test_batched_runs_keep_the_same_real_vs_real_reference_as_per_run_folders(tmp_path):
+    from madlab.report import open_results
+    from madlab.report.summary import reference_values
+
+    spec = sweep_spec(generations=2)
+    run(tmp_path / "per-run", spec, PER_RUN)
+    run(tmp_path / "batched", spec)
+    per_run, batched = (reference_values(open_results(tmp_path / name)).sort_values(["run_id", "metric"])
+                        .reset_index(drop=True) for name in ("per-run", "batched"))
+    assert len(per_run) >= 6 and set(per_run.metric) >= {"w2", "precision"}
+    pd.testing.assert_frame_equal(per_run, batched, check_exact=False, rtol=1e-9)

@@ -87,6 +87,11 @@ class BatchStore:
             "synthetic_from": np.array([p["synthetic_from"] for p in result.provenance], dtype=np.str_),
             "metadata": np.array(json.dumps(metadata, sort_keys=True), dtype=np.str_),
         }
+        if result.real_vs_real is not None:  # generation 1: the report's real-vs-real reference row
+            rvr = sorted(result.real_vs_real)
+            arrays["real_vs_real_names"] = np.array(rvr, dtype=np.str_)
+            arrays["real_vs_real"] = (np.stack([result.real_vs_real[k] for k in rvr], 1) if rvr
+                                      else np.zeros((len(slots), 0)))
         if keep_samples:
             arrays["samples"] = result.samples
         name = f"gen-{result.generation:04d}-{int(slots[0]):05d}-{len(slots):05d}.npz"
@@ -243,20 +248,27 @@ class BatchedSamples:
             for slot, run_id in enumerate(runs):
                 self._slots[run_id] = (members.parent, slot)
 
-    def _records(self, run_id: str):
+    def _records(self, run_id: str, field: str = "samples", generation: int | None = None):
         if run_id not in self._slots:
             return
         folder, slot = self._slots[run_id]
         for path in sorted(folder.glob("gen-*.npz")):
             match = _RECORD.fullmatch(path.name)
-            if not match:
+            if not match or (generation is not None and int(match.group(1)) != generation):
                 continue
             with np.load(path, allow_pickle=False) as z:
-                if "samples" not in z.files:
+                if field not in z.files:
                     continue
                 where = np.flatnonzero((z["slots"] == slot) & z["ok"])
                 if len(where):
                     yield int(match.group(1)), path, int(where[0])
+
+    def real_vs_real(self, run_id: str) -> dict[str, float]:
+        """A batched run's real-vs-real reference metrics (stored with generation 1), or {}."""
+        for _, path, row in self._records(run_id, "real_vs_real", generation=1):
+            with np.load(path, allow_pickle=False) as z:
+                return {str(k): float(v) for k, v in zip(z["real_vs_real_names"], z["real_vs_real"][row])}
+        return {}
 
     def generations(self, run_id: str) -> list[int]:
         return sorted({t for t, _, _ in self._records(run_id)})

@@ -200,6 +200,10 @@ class Results:
 
         return BatchedSamples(self.dir)
 
+    def batched_reference(self, run_id: str) -> dict[str, float]:
+        """The real-vs-real metrics a batched run's generation-1 record holds ({} for other runs)."""
+        return self._batched.real_vs_real(run_id)
+
     def samples(self, run_id: str, generation: int) -> Samples:
         if generation not in self.run(run_id).generations():
             return self._batched.samples(run_id, generation)

@@ -37,10 +37,10 @@ def reference_values(results: Results) -> pd.DataFrame:
     rows = []
     for run_id in results.runs["run_id"] if "run_id" in results.runs else []:
         try:
-            record = results.run(str(run_id)).record(1)
-        except (OSError, ValueError, KeyError):  # no generation 1 published yet
-            continue
-        for metric, value in ((record.get("metadata") or {}).get("real_vs_real") or {}).items():
+            reference = (results.run(str(run_id)).record(1).get("metadata") or {}).get("real_vs_real") or {}
+        except (OSError, ValueError, KeyError):  # no generation-1 folder: a batched run's records, or none yet
+            reference = results.batched_reference(str(run_id))
+        for metric, value in reference.items():
             if isinstance(value, (int, float)) and np.isfinite(value):
                 rows.append({"run_id": run_id, "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=["run_id", "metric", "value"])
