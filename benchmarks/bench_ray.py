@@ -170,6 +170,7 @@ def main():
     load_before = os.getloadavg()
     if args.only_image:
         with tempfile.TemporaryDirectory() as tmp:
+            os.environ.setdefault("RAY_worker_niceness", "0")  # as madlab's runner starts its local Ray (runner/ray_tasks.py)
             ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.ERROR)
             print("scheduling overhead per generation (time not in fit/sample/metrics)")
             t_img, summary = sweep(ddpm_spec(args.image_runs, args.image_epochs), f"{tmp}/ddpm", use_ray=True)
@@ -181,6 +182,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         t_seq, seq = sweep(flow_spec(args.runs, args.epochs), f"{tmp}/seq", use_ray=False)
         start = time.perf_counter()
+        os.environ.setdefault("RAY_worker_niceness", "0")  # as madlab's runner starts its local Ray (runner/ray_tasks.py)
         ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.ERROR)
         t_init = time.perf_counter() - start
         t_ray, summary = sweep(flow_spec(args.runs, args.epochs), f"{tmp}/ray", use_ray=True)

@@ -233,6 +233,7 @@ def main():
     }
     chosen = args.only or list(workloads)
     cores = os.cpu_count()
+    os.environ.setdefault("RAY_worker_niceness", "0")  # as madlab's runner starts its local Ray (runner/ray_tasks.py)
     ray.init(num_cpus=cores, include_dashboard=False, logging_level=logging.ERROR)
     load_before = os.getloadavg()
     times = {(w, s): [] for w in chosen for s in ("tasks", "actors")}
