@@ -10,7 +10,7 @@ from conftest import gaussian_spec
 
 def test_validate_accepts_the_quickstart(cli):
     code, out, err = cli("validate", "loops/quickstart.yaml")
-    assert code == 0 and "30 run(s)" in out and err == ""
+    assert code == 0 and "66 run(s)" in out and err == ""
 
 
 def test_generators_lists_shipped_plugins(cli):
