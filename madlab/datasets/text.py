@@ -31,7 +31,9 @@ from madlab.protocol import Params
 from madlab.samples import Samples
 from madlab.tokenizer import BPETokenizer, CharTokenizer, SymbolTokenizer, Tokenizer, pad
 
-_TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT = 21, 22, 23
+_TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT, _ENCODER_SALT = 21, 22, 23, 24
+#: Sequences of an unlimited (synthetic) source that the text-lm reference encoder trains on.
+ENCODER_DOCS = 2000
 
 
 def _permutation(size: int, *seeds: int) -> np.ndarray:
@@ -73,6 +75,11 @@ class TokenDataset(Dataset):
     def true_unigram(self) -> np.ndarray | None:
         """The true token distribution, for synthetic sources."""
         return None
+
+    def encoder_corpus(self) -> np.ndarray:
+        """The real documents the ``text-lm`` reference encoder trains on (padded int64 rows): a fixed
+        draw of :data:`ENCODER_DOCS` sequences here; a corpus's whole training pool (CorpusDataset)."""
+        return np.asarray(self.draw(ENCODER_DOCS, seed=_ENCODER_SALT).x)
 
     def check_run(self, run) -> None:
         """Validate-time check of a generator against this vocabulary (``check_dataset(params, dataset)``,
@@ -150,6 +157,10 @@ class CorpusDataset(TokenDataset):
 
     def training_documents(self) -> list[str]:
         return [self.documents[i] for i in self._train_idx]
+
+    def encoder_corpus(self) -> np.ndarray:
+        """The whole training pool (never the held-out split the metrics score against)."""
+        return self._encoded[self._train_idx]
 
     def check_run(self, run) -> None:
         """Validate-time check: the held-out split holds the documents the metrics score."""
