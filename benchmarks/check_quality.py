@@ -134,7 +134,7 @@ def results_check(results_dir: str, *, n_eval: int, seed: int) -> list[dict]:
         store = RunStore(run_dir)
         record = store.config()
         config = RunConfig.model_validate(record["config"])
-        if config.generator.name not in NEURAL or not store.is_done(1):
+        if config.generator["name"] not in NEURAL or not store.is_done(1):
             continue
         dataset, _, _ = make_components(config)
         if dataset.kind == "image" and dataset.shape[0] == 1 and dataset.num_classes == 10:
@@ -151,7 +151,7 @@ def results_check(results_dir: str, *, n_eval: int, seed: int) -> list[dict]:
             else:
                 scores = vector_scores(dataset, fake, n_eval=n_eval, seed=seed)
                 seen[key] = {**scores, "pass": vector_pass(scores)}
-        out.append({"run": run_dir.name, "generator": config.generator.name, "data": config.dataset.name,
+        out.append({"run": run_dir.name, "generator": config.generator["name"], "data": config.dataset["name"],
                     "bias": config.loop.bias, "n_samples": len(fake), **seen[key]})
     return out
 

@@ -177,7 +177,7 @@ def tensors_to_samples(x: torch.Tensor, y: torch.Tensor | None = None, *, image:
     if image:
         x = x.clamp(-1.0, 1.0)
     labels = None if y is None else y.detach().cpu().numpy().astype(np.int64)
-    return Samples(x.cpu().numpy().astype(np.float32, copy=False), labels)
+    return Samples(x.cpu().contiguous().numpy().astype(np.float32, copy=False), labels)
 
 
 def data_kind(shape: tuple[int, ...]) -> str:
@@ -221,7 +221,7 @@ class NeuralParams(Params):
 def module_state(prefix: str, module: nn.Module) -> dict[str, torch.Tensor]:
     """``module.state_dict()`` flattened under ``prefix.`` (detached CPU tensors); a compiled
     module saves the keys of the module it wraps."""
-    return {f"{prefix}.{k}": v.detach().cpu() for k, v in unwrap(module).state_dict().items()}
+    return {f"{prefix}.{k}": v.detach().cpu().contiguous() for k, v in unwrap(module).state_dict().items()}
 
 
 def load_module_state(prefix: str, module: nn.Module, state: dict) -> None:
@@ -238,7 +238,7 @@ def optimizer_state(prefix: str, optimizer: torch.optim.Optimizer) -> dict[str, 
     out = {}
     for index, slots in optimizer.state_dict()["state"].items():
         for key, value in slots.items():
-            out[f"{prefix}.{index}.{key}"] = torch.as_tensor(value).detach().cpu()
+            out[f"{prefix}.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     return out
 
 

@@ -88,7 +88,7 @@ def test_the_sweep_prints_a_cost_weighted_eta(write_spec, tmp_path):
     assert int(minutes) * 60 + int(seconds.rstrip("s")) <= 10 * max(summary.seconds, 1.0), (etas, summary.seconds)
 
 
-def test_the_lenet_extractor_is_announced_and_trained_once_before_the_runs(write_spec, tmp_path, monkeypatch):
+def test_the_lenet_extractor_is_announced_and_trained_once_as_the_runs_start(write_spec, tmp_path, monkeypatch):
     import io
 
     from madlab.config import load_spec
@@ -105,7 +105,8 @@ def test_the_lenet_extractor_is_announced_and_trained_once_before_the_runs(write
             "sweep": {"seed": [0, 1, 2]}}
     jobs = plan_jobs(load_spec(write_spec(spec)), str(tmp_path / "out"))
     stream = io.StringIO()
-    prepare_extractors(jobs, Progress(3, 6, stream), local=True)
+    training = prepare_extractors(jobs, Progress(3, 6, stream), local=True)
+    training.join(timeout=30)  # it trains in the background while the runs start
     assert trained == [1] and "training the LeNet feature extractor once" in stream.getvalue()
-    prepare_extractors(jobs, Progress(3, 6, stream), local=True)  # cached now: silent, no training
+    assert prepare_extractors(jobs, Progress(3, 6, stream), local=True) is None  # cached now: silent, no training
     assert trained == [1] and stream.getvalue().count("training the LeNet") == 1

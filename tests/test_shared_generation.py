@@ -88,3 +88,21 @@ def test_the_key_covers_what_determines_generation_one():
         assert _key(relevant) != base, relevant
     assert _key({"loop.scheme": "fresh-real", "loop.n_initial": 60}) == base  # same generation-1 size
     assert _key({"loop.scheme": "fresh-real", "loop.n_initial": 50}) != base
+
+
+def test_runs_sharing_a_generation_one_are_started_apart():
+    """Two seeds x three schemes: the order starts both seeds' first runs before any second run."""
+    from madlab.runner.jobs import Job, spread_shared_first
+
+    raw = _spec()
+    raw["sweep"] = {"seed": [0, 1], **SCHEMES}
+    runs = build_spec(raw).runs
+    jobs = [Job(r.run_id, r.config.model_dump(mode="json"), r.swept, f"/tmp/{r.run_id}", "share") for r in runs]
+    keys = [first_generation_key(r.config) for r in runs]
+    assert len(set(keys)) == 2
+    order = spread_shared_first(jobs)
+    assert sorted(j.run_id for j in order) == sorted(j.run_id for j in jobs)
+    key_of = {r.run_id: k for r, k in zip(runs, keys)}
+    ordered_keys = [key_of[j.run_id] for j in order]
+    assert len(set(ordered_keys[:2])) == 2  # both generation-1 models first
+    assert all(a != b for a, b in zip(ordered_keys, ordered_keys[1:]))  # never two of one group in a row

@@ -106,11 +106,12 @@ def _legend(col: str) -> str:
 
 def plot_roles(results: Results, hue: str = "bias") -> dict[str, str | None]:
     """hue / style / row for the metric panels: λ (or the figure's own axis) by colour,
-    scheme by line style, every other sweep axis by facet row."""
+    scheme by line style in every panel (where the scheme is the only axis it takes the colour
+    too), every other sweep axis by facet row."""
     axes = list(results.axes)
     if hue not in axes:
         hue = "bias" if "bias" in axes else (axes[0] if axes else None)
-    style = "scheme" if "scheme" in axes and hue != "scheme" else None
+    style = "scheme" if "scheme" in axes else None
     rest = [a for a in axes if a not in (hue, style)]
     return {"hue": hue, "style": style, "rows": rest}
 
@@ -185,7 +186,7 @@ def theory_panel(results: Results):
         raise Missing("no trace_cov / mean_shift values yet")
     roles = plot_roles(results)
     hue, style = roles["hue"], roles["style"]
-    keys = [k for k in [hue, style, *roles["rows"]] if k]
+    keys = list(dict.fromkeys(k for k in [hue, style, *roles["rows"]] if k))
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
     hue_labels = [_label(hue, v, named=False) for v in _order(gauss[hue].drop_duplicates().tolist(), hue)] if hue else []
     colours = palette_for(hue_labels)

@@ -124,9 +124,31 @@ def pack(jobs: list[Job], n_workers: int) -> list[list[Job]]:
     jobs = [j for j in jobs if j.batch is None]
     is_cheap = [get_generator_class(j.config["generator"]["name"]).cheap for j in jobs]
     cheap = [j for j, c in zip(jobs, is_cheap) if c]
-    heavy = [[j] for j, c in zip(jobs, is_cheap) if not c]
+    heavy = [[j] for j in spread_shared_first([j for j, c in zip(jobs, is_cheap) if not c])]
     size = max(1, math.ceil(len(cheap) / (4 * max(1, n_workers))))
     return heavy + list(batches.values()) + [cheap[i:i + size] for i in range(0, len(cheap), size)]
+
+
+def spread_shared_first(jobs: list[Job]) -> list[Job]:
+    """Expensive runs in an order that starts the runs sharing one generation 1
+    (:mod:`madlab.shared_generation`) apart: the first run of every group, then the second of
+    every group, and so on. Started side by side, the second run of a group would hold a worker
+    while it waits for the first to publish the shared generation; started apart, the workers
+    train different generation-1 models at once and the followers find theirs ready."""
+    from madlab.config import RunConfig
+    from madlab.shared_generation import first_generation_key
+
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        try:
+            key = first_generation_key(RunConfig.model_validate(job.config))
+        except Exception:  # a config the key cannot read keeps its own slot; validation already ran
+            key = job.run_id
+        groups.setdefault(key, []).append(job)
+    order = []
+    for i in range(max((len(g) for g in groups.values()), default=0)):
+        order += [g[i] for g in groups.values() if i < len(g)]
+    return order
 
 
 class _Timings:

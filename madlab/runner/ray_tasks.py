@@ -64,6 +64,11 @@ def init_ray(address: str | None) -> None:
     if address:
         ray.init(address=address, **kwargs)
     else:
+        # Ray starts its workers at niceness 15, so on a workstation any other process (an editor's
+        # indexer, a pip install) takes the cores from the sweep the user is waiting for. The local
+        # instance madlab starts is the user's main job: its workers run at the driver's priority
+        # unless the user says otherwise (RAY_worker_niceness in the environment wins).
+        os.environ.setdefault("RAY_worker_niceness", "0")
         ray.init(num_cpus=os.cpu_count(), **kwargs)
 
 

@@ -12,6 +12,7 @@ import json
 
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -93,10 +94,15 @@ class SweepState:
                        seconds, outcomes)
 
 
-def prepare_extractors(jobs: list[Job], progress: Progress, *, local: bool) -> None:
-    """One-time work before the runs start: the pinned LeNet extractor is trained on first use
+def prepare_extractors(jobs: list[Job], progress: Progress, *, local: bool) -> "threading.Thread | None":
+    """One-time work while the runs start: the pinned LeNet extractor is trained on first use
     (about a minute). Say so rather than sit silent, and on this machine train it here, once, so
-    every worker loads the same cached weights; on a cluster each node's first worker does it."""
+    every worker loads the same cached weights; on a cluster each node's first worker does it.
+
+    The training runs in a background thread (it is a pinned child process under the cache's file
+    lock) and the runs start at once: a run needs the extractor only for its first metrics, after
+    its generation-1 fit, and then waits on the lock; runs on other data never wait. Returns the
+    thread, for the caller to join."""
     from madlab.datasets import get_dataset_class
 
     def uses_lenet(config: dict) -> bool:
@@ -109,17 +115,28 @@ def prepare_extractors(jobs: list[Job], progress: Progress, *, local: bool) -> N
 
     prepare_text_encoders(jobs, progress, local=local)
     if not any(uses_lenet(j.config) for j in jobs):
-        return
+        return None
     from madlab.features.feature_extractor_lenet import ensure_lenet_weights, lenet_weights_cached, weights_dir
 
     if lenet_weights_cached():
-        return
+        return None
     if not local:
         progress.note(f"each cluster node trains the LeNet feature extractor once on first use "
                       f"(~1 min, cached in {weights_dir()} there)")
-        return
-    progress.note(f"training the LeNet feature extractor once (~1 min), cached in {weights_dir()}")
-    ensure_lenet_weights()
+        return None
+    progress.note(f"training the LeNet feature extractor once (~1 min, while the runs start), cached in "
+                  f"{weights_dir()}")
+
+    def train() -> None:
+        try:
+            ensure_lenet_weights()
+        except Exception as exc:  # noqa: BLE001 - the runs that need it retry under the lock and fail themselves
+            progress.note(f"training the LeNet feature extractor failed here ({type(exc).__name__}: {exc}); "
+                          f"the runs that need it will try again")
+
+    thread = threading.Thread(target=train, name="madlab-lenet", daemon=True)
+    thread.start()
+    return thread
 
 
 def prepare_text_encoders(jobs: list[Job], progress: Progress, *, local: bool) -> None:
@@ -184,7 +201,7 @@ class Runner:
         cost = CostModel({j.run_id: run_kind(j.config, get_generator_class(j.config["generator"]["name"]).cheap)
                           for j in jobs}, {j.run_id: j.generations for j in jobs}, done)
         progress = Progress(len(jobs), sum(j.generations for j in jobs), self.stream, self.progress_every, cost)
-        prepare_extractors(pending, progress, local=not (self.use_ray and self.address))
+        training = prepare_extractors(pending, progress, local=not (self.use_ray and self.address))
         sweep = SweepState(location, jobs, done, progress)
         pending_ids = {j.run_id for j in pending}
         finished_batched = batched_rows([j for j in jobs if j.run_id not in pending_ids and j.batch is not None])
@@ -200,6 +217,8 @@ class Runner:
             for unit in pack(pending, 1):
                 sweep.finish(run_jobs(unit, fault=self.fault, report=sweep.on_generation))
                 sweep.tick()
+        if training is not None:
+            training.join()
         summary = sweep.summary(time.monotonic() - start)
         sweep.tick(force=True)
         return summary
