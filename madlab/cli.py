@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a spec: exit 0, or 2 with a one-line reason; no CONFIG "
                                                "checks loops/quickstart.yaml")
     validate.add_argument("config", nargs="?", help="loop spec (YAML)")
+    validate.add_argument("--out", help="also check that `madlab run --out DIR` could resume into this results "
+                                        "folder (stored configs, library versions, text runs' tokenizers); writes nothing")
     _spec_args(validate)
 
     report = sub.add_parser("report", help="draw the figures of a results folder")
@@ -78,8 +80,15 @@ def _dispatch(args, argv) -> int:
     spec = load_spec(args.config, overrides=args.overrides, preset=args.preset,
                      out=getattr(args, "out", None))
     if args.command == "validate":
+        resumable = ""
+        if args.out:
+            from madlab.runner.folder import check_resumable, plan_jobs, results_location
+
+            location = results_location(args.out)
+            check_resumable(plan_jobs(spec, location), location)
+            resumable = f"; {args.out}: " + ("resumable" if location.exists("run.json") else "a new results folder")
         print(f"ok: {spec.path}: {len(spec.runs)} run(s), "
-              f"{sum(r.config.loop.generations for r in spec.runs)} generation(s)")
+              f"{sum(r.config.loop.generations for r in spec.runs)} generation(s){resumable}")
         return 0
 
     from madlab.runner import Runner

@@ -14,6 +14,9 @@ text run, so the run folder alone decodes its samples):
   no training, every string of the corpus round-trips).
 * :class:`BPETokenizer` — Hugging Face ``tokenizers`` byte-level BPE trained locally on the
   training documents (a well-kept, fast implementation; byte level so decoding is lossless).
+* :class:`PretrainedTokenizer` — the ``tokenizer.json`` of a local pretrained model folder (what
+  ``save_pretrained`` writes for a fast tokenizer), read with ``tokenizers``: the ``hf-lm`` generator
+  needs its model's own tokenizer, and its JSON goes into ``tokenizer.json`` whole, like the others.
 """
 from __future__ import annotations
 
@@ -98,6 +101,8 @@ class Tokenizer:
             return BPETokenizer(data["tokenizer"])
         if data.get("kind") == "symbols":
             return SymbolTokenizer(data["vocab_size"])
+        if data.get("kind") == "pretrained":
+            return PretrainedTokenizer(data["tokenizer"])
         raise ValueError(f"unknown tokenizer kind {data.get('kind')!r}")
 
 
@@ -171,6 +176,39 @@ class BPETokenizer(Tokenizer):
         return json.dumps({"kind": "bpe", "tokenizer": self._serialized})
 
 
+class PretrainedTokenizer(Tokenizer):
+    """A pretrained model's fast tokenizer (its folder's ``tokenizer.json``); documents are encoded
+    without special tokens (a generator adds its own begin/end markers)."""
+
+    kind = "pretrained"
+    FILE = "tokenizer.json"
+
+    def __init__(self, serialized: str):
+        from tokenizers import Tokenizer as HFTokenizer
+
+        self._serialized = serialized
+        self._tok = HFTokenizer.from_str(serialized)
+
+    @classmethod
+    def from_folder(cls, folder) -> "PretrainedTokenizer":
+        from pathlib import Path
+
+        return cls((Path(folder).expanduser() / cls.FILE).read_text(encoding="utf-8"))
+
+    @property
+    def vocab_size(self) -> int:
+        return self._tok.get_vocab_size(with_added_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        return self._tok.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: Iterable[int]) -> str:
+        return self._tok.decode(list(ids), skip_special_tokens=False)
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": "pretrained", "tokenizer": self._serialized})
+
+
 class SymbolTokenizer(Tokenizer):
     """The tokens of a synthetic source: id i is the word ``t<i>``; texts are space-separated words."""
 
@@ -196,4 +234,4 @@ class SymbolTokenizer(Tokenizer):
         return json.dumps({"kind": "symbols", "vocab_size": self._vocab_size})
 
 
-__all__ = ["PAD", "Tokenizer", "CharTokenizer", "BPETokenizer", "SymbolTokenizer", "lengths", "pad", "unpad", "check_tokens"]
+__all__ = ["PAD", "Tokenizer", "CharTokenizer", "BPETokenizer", "PretrainedTokenizer", "SymbolTokenizer", "lengths", "pad", "unpad", "check_tokens"]

@@ -47,6 +47,11 @@ CASES: dict[str, list[Case]] = {
 
 
 
+#: shipped generators whose contract class lives in their own test file (hf-lm's cases need a model
+#: folder that test file writes first)
+COVERED_ELSEWHERE = {"hf-lm": "tests/test_hf_lm.py::TestHFLM"}
+
+
 def shipped_generators() -> list[str]:
     """Generators of the ``madlab`` distribution itself (not of plugins installed beside it)."""
     return sorted(name for name, dist in distributions().items() if dist == "madlab")
@@ -55,7 +60,7 @@ def shipped_generators() -> list[str]:
 def test_every_shipped_generator_has_a_case():
     shipped = shipped_generators()
     assert {"gaussian", "gmm", "gan", "flow", "ddpm", "ngram", "gpt"} <= set(shipped)
-    missing = [name for name in shipped if not CASES.get(name)]
+    missing = [name for name in shipped if not CASES.get(name) and name not in COVERED_ELSEWHERE]
     assert not missing, f"add a line to CASES in {__file__} for: {missing}"
     foreign = {name: dist for name, dist in distributions().items() if dist != "madlab"}
     if foreign:

@@ -138,7 +138,7 @@ def _spec(**over):
 @pytest.mark.parametrize("over,message", [
     ({"loop": {"scheme": "fresh-real", "generations": 50, "n_real": 100}}, "loop.n_real: the loop draws 5000 real"),
     ({"metrics": {"n_eval": 1000}}, "metrics.n_eval: metrics want 1000 held-out documents"),
-    ({"metrics": {"n_eval": 50, "names": ["fid"]}}, "metrics.names: 'fid' not a metric of tokens data"),
+    ({"metrics": {"n_eval": 50, "names": ["w2"]}}, "metrics.names: 'w2' not a metric of tokens data"),  # fid is (text-lm)
     ({"dataset": {"tokenizer": "wordpiece"}}, "dataset.tokenizer"),
     ({"generator": {"name": "gaussian"}}, "does not handle tokens data"),
     ({"dataset": {"name": "gaussian", "dim": 2}}, "does not handle vector data"),
@@ -199,3 +199,30 @@ def test_cli_run_on_synthetic_source_reports_truth_distances(cli, write_spec, tm
     wide = table.pivot_table(index="generation", columns="metric", values="value")
     assert {"tv_truth", "kl_truth", "model_tv_truth", "model_kl_truth", "perplexity"} <= set(wide.columns)
     assert (wide["model_tv_truth"] > 0).all() and (wide["model_tv_truth"] < 1).all()
+
+
+def _folder_spec(root, **dataset):
+    return _spec(dataset={"name": "text", "root": str(root), "split": "line", "max_tokens": 16, "heldout": 10, **dataset},
+                 generator={"name": "ngram", "order": 2}, loop={"generations": 2, "n_real": 20, "n_synthetic": 20},
+                 metrics={"n_eval": 10, "k": 3})
+
+
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_resume_over_a_changed_corpus_is_one_line_exit_2_before_anything_runs(cli, write_spec, tmp_path, command):
+    """The corpus files change under the same config (a new character appears): the stored
+    tokenizer.json differs from what the config builds now. Refused at validate --out / run start."""
+    root = tmp_path / "corpus"
+    root.mkdir()
+    (root / "a.txt").write_text("\n".join(f"the cat sat on mat {i}" for i in range(60)))
+    spec = write_spec(_folder_spec(root))
+    out = tmp_path / "out"
+    code, _, err = cli("run", spec, "--out", out, "--no-ray")
+    assert code == 0, err
+    code, stdout, err = cli("validate", spec, "--out", out)
+    assert code == 0 and "resumable" in stdout, err
+    (root / "a.txt").write_text("\n".join(f"the dog sat on mat {i}" for i in range(60)))  # new letters
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    args = ("--out", out) + (("--no-ray",) if command == "run" else ())
+    code, _, err = cli(command, spec, *args)
+    assert code == 2 and err.count("\n") == 1 and "tokenizer.json" in err and "another tokenizer" in err, err
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before  # nothing written

@@ -29,9 +29,11 @@ from madlab.datasets.base import Dataset
 from madlab.errors import DatasetError
 from madlab.protocol import Params
 from madlab.samples import Samples
-from madlab.tokenizer import BPETokenizer, CharTokenizer, SymbolTokenizer, Tokenizer, pad
+from madlab.tokenizer import BPETokenizer, CharTokenizer, PretrainedTokenizer, SymbolTokenizer, Tokenizer, pad
 
-_TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT = 21, 22, 23
+_TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT, _ENCODER_SALT = 21, 22, 23, 24
+#: Sequences of an unlimited (synthetic) source that the text-lm reference encoder trains on.
+ENCODER_DOCS = 2000
 
 
 def _permutation(size: int, *seeds: int) -> np.ndarray:
@@ -40,7 +42,9 @@ def _permutation(size: int, *seeds: int) -> np.ndarray:
 
 class TextParams(Params):
     max_tokens: int = Field(128, ge=2, le=65_536, description="context: documents are cut to this many tokens")
-    tokenizer: Literal["char", "bpe"] = "char"
+    tokenizer: Literal["char", "bpe", "pretrained"] = "char"
+    tokenizer_path: str | None = Field(None, description="pretrained: a folder holding a tokenizer.json "
+                                                          "(a local Hugging Face model folder, for hf-lm)")
     bpe_vocab_size: int = Field(512, ge=260, le=65_536, description="BPE: vocabulary size (byte-level: > 256)")
     heldout: int | None = Field(None, ge=1, description="documents held out as the metric reference set "
                                                         "(default 10% of the corpus)")
@@ -74,6 +78,11 @@ class TokenDataset(Dataset):
         """The true token distribution, for synthetic sources."""
         return None
 
+    def encoder_corpus(self) -> np.ndarray:
+        """The real documents the ``text-lm`` reference encoder trains on (padded int64 rows): a fixed
+        draw of :data:`ENCODER_DOCS` sequences here; a corpus's whole training pool (CorpusDataset)."""
+        return np.asarray(self.draw(ENCODER_DOCS, seed=_ENCODER_SALT).x)
+
     def check_run(self, run) -> None:
         """Validate-time check of a generator against this vocabulary (``check_dataset(params, dataset)``,
         e.g. the n-gram's key width), which the shape-only ``Generator.check`` cannot see."""
@@ -98,6 +107,7 @@ class CorpusDataset(TokenDataset):
             raise DatasetError(f"{self.name}: the corpus holds {len(docs)} document(s) of at least "
                                f"{params.min_chars} characters; it needs a training pool and a held-out split")
         self.documents = docs
+        _check_tokenizer_path(params)
         held = params.heldout if params.heldout is not None else max(1, len(docs) // 10)
         if held >= len(docs):
             raise DatasetError(f"dataset.heldout={held} leaves no training documents ({self.name} has {len(docs)})")
@@ -109,6 +119,8 @@ class CorpusDataset(TokenDataset):
 
     @cached_property
     def tokenizer(self) -> Tokenizer:
+        if self.params.tokenizer == "pretrained":
+            return PretrainedTokenizer.from_folder(self.params.tokenizer_path)
         if self.params.tokenizer == "bpe":
             return BPETokenizer.train([self.documents[i] for i in self._train_idx], self.params.bpe_vocab_size)
         return CharTokenizer.train(self.documents)  # the whole alphabet, so held-out text encodes too
@@ -151,6 +163,10 @@ class CorpusDataset(TokenDataset):
     def training_documents(self) -> list[str]:
         return [self.documents[i] for i in self._train_idx]
 
+    def encoder_corpus(self) -> np.ndarray:
+        """The whole training pool (never the held-out split the metrics score against)."""
+        return self._encoded[self._train_idx]
+
     def check_run(self, run) -> None:
         """Validate-time check: the held-out split holds the documents the metrics score."""
         from madlab.config import eval_size
@@ -160,6 +176,26 @@ class CorpusDataset(TokenDataset):
         if n > self.heldout_size:
             raise DatasetError(f"metrics.n_eval: metrics want {n} held-out documents but {self.name} holds out "
                                f"{self.heldout_size}; lower metrics.n_eval or raise dataset.heldout")
+
+
+def _check_tokenizer_path(params) -> None:
+    """``tokenizer: pretrained`` needs a readable ``tokenizer_path/tokenizer.json``; other tokenizers take none."""
+    if params.tokenizer != "pretrained":
+        if params.tokenizer_path is not None:
+            raise DatasetError(f"dataset.tokenizer_path: only read with tokenizer: pretrained (got {params.tokenizer})")
+        return
+    if params.tokenizer_path is None:
+        raise DatasetError("dataset.tokenizer_path: tokenizer: pretrained needs the folder of a tokenizer.json "
+                           "(e.g. the local model folder of hf-lm)")
+    path = Path(params.tokenizer_path).expanduser() / PretrainedTokenizer.FILE
+    if not path.is_file():
+        raise DatasetError(f"dataset.tokenizer_path: {path} does not exist (a fast tokenizer saved with "
+                           f"save_pretrained writes it)")
+    try:
+        PretrainedTokenizer.from_folder(path.parent)
+    except Exception as exc:  # tokenizers raises its own exception type for a malformed file
+        raise DatasetError(f"dataset.tokenizer_path: {path} is not a tokenizers JSON file "
+                           f"({str(exc).splitlines()[0][:120]})") from None
 
 
 def _split_long(docs: list[str], max_chars: int | None) -> list[str]:

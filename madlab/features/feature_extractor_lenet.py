@@ -284,7 +284,10 @@ def _train_and_record(weights: Path, recipe: dict) -> None:
                         batch_size=recipe["batch_size"])
     seconds = time.perf_counter() - start
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(weights, save(state, metadata={"name": NAME, "version": str(VERSION)}))
+    # one metadata key: safetensors writes a multi-key metadata map in an arbitrary order (measured: the
+    # same two keys came out in either order from one process to the next), which changed the file's
+    # bytes and so its hash between two trainings of identical weights
+    atomic_write_bytes(weights, save(state, metadata={NAME: json.dumps({"version": VERSION})}))
     acc, heldout_set = heldout_accuracy(model)
     record = {"name": NAME, "version": VERSION, "sha256": file_sha256(weights), "recipe": recipe,
               "train_accuracy": accuracy(model, images, labels), "heldout_accuracy": acc,

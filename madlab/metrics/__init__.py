@@ -7,13 +7,13 @@ against a fixed real reference set: low-dimensional data are scored on the raw c
 from __future__ import annotations
 
 from madlab.errors import ConfigError
-from madlab.metrics.text import TEXT_METRICS
+from madlab.metrics.text import TEXT_FEATURE_METRICS, TEXT_METRICS
 
 #: what each data kind's evaluator computes (madlab.metrics.lowdim / madlab.metrics.images)
 EVALUATOR_METRICS: dict[str, tuple[str, ...]] = {
     "vector": ("w2", "precision", "recall", "density", "coverage", "vendi"),
     "image": ("fid", "kid", "precision", "recall", "density", "coverage", "vendi"),
-    "tokens": TEXT_METRICS,
+    "tokens": TEXT_METRICS + TEXT_FEATURE_METRICS,  # the feature metrics only when metrics.names asks
 }
 #: data kinds whose metrics are computed on the features of a feature extractor
 EXTRACTOR_KINDS = frozenset({"image"})
@@ -41,6 +41,9 @@ def check_metrics_config(metrics_cfg, dataset, generator_cls) -> None:
             raise ConfigError("metrics.names: empty list (omit the key to compute every metric)")
     extractor = getattr(metrics_cfg, "extractor", None)
     weights_path = getattr(metrics_cfg, "weights_path", None)
+    if dataset.kind == "tokens":
+        _check_text_features(names, extractor, weights_path, dataset)
+        return
     if dataset.kind not in EXTRACTOR_KINDS:
         if extractor is not None or weights_path is not None:
             key = "metrics.extractor" if extractor is not None else "metrics.weights_path"
@@ -49,6 +52,24 @@ def check_metrics_config(metrics_cfg, dataset, generator_cls) -> None:
     from madlab.features import check_extractor, default_extractor
 
     check_extractor(extractor or default_extractor(dataset.name), weights_path)
+
+
+def _check_text_features(names, extractor, weights_path, dataset) -> None:
+    """Token data: feature metrics use the corpus's own ``text-lm`` encoder, trained by madlab
+    (so no other extractor and no weights file); its training corpus must hold documents."""
+    from madlab.features.feature_extractor_text_lm import NAME
+
+    if extractor is not None and extractor != NAME:
+        raise ConfigError(f"metrics.extractor: {extractor!r} is not a text encoder; token data use {NAME!r}, "
+                          f"madlab's reference encoder trained on the dataset's corpus")
+    if weights_path is not None:
+        raise ConfigError(f"metrics.weights_path: the {NAME} text encoder is trained by madlab on the corpus "
+                          f"(cached per corpus); it reads no weights file")
+    if names is not None and set(names) & set(TEXT_FEATURE_METRICS):
+        corpus = dataset.encoder_corpus()
+        if not len(corpus) or not (corpus >= 0).any():
+            raise ConfigError(f"metrics.names: the {NAME} encoder of the feature metrics needs real documents "
+                              f"to train on, and {dataset.name!r} has none")
 
 
 def feature_metrics(real, fake, k: int = 5, **kwargs) -> dict[str, float]:
@@ -63,7 +84,7 @@ def make_evaluator(dataset, metrics_cfg, real_eval, *, cache_dir: str, device: s
     if dataset.kind == "tokens":
         from madlab.metrics.text import TextEvaluator
 
-        return TextEvaluator(dataset, metrics_cfg, real_eval)
+        return TextEvaluator(dataset, metrics_cfg, real_eval, device=device)
     if dataset.kind == "image":
         from madlab.metrics.images import ImageEvaluator
 

@@ -16,6 +16,12 @@
 
 Synthetic sources add ``tv_truth``/``kl_truth`` (their ``extra_metrics``); generators add their own
 ``model_*`` metrics.
+
+Feature-space metrics, only when ``metrics.names`` asks for them (they need the corpus's reference
+encoder, trained once per corpus and cache, see :mod:`madlab.features.feature_extractor_text_lm`):
+``fid, kid, precision, recall, density, coverage, vendi`` of the generated documents' ``text-lm``
+features against the held-out real set's, computed by :mod:`madlab.metrics.feature` exactly as for
+images. Rows then record ``extractor: text-lm`` and the encoder's weights hash.
 """
 from __future__ import annotations
 
@@ -30,6 +36,8 @@ TAIL_FRACTION = 0.1
 
 TEXT_METRICS = ("perplexity", "distinct_1", "distinct_2", "distinct_3", "distinct_4", "self_bleu",
                 "unigram_entropy", "vocab_used", "tail_mass", "mean_length")
+#: computed on text-lm features when metrics.names includes them (madlab.metrics.feature.METRIC_NAMES)
+TEXT_FEATURE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "vendi")
 
 
 def token_frequencies(x: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -129,7 +137,7 @@ def rare_tokens(real_freq: np.ndarray, fraction: float = TAIL_FRACTION) -> np.nd
 class TextEvaluator:
     """``evaluator(fake: Samples, generator=...) -> dict`` for one run (real statistics computed once)."""
 
-    def __init__(self, dataset, metrics_cfg, real_eval):
+    def __init__(self, dataset, metrics_cfg, real_eval, *, device: str = "cpu"):
         self.dataset = dataset
         self.tokenizer = dataset.tokenizer
         self.vocab_size = dataset.vocab_size
@@ -138,8 +146,29 @@ class TextEvaluator:
         real_freq = token_frequencies(self.real, self.vocab_size)
         self.rare = rare_tokens(real_freq)
         self.metadata = {"extractor": "tokens", "extractor_hash": self.tokenizer.digest,
-                         "tokenizer": self.tokenizer.kind, "vocab_size": str(self.vocab_size),
-                         "n_real_eval": str(len(self.real))}
+                         "tokenizer": self.tokenizer.kind, "tokenizer_hash": self.tokenizer.digest,
+                         "vocab_size": str(self.vocab_size), "n_real_eval": str(len(self.real))}
+        self.feature_names = tuple(n for n in TEXT_FEATURE_METRICS if n in self.names)
+        if self.feature_names:
+            self._load_encoder(metrics_cfg, device)
+
+    def _load_encoder(self, metrics_cfg, device: str) -> None:
+        """The corpus's pinned text-lm encoder (trained on first use) and the real set's feature statistics."""
+        from madlab.features.feature_extractor_text_lm import TextEncoder, ensure_text_lm
+        from madlab.metrics.feature import RealStats, check_k, resolve_kid_subset_size
+        from madlab.metrics.images import _explicit_kid_subset_size
+
+        self.k = int(getattr(metrics_cfg, "k", 5))
+        self.kid_subset_size = _explicit_kid_subset_size(metrics_cfg)
+        n_real, n_fake = len(self.real), getattr(metrics_cfg, "n_eval", None) or len(self.real)
+        if {"precision", "recall", "density", "coverage"} & set(self.feature_names):
+            check_k(self.k, n_real, n_fake)
+        if "kid" in self.feature_names:
+            resolve_kid_subset_size(self.kid_subset_size, n_real, n_fake)
+        device = getattr(metrics_cfg, "device", None) or device
+        self.encoder = TextEncoder(ensure_text_lm(self.dataset.encoder_corpus(), self.tokenizer, verbose=True), device)
+        self.real_stats = RealStats.from_features(self.encoder.features(self.real), k=self.k)
+        self.metadata.update(self.encoder.identity)
 
     def __call__(self, fake, generator=None) -> dict[str, float]:
         x = np.asarray(fake.x)
@@ -162,8 +191,13 @@ class TextEvaluator:
             out["tail_mass"] = float(freq[self.rare].sum())
         if want("mean_length"):
             out["mean_length"] = float(lengths(x).mean()) if len(x) else 0.0
+        if self.feature_names:
+            from madlab.metrics.feature import feature_metrics
+
+            out.update(feature_metrics(self.real_stats, self.encoder.features(x), k=self.k, names=self.feature_names,
+                                       kid_subset_size=self.kid_subset_size))
         return out
 
 
-__all__ = ["TextEvaluator", "TEXT_METRICS", "distinct_n", "self_bleu", "token_frequencies", "rare_tokens",
+__all__ = ["TextEvaluator", "TEXT_METRICS", "TEXT_FEATURE_METRICS", "distinct_n", "self_bleu", "token_frequencies", "rare_tokens",
            "entropy"]

@@ -57,14 +57,25 @@ def scan_done(location: Location, jobs: list[Job]) -> dict[str, int]:
     return {job.run_id: batched[job.run_id] if job.batch is not None else done.get(job.run_id, 0) for job in jobs}
 
 
+def check_resumable(jobs: list[Job], location: Location) -> dict[str, dict]:
+    """Refuse (ConfigError, one line) a resume into ``location`` over a different resolved config or
+    library version (``check_resume``) or, for text runs, another tokenizer than the stored
+    ``tokenizer.json``; writes nothing. Returns each job's config record."""
+    from madlab.text_run import check_resumed_tokenizers
+
+    records = {job.run_id: config_record(job.config, job.swept) for job in jobs}
+    for job in jobs:
+        if location.exists(f"runs/{job.run_id}/{CONFIG}"):
+            check_resume(job.run_id, location.read_json(f"runs/{job.run_id}/{CONFIG}"), records[job.run_id])
+    check_resumed_tokenizers(jobs, location)
+    return records
+
+
 def prepare(spec: Spec, out_dir, command: str, jobs: list[Job] | None = None) -> list[Job]:
     """Create the results folder and each run's resolved config (idempotent)."""
     location = results_location(out_dir)
     jobs = jobs if jobs is not None else plan_jobs(spec, location)
-    records = {job.run_id: config_record(job.config, job.swept) for job in jobs}
-    for job in jobs:  # a resume over a different resolved config is refused before anything is written
-        if location.exists(f"runs/{job.run_id}/{CONFIG}"):
-            check_resume(job.run_id, location.read_json(f"runs/{job.run_id}/{CONFIG}"), records[job.run_id])
+    records = check_resumable(jobs, location)
     try:
         location.makedirs("runs")
     except OSError as exc:

@@ -8,6 +8,8 @@ All the work is in :mod:`madlab.loop`; how units reach workers is :mod:`madlab.r
 """
 from __future__ import annotations
 
+import json
+
 import os
 import sys
 import threading
@@ -111,6 +113,7 @@ def prepare_extractors(jobs: list[Job], progress: Progress, *, local: bool) -> "
 
         return (metrics.get("extractor") or default_extractor(config["dataset"]["name"])) == "lenet-mnist"
 
+    prepare_text_encoders(jobs, progress, local=local)
     if not any(uses_lenet(j.config) for j in jobs):
         return None
     from madlab.features.feature_extractor_lenet import ensure_lenet_weights, lenet_weights_cached, weights_dir
@@ -134,6 +137,38 @@ def prepare_extractors(jobs: list[Job], progress: Progress, *, local: bool) -> "
     thread = threading.Thread(target=train, name="madlab-lenet", daemon=True)
     thread.start()
     return thread
+
+
+def prepare_text_encoders(jobs: list[Job], progress: Progress, *, local: bool) -> None:
+    """The same for token runs that ask for feature metrics: each distinct corpus's ``text-lm`` encoder
+    is trained here, once, before the runs start, so every run of the sweep reads one cached file and
+    the table carries one encoder hash per corpus (on a cluster each node's first worker trains it,
+    bit for bit the same: madlab.features.feature_extractor_text_lm)."""
+    from madlab.datasets import get_dataset_class
+    from madlab.metrics.text import TEXT_FEATURE_METRICS
+
+    datasets = {}
+    for job in jobs:
+        names = (job.config.get("metrics") or {}).get("names") or ()
+        if get_dataset_class(job.config["dataset"]["name"]).kind == "tokens" and set(names) & set(TEXT_FEATURE_METRICS):
+            datasets.setdefault(json.dumps(job.config["dataset"], sort_keys=True), job.config["dataset"])
+    if not datasets:
+        return
+    from madlab.features.feature_extractor_text_lm import encoder_path, ensure_text_lm, weights_dir
+
+    for section in datasets.values():
+        cls = get_dataset_class(section["name"])
+        dataset = cls(cls.Params.model_validate({k: v for k, v in section.items() if k != "name"}))
+        corpus = dataset.encoder_corpus()
+        if encoder_path(corpus, dataset.tokenizer).is_file():
+            continue
+        if not local:
+            progress.note(f"each cluster node trains the text-lm encoder of {dataset.name} once on first use "
+                          f"(cached in {weights_dir()} there)")
+            continue
+        progress.note(f"training the text-lm encoder of {dataset.name} once ({len(corpus)} documents, "
+                      f"under a minute), cached in {weights_dir()}")
+        ensure_text_lm(corpus, dataset.tokenizer)
 
 
 class Runner:
