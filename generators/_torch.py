@@ -180,6 +180,14 @@ def tensors_to_samples(x: torch.Tensor, y: torch.Tensor | None = None, *, image:
     return Samples(x.cpu().contiguous().numpy().astype(np.float32, copy=False), labels)
 
 
+def token_log_likelihood(logp: torch.Tensor, target: torch.Tensor, ignore: int = -100) -> tuple[float, int]:
+    """(sum of log p(target), number of counted targets) over positions whose target is not ``ignore``;
+    the language models' perplexity sums (``exp(-total / count)``)."""
+    counted = target != ignore
+    picked = logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    return float(picked[counted].double().sum()), int(counted.sum())
+
+
 def data_kind(shape: tuple[int, ...]) -> str:
     """``"image"`` for (C, H, W) data, ``"vector"`` for (d,)."""
     return "image" if len(shape) == 3 else "vector"
@@ -348,7 +356,7 @@ def sqrt_bias(bias: float) -> float:
 
 
 __all__ = [
-    "resolve_device", "resolve_and_place", "torch_generator", "seeded", "randn", "epoch_batches", "endless_batches",
+    "resolve_device", "resolve_and_place", "token_log_likelihood", "torch_generator", "seeded", "randn", "epoch_batches", "endless_batches",
     "steps_per_epoch", "EMA", "autocast", "maybe_compile", "unwrap", "gpu_paths", "samples_to_tensors", "tensors_to_samples",
     "data_kind", "NeuralParams", "module_state", "load_module_state", "optimizer_state",
     "load_optimizer_state", "as_tensors", "TorchGenerator", "sqrt_bias",

@@ -28,7 +28,7 @@ from madlab.tokenizer import PAD
 
 from ._torch import (
     EMA, NeuralParams, autocast, endless_batches, load_module_state, load_optimizer_state, maybe_compile,
-    module_state, optimizer_state, resolve_and_place, seeded, torch_generator,
+    module_state, optimizer_state, resolve_and_place, seeded, token_log_likelihood, torch_generator,
 )
 
 
@@ -250,10 +250,8 @@ class GPTGenerator(Generator):
         for start in range(0, len(inputs), batch):
             inp = inputs[start:start + batch].to(self.torch_device)
             tgt = targets[start:start + batch].to(self.torch_device)
-            logp = F.log_softmax(model(inp).float(), -1)
-            mask = tgt != -100
-            total += float(logp.gather(-1, tgt.clamp(min=0).unsqueeze(-1)).squeeze(-1)[mask].double().sum())
-            count += int(mask.sum())
+            part, n = token_log_likelihood(F.log_softmax(model(inp).float(), -1), tgt)
+            total, count = total + part, count + n
         return total, count
 
     @torch.no_grad()

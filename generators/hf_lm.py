@@ -47,7 +47,7 @@ from madlab.protocol import Generator, Params
 from madlab.samples import Samples
 from madlab.tokenizer import PAD, lengths
 
-from ._torch import endless_batches, resolve_device, seeded, torch_generator
+from ._torch import endless_batches, resolve_device, seeded, token_log_likelihood, torch_generator
 
 
 def _transformers():
@@ -242,11 +242,8 @@ class HFLMGenerator(Generator):
             width = int(mask[sl].sum(1).max())
             logits = self.model(input_ids=ids[sl, :width].to(self.torch_device),
                                 attention_mask=mask[sl, :width].to(self.torch_device)).logits.float().cpu()
-            logp = torch.log_softmax(logits[:, :-1], -1)
-            target = labels[sl, 1:width]
-            counted = target != -100
-            total += float(logp.gather(-1, target.clamp(min=0).unsqueeze(-1)).squeeze(-1)[counted].double().sum())
-            count += int(counted.sum())
+            part, n = token_log_likelihood(torch.log_softmax(logits[:, :-1], -1), labels[sl, 1:width])
+            total, count = total + part, count + n
         return total, count
 
     @torch.no_grad()
