@@ -22,7 +22,6 @@ import json
 import tempfile
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

@@ -126,7 +126,8 @@ def results_check(results_dir: str, *, n_eval: int, seed: int) -> list[dict]:
     import hashlib
     from pathlib import Path
 
-    from madlab.config import RunConfig, make_components
+    from madlab.config import RunConfig
+    from madlab.datasets import open_dataset
     from madlab.storage import RunStore
 
     out, seen = [], {}
@@ -136,7 +137,7 @@ def results_check(results_dir: str, *, n_eval: int, seed: int) -> list[dict]:
         config = RunConfig.model_validate(record["config"])
         if config.generator["name"] not in NEURAL or not store.is_done(1):
             continue
-        dataset, _, _ = make_components(config)
+        dataset = open_dataset(config.dataset)
         if dataset.kind == "image" and dataset.shape[0] == 1 and dataset.num_classes == 10:
             floor = "image"
         elif dataset.name == "gmm25":

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from madlab.datasets import get_dataset_class
+from madlab.datasets import get_dataset_class, open_dataset
 from madlab.errors import ConfigError
 from madlab.registry import get_generator_class
 
@@ -417,7 +417,7 @@ def _check_components(runs: list[Run]) -> None:
         where = f" [run {_describe(run.swept)}]" if run.swept else ""
         key = json.dumps(run.config.dataset, sort_keys=True)
         if key not in opened:
-            opened[key] = _open_dataset(run.config)
+            opened[key] = open_dataset(run.config.dataset)
         dataset = opened[key]
         try:
             _check_draws(run.config, dataset)
@@ -426,11 +426,6 @@ def _check_components(runs: list[Run]) -> None:
             _check_metrics(run.config, dataset)
         except ConfigError as exc:
             raise ConfigError(f"{exc}{where}") from None
-
-
-def _open_dataset(run: RunConfig):
-    dataset_cls = get_dataset_class(run.dataset["name"])
-    return dataset_cls(dataset_cls.Params.model_validate({k: v for k, v in run.dataset.items() if k != "name"}))
 
 
 def _check_draws(run: RunConfig, dataset) -> None:
@@ -478,7 +473,7 @@ def make_components(run: RunConfig):
     computed (so every worker builds the same model whatever its preset tables say); a bare
     :class:`RunConfig` is resolved here.
     """
-    dataset = _open_dataset(run)
+    dataset = open_dataset(run.dataset)
     generator_cls = get_generator_class(run.generator["name"])
     if run.generator_resolved is None:
         run = _resolve_generator(run, dataset)

@@ -44,7 +44,7 @@ def store_tokenizer(store, tokenizer: Tokenizer, *, resumed: bool) -> None:
 def check_resumed_tokenizers(jobs, location) -> None:
     """Before a sweep resumes into ``location``: every text run folder's stored tokenizer is the one its
     config builds now (each distinct dataset opened once, only where a run folder holds a tokenizer)."""
-    from madlab.datasets import get_dataset_class
+    from madlab.datasets import get_dataset_class, open_dataset
 
     opened: dict[str, Tokenizer] = {}
     for job in jobs:
@@ -54,7 +54,7 @@ def check_resumed_tokenizers(jobs, location) -> None:
             continue
         key = json.dumps(section, sort_keys=True)
         if key not in opened:
-            opened[key] = cls(cls.Params.model_validate({k: v for k, v in section.items() if k != "name"})).tokenizer
+            opened[key] = open_dataset(section).tokenizer
         check_stored_tokenizer(location.child("runs", job.run_id), opened[key])
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from madlab.curation.registry import make_curator_params, validate_curation
-from madlab.datasets import get_dataset_class
+from madlab.datasets import open_dataset
 from madlab.errors import ConfigError
 from madlab.samples import Samples
 
@@ -39,8 +39,7 @@ class CuratorCase:
 
 
 def make_dataset(spec: dict):
-    cls = get_dataset_class(spec["name"])
-    return cls(cls.Params.model_validate({k: v for k, v in spec.items() if k != "name"}))
+    return open_dataset(spec)
 
 
 def build(case: CuratorCase, device: str = "cpu"):

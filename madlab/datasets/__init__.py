@@ -29,9 +29,15 @@ def get_dataset_class(name: str) -> type[Dataset]:
         raise ConfigError(f"dataset.name: unknown dataset {name!r} (known: {', '.join(sorted(_DATASETS))})") from None
 
 
+def open_dataset(section: dict) -> Dataset:
+    """The dataset a config's ``dataset`` section names, built from the section's other keys."""
+    cls = get_dataset_class(section["name"])
+    return cls(cls.Params.model_validate({k: v for k, v in section.items() if k != "name"}))
+
+
 def _load_builtin() -> None:
     # Imported lazily so that `import madlab` stays cheap; each module registers its datasets.
     from madlab.datasets import images, lowdim, text  # noqa: F401
 
 
-__all__ = ["Dataset", "register_dataset", "get_dataset_class", "dataset_names"]
+__all__ = ["Dataset", "register_dataset", "get_dataset_class", "dataset_names", "open_dataset"]

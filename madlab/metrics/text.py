@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from madlab.tokenizer import lengths, unpad
+from madlab.tokenizer import lengths
 
 #: Generated documents scored by self-BLEU (each against the other SELF_BLEU_DOCS - 1): O(n²) in this.
 SELF_BLEU_DOCS = 100

@@ -8,9 +8,8 @@ from __future__ import annotations
 import textwrap
 
 import numpy as np
-import pandas as pd
 
-from madlab.report.plots import Missing, _label, _pick, _pyplot, representative_runs
+from madlab.report.plots import Missing, _pick, _pyplot, representative_runs
 from madlab.report.results import Results
 
 _EXCERPT_CHARS = 90
@@ -45,10 +44,9 @@ def _real_tokens(results: Results, run_id: str, n: int) -> np.ndarray | None:
     cfg = results.config(run_id)
     ds = cfg.get("dataset") or {}
     try:
-        from madlab.datasets import get_dataset_class
+        from madlab.datasets import open_dataset
 
-        cls = get_dataset_class(ds["name"])
-        dataset = cls(cls.Params.model_validate({k: v for k, v in ds.items() if k != "name"}))
+        dataset = open_dataset(ds)
         return dataset.eval_set(min(n, getattr(dataset, "heldout_size", n)), seed=int(cfg.get("seed", 0))).x
     except Exception:
         return None

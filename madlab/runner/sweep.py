@@ -9,7 +9,6 @@ All the work is in :mod:`madlab.loop`; how units reach workers is :mod:`madlab.r
 from __future__ import annotations
 
 import json
-
 import os
 import sys
 import threading
@@ -144,7 +143,7 @@ def prepare_text_encoders(jobs: list[Job], progress: Progress, *, local: bool) -
     is trained here, once, before the runs start, so every run of the sweep reads one cached file and
     the table carries one encoder hash per corpus (on a cluster each node's first worker trains it,
     bit for bit the same: madlab.features.feature_extractor_text_lm)."""
-    from madlab.datasets import get_dataset_class
+    from madlab.datasets import get_dataset_class, open_dataset
     from madlab.metrics.text import TEXT_FEATURE_METRICS
 
     datasets = {}
@@ -157,8 +156,7 @@ def prepare_text_encoders(jobs: list[Job], progress: Progress, *, local: bool) -
     from madlab.features.feature_extractor_text_lm import encoder_path, ensure_text_lm, weights_dir
 
     for section in datasets.values():
-        cls = get_dataset_class(section["name"])
-        dataset = cls(cls.Params.model_validate({k: v for k, v in section.items() if k != "name"}))
+        dataset = open_dataset(section)
         corpus = dataset.encoder_corpus()
         if encoder_path(corpus, dataset.tokenizer).is_file():
             continue
