@@ -191,8 +191,8 @@ class Loop:
         (a closed-form W2 where the generator's is: that of the Gaussian fitted to the real set)."""
         if self.image:
             scores = dict(self.evaluator(fake))
-        elif self.tokens:
-            scores = dict(self.evaluator(fake, generator=generator))
+        elif self.tokens:  # perplexity is the model's on held-out text, not the sample's: no real analogue
+            scores = dict(self.evaluator(fake, generator=None if real else generator))
         else:
             gaussian = generator.sampling_gaussian(self.config.loop.bias)
             if real and gaussian is not None:

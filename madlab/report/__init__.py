@@ -145,7 +145,7 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
             tag = f"_{slug(view.label)}" if view.label else ""
             title = f" [{view.label}]" if view.label else ""
             mine = view.metrics
-            headline = [m for m in _HEADLINE if m in mine and m not in expected]
+            headline = [m for m in _headline(view) if m in mine and m not in expected]
             order = [m for m in expected if m in mine] + headline + [m for m in mine if m not in expected + headline]
             plans.append((f"metrics{tag}", "Metrics vs generation" + title,
                           lambda v=view, o=order: metrics_panel(v, o, hue) if o else _raise("no metric values yet"), True))
@@ -244,7 +244,7 @@ def _summary_html(results: Results, figure: MadFigure | None) -> str:
     e = html.escape
     rows = "".join(f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>" for k, v in what_ran(results))
     out = [f"<section id='summary'><h2>What ran</h2><table class='kv'>{rows}</table>"]
-    table = generation_table(results, figure.metrics + tuple(m for m in _HEADLINE if m not in figure.metrics)
+    table = generation_table(results, figure.metrics + tuple(m for m in _headline(results) if m not in figure.metrics)
                              if figure else None)
     if len(table):
         metric_cols = [c[:-3] for c in table.columns if c.endswith(" @1")]
@@ -276,6 +276,13 @@ def _summary_html(results: Results, figure: MadFigure | None) -> str:
 
 
 _HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fraction")
+
+
+def _headline(results: Results) -> tuple[str, ...]:
+    """Metrics drawn first and summarised: text runs have their own (summary.TEXT_HEADLINE)."""
+    from madlab.report.summary import TEXT_HEADLINE
+
+    return TEXT_HEADLINE if _has_text_runs(results) else _HEADLINE
 
 
 def _cell(value) -> str:

@@ -17,6 +17,9 @@ from madlab.report.results import Results
 
 #: metrics the summary table shows, in this order, when the folder has them
 HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fraction", "trace_cov")
+#: the same for text runs (the ``tokens`` kind): Shumailov's perplexity on real text first, then the
+#: feature-space metrics on the ``text-lm`` encoder, then lexical diversity (Guo et al. 2023)
+TEXT_HEADLINE = ("perplexity", "fid", "precision", "recall", "coverage", "vendi", "distinct_4", "self_bleu")
 #: metrics bounded to [0, 1]: their axes are fixed to it
 BOUNDED = {"precision", "recall", "coverage", "hq_fraction"}
 #: generators that are closed-form "theory" models (MAD §3): shown before the neural ones
@@ -30,6 +33,14 @@ def theory_rank(generators) -> int:
         if names and names <= {name}:
             return rank
     return len(THEORY_GENERATORS)
+
+
+def headline_metrics(results: Results) -> tuple[str, ...]:
+    """The summary's metrics for this folder: :data:`TEXT_HEADLINE` when it holds text runs, else :data:`HEADLINE`."""
+    from madlab.report.text_panels import is_text_run
+
+    runs = results.runs["run_id"] if "run_id" in results.runs else []
+    return TEXT_HEADLINE if any(is_text_run(results, str(r)) for r in runs) else HEADLINE
 
 
 def reference_values(results: Results) -> pd.DataFrame:
@@ -105,8 +116,9 @@ def configuration_columns(results: Results) -> list[str]:
 
 
 def generation_table(results: Results, metrics=None) -> pd.DataFrame:
-    """One row per run configuration: mean over seeds of each headline metric at generation 1 and at
-    the configuration's last generation, then one "real vs real" row per dataset (or model).
+    """One row per run configuration: mean over seeds of each headline metric (default
+    :func:`headline_metrics`) at generation 1 and at the configuration's last generation, then one
+    "real vs real" row per dataset (or model).
 
     Columns: the configuration columns, ``seeds``, ``last`` (generation), then ``<metric> @1`` and
     ``<metric> @last`` for each metric. Theory models come first.
@@ -115,7 +127,7 @@ def generation_table(results: Results, metrics=None) -> pd.DataFrame:
     if not len(values):
         return pd.DataFrame()
     present = set(values["metric"])
-    metrics = [m for m in (metrics or HEADLINE) if m in present]
+    metrics = [m for m in (metrics or headline_metrics(results)) if m in present]
     config_cols = configuration_columns(results)
     runs = results.runs.set_index("run_id")
     last = values.groupby("run_id")["generation"].max()
