@@ -35,6 +35,7 @@ models (OPT, GPT-2, Pythia, ...), whose architectures and checkpoints only ``tra
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -57,6 +58,32 @@ def _transformers():
         raise ConfigError("generator.name: hf-lm needs Hugging Face transformers, the optional extra hf: "
                           "pip install 'madlab[hf]'") from None
     return transformers
+
+
+@contextmanager
+def quiet_weight_loading():
+    """Silence transformers' "Loading weights" progress bar for one ``from_pretrained`` call, then put
+    every progress-bar switch back as it was.
+
+    transformers 5.x draws that bar with its own ``transformers.utils.logging.tqdm``, gated by
+    ``disable_progress_bar()`` / ``enable_progress_bar()``; ``from_pretrained``'s only bar argument
+    (``tqdm_class``) is for downloads, which ``local_files_only`` never makes. Those two functions
+    also switch huggingface_hub's bars, so both switches are read first and each is restored on exit:
+    a user who turned either off (or on) finds it so afterwards. (The switches are process-global:
+    another thread loading a model at the same moment would load quietly too.)
+    """
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on, hub_was_off = hf_logging.is_progress_bar_enabled(), hub.are_progress_bars_disabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+        if hub.are_progress_bars_disabled() != hub_was_off:
+            (hub.disable_progress_bars if hub_was_off else hub.enable_progress_bars)()
 
 
 def _model_folder(model_path: str) -> Path:
@@ -182,8 +209,9 @@ class HFLMGenerator(Generator):
             return
         transformers = _transformers()
         try:
-            self.model = transformers.AutoModelForCausalLM.from_pretrained(
-                str(_model_folder(self.p.model_path)), local_files_only=True).float()
+            with quiet_weight_loading():
+                self.model = transformers.AutoModelForCausalLM.from_pretrained(
+                    str(_model_folder(self.p.model_path)), local_files_only=True).float()
         except ConfigError:
             raise
         except Exception as exc:

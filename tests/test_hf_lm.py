@@ -140,3 +140,27 @@ def test_bad_setups_are_one_line_exit_2(tmp_path, write_spec, cli, change, key):
     change(spec, tmp_path)
     code, out, err = cli("validate", write_spec(spec))
     assert code == 2 and err.count("\n") == 1 and key in err, err
+
+
+@pytest.mark.parametrize("bars_on", [True, False], ids=["bars-on", "bars-off"])
+def test_loading_draws_no_progress_bar_and_leaves_the_switches_as_they_were(capfd, bars_on):
+    from huggingface_hub import utils as hub
+    from transformers.utils import logging as hf_logging
+
+    before = (hf_logging.is_progress_bar_enabled(), hub.are_progress_bars_disabled())
+    (hf_logging.enable_progress_bar if bars_on else hf_logging.disable_progress_bar)()
+    try:
+        state = (hf_logging.is_progress_bar_enabled(), hub.are_progress_bars_disabled())
+        capfd.readouterr()
+        gen = build("hf-lm", Case(BASE, (12,), vocab_size=VOCAB, n_train=24))
+        gen._ensure_model()
+        out, err = capfd.readouterr()
+        assert gen.model is not None and "Loading weights" not in out + err, err
+        assert (hf_logging.is_progress_bar_enabled(), hub.are_progress_bars_disabled()) == state
+        if bars_on:  # the switch itself works: transformers' own bar shows with it on
+            for _ in hf_logging.tqdm(range(3), desc="Loading weights"):
+                pass
+            assert "Loading weights" in capfd.readouterr().err
+    finally:
+        (hf_logging.enable_progress_bar if before[0] else hf_logging.disable_progress_bar)()
+        (hub.disable_progress_bars if before[1] else hub.enable_progress_bars)()

@@ -69,3 +69,17 @@ def test_index_renders_with_every_image(browser, tmp_path, image):
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape[0] >= min(state["height"], 16000) - 2 and pixels.shape[1] == 1280
     assert pixels.std() > 10, "the screenshot is blank"
+
+
+def test_text_index_renders_with_feature_metrics(browser, tmp_path):
+    """A text folder scored with the text-lm feature metrics: curves, excerpts and rank-frequency plots
+    load, and the summary has both schemes and the real-vs-real row."""
+    from test_text_report import text_feature_folder
+
+    folder = text_feature_folder(tmp_path / "text")
+    make_report(str(folder))
+    state = render(browser, folder / "figures" / "index.html", tmp_path / "report-page-text.png")
+    broken = [i for i in state["images"] if not i["complete"] or i["w"] == 0 or i["shown"] == 0]
+    assert len(state["images"]) >= 3 and not broken, state["images"]
+    assert state["headings"][:3] == ["What ran", "Generation 1 vs last generation", "Metrics vs generation"]
+    assert state["summaryRows"] == 3 and state["referenceRows"] == 1  # two schemes and real vs real
