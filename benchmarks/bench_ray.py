@@ -33,7 +33,7 @@ def flow_spec(runs: int, epochs: int) -> dict:
     return {
         "name": "bench-ray-flow",
         "dataset": {"name": "rosenbrock"},
-        "generator": {"name": "flow", "preset": "cpu", "layers": 4, "hidden": 32, "epochs": epochs},
+        "generator": {"name": "flow", "preset": "cpu", "coupling": "affine", "layers": 4, "hidden": 32, "epochs": epochs},
         "loop": {"scheme": "fully-synthetic", "generations": 2, "n_real": 1000, "n_synthetic": 1000},
         "metrics": {"k": 5},
         "resources": {"num_cpus": 1},

@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--generators", nargs="+", default=["gan", "flow"])
     ap.add_argument("--kinds", nargs="+", default=["image", "vector"], choices=["image", "vector"])
-    ap.add_argument("--preset", default="cpu", choices=["cpu", "paper"])
+    ap.add_argument("--preset", default="cpu", choices=["cpu", "gpu", "paper"])
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="extra generator params (JSON values), e.g. objective='\"wgan-gp\"' steps=800")
     ap.add_argument("--n-train-image", type=int, default=5000)

