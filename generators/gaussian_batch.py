@@ -92,8 +92,10 @@ class BatchedGaussian(BatchedGenerator):
         root = v * np.sqrt(np.clip(w, 0, None))[:, None, :]
         z = np.empty((len(slots), n, d))
         for j, seed in enumerate(seeds):
-            z[j] = np.random.default_rng(seed).standard_normal((n, d))
-        return self.mean[slots][:, None, :] + z @ root.transpose(0, 2, 1)
+            np.random.default_rng(seed).standard_normal(out=z[j])  # the stream standard_normal((n, d)) draws
+        x = z @ root.transpose(0, 2, 1)
+        x += self.mean[slots][:, None, :]  # mean + z @ root.T, as the per-run generator, without a copy
+        return x
 
     def state_dicts(self, slots):
         return [{"mean": self.mean[s].copy(), "cov": self.cov[s].copy()} for s in slots]

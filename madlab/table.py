@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
 from madlab.storage import RunStore, location_of
@@ -90,13 +91,38 @@ def make_frame(rows: list) -> pd.DataFrame:
 
 def _block_frame(blocks) -> pd.DataFrame:
     names = list(dict.fromkeys(name for b in blocks for name in [*b.common, *b.columns]))
+    lengths = np.array([len(b) for b in blocks], dtype=np.int64)
     columns = {}
     for name in names:
+        if not any(name in b.columns for b in blocks):  # one value per run: repeat it, in C
+            repeated = _repeated(name, [b.common.get(name) for b in blocks], lengths)
+            if repeated is not None:
+                columns[name] = repeated
+                continue
         values = []
         for b in blocks:
             values += b.columns[name] if name in b.columns else [b.common.get(name)] * len(b)
         columns[name] = values
     return pd.DataFrame(columns)
+
+
+def _repeated(name: str, values: list, lengths: np.ndarray):
+    """``values[i]`` repeated ``lengths[i]`` times, as the array pandas would infer from the
+    equivalent list (so the table's dtypes do not change): strings through an Arrow dictionary
+    (a sweep of 10^6 rows has a few thousand distinct run ids; building 10^6 Python strings took
+    most of a large table's write), numbers and booleans with ``np.repeat``. None when the values
+    are mixed or missing (the caller builds the list)."""
+    kinds = {type(v) for v in values}
+    if kinds == {str}:
+        import pyarrow as pa
+
+        unique, codes = np.unique(np.array(values, dtype=object), return_inverse=True)
+        indices = pa.array(np.repeat(codes.astype(np.int32), lengths))
+        strings = pa.DictionaryArray.from_arrays(indices, pa.array(unique.tolist(), pa.large_string()))
+        return pd.array(strings.cast(pa.large_string()), dtype=pd.StringDtype("pyarrow", na_value=np.nan))
+    if len(kinds) == 1 and kinds <= {int, float, bool}:
+        return np.repeat(np.array(values), lengths)
+    return None
 
 
 def write_table(out_dir, rows: list) -> str:

@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from madlab.batched import worker
 from madlab.batched.loop import BatchLoop
 from madlab.batched.records import BatchStore
 from madlab.config import build_spec
@@ -72,6 +73,7 @@ def test_interrupted_batched_sweep_resumes_to_the_same_table(tmp_path, monkeypat
 def test_killed_between_record_and_state_redoes_one_generation(tmp_path, monkeypatch, scheme, loop):
     spec = sweep_spec(scheme, generations=6, **loop)
     _, reference = run(tmp_path / "ref", spec)
+    monkeypatch.setattr(worker, "STATE_EVERY_SECONDS", 0.0)  # the state follows every generation's records
     write_state = BatchStore.write_state
 
     def dies(self, batch):
@@ -83,6 +85,41 @@ def test_killed_between_record_and_state_redoes_one_generation(tmp_path, monkeyp
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "out", spec)
     monkeypatch.setattr(BatchStore, "write_state", write_state)
+    _, table = run(tmp_path / "out", spec)
+    pd.testing.assert_frame_equal(reference, table)
+
+
+@pytest.mark.parametrize("scheme,loop", [("accumulate-subsample", {"train_size": 25}), ("accumulate", {}),
+                                         ("fully-synthetic", {})])
+def test_killed_long_after_the_last_state_redoes_from_it(tmp_path, monkeypatch, scheme, loop):
+    """The state is checkpointed every STATE_EVERY_SECONDS, not every generation: a worker killed
+    (nothing more written, not even in an exception handler) several generations after its last
+    checkpoint redoes them from it, rewriting the same records, to the uninterrupted table."""
+    spec = sweep_spec(scheme, generations=6, **loop)
+    _, reference = run(tmp_path / "ref", spec)
+    write_generation, write_state = BatchStore.write_generation, BatchStore.write_state
+    killed, states = [], []
+
+    def record(self, result, metadata, keep):
+        if result.generation == 5:
+            killed.append(True)
+            raise KeyboardInterrupt
+        write_generation(self, result, metadata, keep)
+
+    def state(self, batch):
+        if killed:
+            raise KeyboardInterrupt  # a killed process writes nothing
+        states.append(int(batch.done.max()))
+        write_state(self, batch)
+
+    clock = iter(range(0, 10_000, 4))  # the worker's clock moves 4 s per reading: a checkpoint every third generation
+    monkeypatch.setattr(worker, "_clock", lambda: float(next(clock)))
+    monkeypatch.setattr(BatchStore, "write_generation", record)
+    monkeypatch.setattr(BatchStore, "write_state", state)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "out", spec)
+    assert states and max(states) < 4  # generations after the last checkpoint were published without one
+    monkeypatch.undo()
     _, table = run(tmp_path / "out", spec)
     pd.testing.assert_frame_equal(reference, table)
 

@@ -82,6 +82,7 @@ class BatchLoop:
         self.use_statistics = pooled(self.loop) and self.model.has_statistics
         self.done = np.zeros(self.size, dtype=np.int64)
         self.failed = np.zeros(self.size, dtype=bool)
+        self.advancing = False  # see _advance
         self.history: dict[int, np.ndarray] = {}  # generation -> (B, n_synthetic, d)
         self.states: list[dict | None] = [None] * self.size  # warm start (per-run fallback) only
         self.pool = self.model.empty_statistics() if self.use_statistics else None
@@ -114,7 +115,10 @@ class BatchLoop:
         if self.loop.scheme == "accumulate-subsample" and t > 1:
             return self._subsample(t, slots)
         training_plan = plan(self.loop, t)  # the same for every run: it depends on the seed only when subsampling
-        blocks = [self.real(p.offset, p.n)[slots] if p.source == "real" else self.history[p.source][slots, :p.n]
+        every = len(slots) == self.size and bool((slots == np.arange(self.size)).all())  # views, not copies
+        blocks = [(self.real(p.offset, p.n) if p.source == "real" else self.history[p.source][:, :p.n])
+                  if every else
+                  (self.real(p.offset, p.n)[slots] if p.source == "real" else self.history[p.source][slots, :p.n])
                   for p in training_plan.parts]
         train = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
         return train, [training_plan.provenance()] * len(slots)
@@ -174,7 +178,8 @@ class BatchLoop:
         failures = {int(s): f"RunFailed: generation {t}: the generator produced non-finite samples"
                     for s, ok in zip(slots, finite) if not ok}
         t_sample = time.perf_counter()
-        metrics = self._metrics(np.where(finite[:, None, None], samples, 0.0)[:, :self.n_eval], slots)
+        scored = samples if finite.all() else np.where(finite[:, None, None], samples, 0.0)  # no copy when finite
+        metrics = self._metrics(scored[:, :self.n_eval], slots)
         for name in metrics:
             metrics[name][~finite] = np.nan
         real_vs_real = self._real_vs_real(slots) if t == 1 else None
@@ -200,9 +205,17 @@ class BatchLoop:
         return {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
 
     def _advance(self, t: int, slots: np.ndarray, stored: np.ndarray) -> None:
-        """Record generation t of the slots that succeeded: samples, statistics, state."""
+        """Record generation t of the slots that succeeded: samples, statistics, state.
+
+        ``advancing`` is True while the batch's state is half updated (a checkpoint then would
+        double-count generation t on resume)."""
         if len(slots) == 0:
             return
+        self.advancing = True
+        self._advance_slots(t, slots, stored)
+        self.advancing = False
+
+    def _advance_slots(self, t: int, slots: np.ndarray, stored: np.ndarray) -> None:
         if self.pool_rows is not None:
             loop = self.loop
             if t == 1:
@@ -210,9 +223,12 @@ class BatchLoop:
             if t < loop.generations:
                 start = loop.n_real + (t - 1) * loop.n_synthetic
                 self.pool_rows[slots, start:start + loop.n_synthetic] = stored
-        if t not in self.history:
-            self.history[t] = np.zeros((self.size,) + stored.shape[1:])
-        self.history[t][slots] = stored
+        if t not in self.history and len(slots) == self.size:
+            self.history[t] = stored  # every slot at once (the usual case): no copy
+        else:
+            if t not in self.history:
+                self.history[t] = np.zeros((self.size,) + stored.shape[1:])
+            self.history[t][slots] = stored
         if self.use_statistics:
             if t == 1:
                 self.pool.put(slots, self.model.statistics(self.real(0, self.loop.n_real)[slots]))

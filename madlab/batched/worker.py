@@ -6,6 +6,11 @@ The batched counterpart of :func:`madlab.runner.run_jobs`, with the same guarant
 * a run that raises (non-finite samples, an injected ``raise`` fault) is recorded in its FAILED
   marker and the table; it stays frozen at its last good generation and the other runs go on;
   running the sweep again retries it, as for a run of its own;
+* the batch's state (``state.npz``: sample history, pooled statistics, up to a few hundred MB for a
+  large batch) is rewritten at most every ``STATE_EVERY_SECONDS`` of work, after a generation's
+  records, and always when the batch finishes or is interrupted between generations: rewriting it
+  every generation was a third of a large batch's time. A worker killed in between redoes the
+  generations since that state, which are deterministic: it rewrites the same records;
 * a worker process that dies (``kill``/``crash`` faults, OOM, a lost node) is retried by the
   runner. An ``ATTEMPT`` marker says how far the batch was when an attempt started: if the
   next attempt finds no progress since, it advances the runs one at a time, naming each in an
@@ -24,6 +29,13 @@ from madlab.config import RunConfig
 from madlab.errors import RunFailed
 from madlab.loop import compute_threads
 from madlab.storage import RunStore
+
+#: the most seconds of generations a killed worker redoes on resume (see the module docstring)
+STATE_EVERY_SECONDS = 10.0
+
+
+def _clock() -> float:
+    return time.perf_counter()
 
 
 class _HookLoop:
@@ -53,6 +65,12 @@ def run_batch(jobs, location, fault_hook=None, report=None) -> list:
     counters = {"compute": 0.0, "n": 0, "timings": {}}
     keep = keep_samples(batch)
     hooks = [_HookLoop(s) for s in stores]
+    saved = {"at": _clock(), "pending": False}
+
+    def save_state(force: bool = False) -> None:
+        if saved["pending"] and (force or _clock() - saved["at"] >= STATE_EVERY_SECONDS):
+            records.write_state(batch)
+            saved["at"], saved["pending"] = _clock(), False
 
     def advance(slots: np.ndarray, t: int) -> None:
         live = []
@@ -70,7 +88,8 @@ def run_batch(jobs, location, fault_hook=None, report=None) -> list:
         for slot, message in result.failures.items():
             stores[slot].mark_failed(t, message)
         records.write_generation(result, batch.evaluator.metadata, keep)
-        records.write_state(batch)
+        saved["pending"] = True
+        save_state()
         seconds = result.seconds
         counters["compute"] += seconds["fit"] + seconds["sample"] + seconds["metrics"]
         counters["n"] += len(live) - len(result.failures)
@@ -83,16 +102,26 @@ def run_batch(jobs, location, fault_hook=None, report=None) -> list:
 
     with compute_threads(configs[0].resources.num_cpus):
         groups = [[s] for s in np.flatnonzero(~batch.failed & (batch.done < last))] if isolate else [None]
-        for group in groups:
-            if isolate:
-                location.write_json(f"{records.dir}/ISOLATE", {"slot": int(group[0])})
-            members = np.arange(batch.size) if group is None else np.asarray(group)
-            while True:
-                live = members[~batch.failed[members] & (batch.done[members] < last)]
-                if not len(live):
-                    break
-                t = int(batch.done[live].min()) + 1
-                advance(live[batch.done[live] == t - 1], t)
+        try:
+            for group in groups:
+                if isolate:
+                    save_state(force=True)  # the run about to be isolated may kill this worker
+                    location.write_json(f"{records.dir}/ISOLATE", {"slot": int(group[0])})
+                members = np.arange(batch.size) if group is None else np.asarray(group)
+                while True:
+                    live = members[~batch.failed[members] & (batch.done[members] < last)]
+                    if not len(live):
+                        break
+                    t = int(batch.done[live].min()) + 1
+                    advance(live[batch.done[live] == t - 1], t)
+        except BaseException:
+            if not batch.advancing:  # interrupted between generations: keep what is done
+                try:
+                    save_state(force=True)
+                except BaseException:
+                    pass
+            raise
+        save_state(force=True)
         location.delete(f"{records.dir}/ISOLATE")
         location.delete(f"{records.dir}/ATTEMPT")
     failures = {job.run_id: store.failure() for job, store in zip(jobs, stores)}

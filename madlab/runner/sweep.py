@@ -27,6 +27,8 @@ from madlab.table import write_table
 
 #: how often the table is rewritten while a sweep runs (for `madlab report` on a live folder)
 TABLE_EVERY_S = 60.0
+#: the partial table is rewritten at most once per TABLE_DUTY x the last write's duration
+TABLE_DUTY = 20.0
 
 
 @dataclass
@@ -52,6 +54,7 @@ class SweepState:
         self.outcomes: dict[str, Outcome] = {}
         self.generations = dict(done)
         self.table_at, self.dirty = time.monotonic(), False
+        self.table_seconds = 0.0  # how long the last table write took
         self.poll = None
 
     def finish(self, outcomes: list[Outcome]) -> None:
@@ -69,7 +72,9 @@ class SweepState:
         self.tick()
 
     def tick(self, force: bool = False) -> None:
-        if self.dirty and time.monotonic() - self.table_at > TABLE_EVERY_S:
+        # at most every TABLE_EVERY_S, and rarer when a write is slow (a 10^6-row table takes seconds
+        # of the driver's core, which the workers share): writes cost at most ~1/TABLE_DUTY of it
+        if self.dirty and time.monotonic() - self.table_at > max(TABLE_EVERY_S, TABLE_DUTY * self.table_seconds):
             self.write_table()  # partial results for `madlab report` while running
         if not (force or self.progress.due()):
             return
@@ -82,9 +87,12 @@ class SweepState:
         self.progress.update(len(self.outcomes), sum(self.generations.values()), failed, force=force)
 
     def write_table(self) -> str:
+        start = time.monotonic()
+        table = write_table(self.location, [row for job in self.jobs if job.run_id in self.outcomes
+                                            for row in self.outcomes[job.run_id].rows])  # dicts, or RowBlocks
         self.table_at, self.dirty = time.monotonic(), False
-        return write_table(self.location, [row for job in self.jobs if job.run_id in self.outcomes
-                                           for row in self.outcomes[job.run_id].rows])  # dicts, or RowBlocks
+        self.table_seconds = self.table_at - start
+        return table
 
     def summary(self, seconds: float) -> Summary:
         table = self.write_table()
