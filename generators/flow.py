@@ -209,9 +209,9 @@ class FlowGenerator(TorchGenerator):
     @classmethod
     def check(cls, params, *, data_shape, num_classes=None):
         super().check(params, data_shape=data_shape, num_classes=num_classes)
-        if len(data_shape) == 3 and _levels(tuple(data_shape), params.levels) == 0:
-            raise ConfigError(f"generator.levels: image side {tuple(data_shape[1:])} must be even for Glow's squeeze")
         image = len(data_shape) == 3
+        if image and _levels(tuple(data_shape), params.levels) == 0:
+            raise ConfigError(f"generator.levels: image side {tuple(data_shape[1:])} must be even for Glow's squeeze")
         allowed = ("sigmoid_inv", "sigmoid", "exp", "additive") if image else ("affine", "spline")
         if params.coupling not in allowed:
             raise ConfigError(f"generator.coupling: {params.coupling!r} is not a coupling for "

@@ -115,10 +115,8 @@ class BatchLoop:
         if self.loop.scheme == "accumulate-subsample" and t > 1:
             return self._subsample(t, slots)
         training_plan = plan(self.loop, t)  # the same for every run: it depends on the seed only when subsampling
-        every = len(slots) == self.size and bool((slots == np.arange(self.size)).all())  # views, not copies
-        blocks = [(self.real(p.offset, p.n) if p.source == "real" else self.history[p.source][:, :p.n])
-                  if every else
-                  (self.real(p.offset, p.n)[slots] if p.source == "real" else self.history[p.source][slots, :p.n])
+        pick = (lambda rows: rows) if self._every(slots) else (lambda rows: rows[slots])  # views, not copies
+        blocks = [pick(self.real(p.offset, p.n) if p.source == "real" else self.history[p.source][:, :p.n])
                   for p in training_plan.parts]
         train = np.concatenate(blocks, axis=1) if len(blocks) > 1 else blocks[0]
         return train, [training_plan.provenance()] * len(slots)
@@ -142,6 +140,10 @@ class BatchLoop:
                        "synthetic_from": ",".join(str(g) for g in np.flatnonzero(row[1:]) + 1)}
                       for row in counts.reshape(len(slots), t)]
         return train, provenance
+
+    def _every(self, slots: np.ndarray) -> bool:
+        """Whether ``slots`` is every slot in order (the usual step): whole arrays then serve as they are."""
+        return len(slots) == self.size and bool((slots == np.arange(self.size)).all())
 
     def history_needed(self) -> int:
         loop = self.loop
@@ -223,7 +225,7 @@ class BatchLoop:
             if t < loop.generations:
                 start = loop.n_real + (t - 1) * loop.n_synthetic
                 self.pool_rows[slots, start:start + loop.n_synthetic] = stored
-        if t not in self.history and len(slots) == self.size:
+        if t not in self.history and self._every(slots):
             self.history[t] = stored  # every slot at once (the usual case): no copy
         else:
             if t not in self.history:

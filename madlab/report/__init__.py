@@ -23,7 +23,8 @@ from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
 from madlab.report.plots import (Missing, _label, ess_panels, final_vs_total_panel, image_grid_panel, metrics_panel,
                                  plot_roles, scatter_panel, slug, theory_panel, tsne_panel)
 from madlab.report.results import Results, open_results
-from madlab.report.summary import generation_table, theory_rank, what_ran
+from madlab.report.summary import TEXT_HEADLINE, generation_table, theory_rank, what_ran
+from madlab.report.text_panels import has_text_runs
 from madlab.storage import Location, atomic_write_bytes
 
 __all__ = ["make_report", "open_results", "Results", "CATALOGUE", "MadFigure"]
@@ -159,7 +160,7 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
             if "trace_cov" in mine or "theory" in wanted:  # required where the closed form applies
                 plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title, lambda v=view: theory_panel(v),
                               "theory" in wanted and (gaussian_runs or len(views) == 1)))
-            if _has_text_runs(view):  # the tokens kind: text excerpts and rank-frequency instead of pictures
+            if has_text_runs(view):  # the tokens kind: text excerpts and rank-frequency instead of pictures
                 from madlab.report import text_panels
 
                 plans.append((f"text{tag}", "Generated text per generation" + title,
@@ -204,12 +205,6 @@ def _sample_kinds(results: Results) -> set[bool]:
     from madlab.report.plots import is_image_run, representative_runs
 
     return {is_image_run(results, run_id) for _, run_id in representative_runs(results)}
-
-
-def _has_text_runs(results: Results) -> bool:
-    from madlab.report.text_panels import is_text_run
-
-    return any(is_text_run(results, run_id) for run_id in results.runs.get("run_id", []))
 
 
 def _raise(message: str):
@@ -280,9 +275,7 @@ _HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fracti
 
 def _headline(results: Results) -> tuple[str, ...]:
     """Metrics drawn first and summarised: text runs have their own (summary.TEXT_HEADLINE)."""
-    from madlab.report.summary import TEXT_HEADLINE
-
-    return TEXT_HEADLINE if _has_text_runs(results) else _HEADLINE
+    return TEXT_HEADLINE if has_text_runs(results) else _HEADLINE
 
 
 def _cell(value) -> str:

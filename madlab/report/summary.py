@@ -37,10 +37,9 @@ def theory_rank(generators) -> int:
 
 def headline_metrics(results: Results) -> tuple[str, ...]:
     """The summary's metrics for this folder: :data:`TEXT_HEADLINE` when it holds text runs, else :data:`HEADLINE`."""
-    from madlab.report.text_panels import is_text_run
+    from madlab.report.text_panels import has_text_runs
 
-    runs = results.runs["run_id"] if "run_id" in results.runs else []
-    return TEXT_HEADLINE if any(is_text_run(results, str(r)) for r in runs) else HEADLINE
+    return TEXT_HEADLINE if has_text_runs(results) else HEADLINE
 
 
 def reference_values(results: Results) -> pd.DataFrame:

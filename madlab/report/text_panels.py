@@ -20,6 +20,11 @@ def is_text_run(results: Results, run_id: str) -> bool:
     return (results.dir / "runs" / run_id / "tokenizer.json").is_file()
 
 
+def has_text_runs(results: Results) -> bool:
+    """Whether the folder (or view) holds any run of the ``tokens`` kind."""
+    return any(is_text_run(results, str(run_id)) for run_id in results.runs.get("run_id", []))
+
+
 def _tokens(results: Results, run_id: str, generation: int) -> np.ndarray:
     path = results.dir / "runs" / run_id / f"gen-{generation:04d}" / "samples.npz"
     with np.load(path, allow_pickle=False) as z:
