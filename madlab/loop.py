@@ -133,8 +133,11 @@ class Loop:
                         **(curated.seconds if curated else {}), "metrics": t_metrics - t_curated},
         }
         if t == 1:  # once per run: the report's reference row (what "good" scores), timed as metrics work
-            record["metadata"]["real_vs_real"] = self._metrics(generator, self.dataset.eval_set(
-                self.n_eval, seed=derive_seed(seed, "eval", 1)), real=True)  # an independent draw: generation 1, not 0
+            real, shared = self.dataset.real_vs_real_set(self.n_eval, seed=derive_seed(seed, "eval", 1),
+                                                         reference_seed=derive_seed(seed, "eval"))
+            record["metadata"]["real_vs_real"] = self._metrics(generator, real, real=True)
+            if shared:  # the real data ran out: that many of its rows are also in the reference set
+                record["metadata"]["real_vs_real_shared"] = shared
             t_reference = time.perf_counter()
             record["seconds"]["metrics"] += t_reference - t_metrics
             t_metrics = t_reference

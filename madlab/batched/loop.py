@@ -196,8 +196,10 @@ class BatchLoop:
     def _real_vs_real(self, slots: np.ndarray) -> dict[str, np.ndarray]:
         """As the per-run loop: an independent real draw scored like a generation's samples (closed-form
         W2 of the Gaussian fitted to it where the generator's W2 is closed-form; no model metrics)."""
-        real = np.stack([np.asarray(self.dataset.eval_set(self.n_eval, seed=s).x, dtype=np.float64)
-                         for s in derive_seeds(np.asarray(self.seeds)[slots], "eval", 1)])
+        seeds = np.asarray(self.seeds)[slots]
+        real = np.stack([np.asarray(self.dataset.real_vs_real_set(self.n_eval, seed=s, reference_seed=r)[0].x,
+                                    dtype=np.float64)
+                         for s, r in zip(derive_seeds(seeds, "eval", 1), derive_seeds(seeds, "eval"))])
         gaussian = None
         if self.model.sampling_gaussian(slots, self.bias[slots]) is not None:
             gaussian = (real.mean(1), np.stack([np.atleast_2d(np.cov(x, rowvar=False)) for x in real]))

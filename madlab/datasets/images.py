@@ -27,14 +27,14 @@ import numpy as np
 from pydantic import Field
 
 from madlab.datasets import register_dataset
-from madlab.datasets.base import Dataset
+from madlab.datasets.base import Dataset, disjoint_real_sample
 from madlab.errors import DatasetError
 from madlab.image import to_float, to_uint8  # noqa: F401  (to_uint8: the pixel map, also read from here)
 from madlab.protocol import Params
 from madlab.samples import Samples
 
 #: Salts that keep the training, hold-out and evaluation permutations independent.
-_TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT = 11, 12, 13
+_TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT, _RVR_SALT = 11, 12, 13, 14
 
 
 def cache_root() -> Path:
@@ -124,21 +124,38 @@ class ImageDataset(Dataset):
         ``test_root``), else the ``holdout`` images, else ``n`` images of the training pool (a
         permutation of its own), as MAD scores generators against their training distribution.
         """
+        rows, order, _ = self._eval_pool(seed)
+        if n > len(order):
+            where = (f"its test split has only {len(order)}" if self._test_split() is not None else
+                     f"{self.name} has only its {len(order)} {'held-out ' if self._holdout else ''}images")
+            raise DatasetError(f"{self.name}: metrics want {n} real evaluation images but {where}; "
+                               f"lower metrics.n_eval")
+        return rows(np.sort(order[:n]))
+
+    def real_vs_real_set(self, n: int, *, seed: int, reference_seed: int) -> tuple[Samples, int]:
+        """Images the reference set ``eval_set(n, seed=reference_seed)`` does not hold: the rest of the
+        evaluation pool, then (with a test or held-out split) training-pool images (order ``seed``)."""
+        rows, order, apart = self._eval_pool(reference_seed)
+        train = None
+        if apart:
+            pool, _ = self._split
+            train = pool[_permutation(len(pool), seed, _RVR_SALT)]
+        return disjoint_real_sample(n, order, rows, train, self._rows)
+
+    def _eval_pool(self, seed: int):
+        """(rows(index) -> Samples, the evaluation pool in the order ``seed`` fixes, whether that pool
+        is apart from the training pool): the reference set is that order's first n rows."""
         test = self._test_split()
         if test is not None:
             pixels, labels = test
-            if n > len(pixels):
-                raise DatasetError(f"{self.name}: metrics want {n} real evaluation images but its test "
-                                   f"split has only {len(pixels)}; lower metrics.n_eval")
-            idx = np.sort(_permutation(len(pixels), seed, _EVAL_SALT)[:n])
-            return Samples(to_float(pixels[idx]), None if labels is None else labels[idx].astype(np.int64))
+
+            def rows(idx: np.ndarray) -> Samples:
+                return Samples(to_float(pixels[idx]), None if labels is None else labels[idx].astype(np.int64))
+
+            return rows, _permutation(len(pixels), seed, _EVAL_SALT), True
         _, held = self._split
         pool = held if self._holdout else np.arange(self._pool)
-        where = f"its {len(pool)} held-out images" if self._holdout else f"its {len(pool)} images"
-        if n > len(pool):
-            raise DatasetError(f"{self.name}: metrics want {n} real evaluation images but {self.name} "
-                               f"has only {where}; lower metrics.n_eval")
-        return self._rows(np.sort(pool[_permutation(len(pool), seed, _EVAL_SALT)[:n]]))
+        return self._rows, pool[_permutation(len(pool), seed, _EVAL_SALT)], bool(self._holdout)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,13 +25,13 @@ import numpy as np
 from pydantic import Field
 
 from madlab.datasets import register_dataset
-from madlab.datasets.base import Dataset
+from madlab.datasets.base import Dataset, disjoint_real_sample
 from madlab.errors import DatasetError
 from madlab.protocol import Params
 from madlab.samples import Samples
 from madlab.tokenizer import BPETokenizer, CharTokenizer, PretrainedTokenizer, SymbolTokenizer, Tokenizer, pad
 
-_TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT, _ENCODER_SALT = 21, 22, 23, 24
+_TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT, _ENCODER_SALT, _RVR_SALT = 21, 22, 23, 24, 25
 #: Sequences of an unlimited (synthetic) source that the text-lm reference encoder trains on.
 ENCODER_DOCS = 2000
 
@@ -159,6 +159,17 @@ class CorpusDataset(TokenDataset):
 
     def eval_set(self, n, *, seed):
         return Samples(self._encoded[self.eval_indices(n, seed=seed)])
+
+    def real_vs_real_set(self, n, *, seed, reference_seed):
+        """Documents the reference set ``eval_set(n, seed=reference_seed)`` does not hold: the rest of the
+        held-out split, then training documents (order ``seed``)."""
+        order = self._held_idx[_permutation(self.heldout_size, reference_seed, _EVAL_SALT)]
+        train = self._train_idx[_permutation(self.size, seed, _RVR_SALT)]
+
+        def rows(idx):
+            return Samples(self._encoded[idx])
+
+        return disjoint_real_sample(n, order, rows, train, rows)
 
     def training_documents(self) -> list[str]:
         return [self.documents[i] for i in self._train_idx]
