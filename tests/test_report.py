@@ -123,6 +123,18 @@ def test_summary_table_has_generation_1_last_and_real_reference(tmp_path):
     make_report(str(folder))
     html = (folder / "figures" / "index.html").read_text()
     assert "Generation 1 vs last generation" in html and "real vs real" in html
+    assert "too small for two disjoint sets" not in html
+
+
+def test_a_real_vs_real_sample_that_shares_rows_says_so(tmp_path):
+    folder = write_folder(tmp_path / "res", metrics=("w2", "precision"), generations=2)
+    for i, done in enumerate(sorted(folder.glob("runs/*/gen-0001/DONE"))):
+        record = json.loads(done.read_text())
+        record["metadata"]["real_vs_real_shared"] = 3 + i
+        done.write_text(json.dumps(record))
+    make_report(str(folder))
+    html = (folder / "figures" / "index.html").read_text()
+    assert f"up to {3 + i} rows of that sample are also in the reference set" in html
 
 
 def test_theory_slices_come_first(tmp_path):

@@ -45,7 +45,7 @@ class GenerationResult:
     failures: dict[int, str]  # slot -> message (a failed slot has NaN metrics)
     samples: np.ndarray       # (len(slots), n_synthetic, d): the generation's stored samples
     seconds: dict[str, float] = field(default_factory=dict)
-    #: generation 1 only: the metrics of an independent real draw (the report's real-vs-real reference)
+    #: generation 1 only: the metrics of a second real sample (the report's real-vs-real reference)
     real_vs_real: dict[str, np.ndarray] | None = None
 
     def record(self, j: int, metadata: dict) -> dict:
@@ -194,7 +194,7 @@ class BatchLoop:
                                  "metrics": t_metrics - t_sample}, real_vs_real)
 
     def _real_vs_real(self, slots: np.ndarray) -> dict[str, np.ndarray]:
-        """As the per-run loop: an independent real draw scored like a generation's samples (closed-form
+        """As the per-run loop: a second real sample (``real_vs_real_set``) scored like a generation's samples (closed-form
         W2 of the Gaussian fitted to it where the generator's W2 is closed-form; no model metrics)."""
         seeds = np.asarray(self.seeds)[slots]
         real = np.stack([np.asarray(self.dataset.real_vs_real_set(self.n_eval, seed=s, reference_seed=r)[0].x,

@@ -23,7 +23,7 @@ from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
 from madlab.report.plots import (Missing, _label, ess_panels, final_vs_total_panel, image_grid_panel, metrics_panel,
                                  plot_roles, scatter_panel, slug, theory_panel, tsne_panel)
 from madlab.report.results import Results, open_results
-from madlab.report.summary import TEXT_HEADLINE, generation_table, theory_rank, what_ran
+from madlab.report.summary import TEXT_HEADLINE, generation_table, reference_shared, theory_rank, what_ran
 from madlab.report.text_panels import has_text_runs
 from madlab.storage import Location, atomic_write_bytes
 
@@ -261,9 +261,13 @@ def _summary_html(results: Results, figure: MadFigure | None) -> str:
                 else:
                     cells += f"<td>{e(_num(row[m + ' @1']))}</td><td>{e(_num(row[m + ' @last']))}</td>"
             body.append(f"<tr{' class=ref' if reference else ''}>{cells}</tr>")
+        shared = reference_shared(results)
+        shared = (f" <b>The dataset is too small for two disjoint sets: up to {shared} rows of that sample are "
+                  f"also in the reference set, so the row is optimistic.</b>" if shared else "")
         out.append("<h2>Generation 1 vs last generation</h2><p class='note'>Mean over seeds per configuration. "
-                   "<i>real vs real</i>: a second sample of real data scored against the same reference set "
-                   "(recorded once per run at generation 1), i.e. what a perfect model scores.</p>"
+                   "<i>real vs real</i>: a second sample of real data, none of it in the reference set, scored "
+                   "against that set (recorded once per run at generation 1), i.e. what a perfect model scores."
+                   f"{shared}</p>"
                    f"<table class='grid'><thead><tr>{head1}</tr><tr>{head2}</tr></thead>"
                    f"<tbody>{''.join(body)}</tbody></table>")
     out.append("</section>")

@@ -3,8 +3,8 @@
 A reader of a results folder first needs the setting (spec, schemes, λ values, sizes,
 generations, seeds, scale) and then the outcome in numbers: for each run configuration (seeds
 averaged) the headline metrics at generation 1 and at the last generation, with a *real vs
-real* row per dataset: the same metrics for a second real sample scored against the reference
-set, recorded by the loop once per run (``metadata.real_vs_real`` of generation 1's DONE
+real* row per dataset: the same metrics for a second real sample, none of it in the reference
+set (see ``Dataset.real_vs_real_set``), scored against the reference set, recorded by the loop once per run (``metadata.real_vs_real`` of generation 1's DONE
 record). That row says what "good" is: a generation-1 precision of 0.6 means little until one
 sees that real data scores 0.75.
 """
@@ -54,6 +54,19 @@ def reference_values(results: Results) -> pd.DataFrame:
             if isinstance(value, (int, float)) and np.isfinite(value):
                 rows.append({"run_id": run_id, "metric": metric, "value": float(value)})
     return pd.DataFrame(rows, columns=["run_id", "metric", "value"])
+
+
+def reference_shared(results: Results) -> int:
+    """The most rows any run's real-vs-real sample shares with its reference set (0: none shares any;
+    a finite dataset too small for two disjoint sets records ``metadata.real_vs_real_shared``)."""
+    most = 0
+    for run_id in results.runs["run_id"] if "run_id" in results.runs else []:
+        try:
+            most = max(most, int((results.run(str(run_id)).record(1).get("metadata") or {})
+                                 .get("real_vs_real_shared") or 0))
+        except (OSError, ValueError, KeyError):  # batched runs are of unlimited sources: nothing shared
+            pass
+    return most
 
 
 def reference_level(results: Results, metric: str, run_ids=None) -> float | None:
