@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from madlab.datasets.text import TextFolderDataset
 from madlab.features import feature_extractor_text_lm as text_lm
@@ -86,6 +87,23 @@ def test_real_vs_real_far_below_real_vs_shuffled(encoder_file, corpus):
     assert fs[:, -1].mean() > fb[:, -1].mean() + 1.0
 
 
+def test_ref_perplexity_is_the_reference_lm_likelihood(encoder_file, corpus):
+    """score()'s summed NLL is mean_nll's by direct summation of the model's log-softmax (another path
+    through the network); and the reference LM finds shuffled text far less likely than real text."""
+    encoder = text_lm.TextEncoder(encoder_file)
+    x = corpus.eval_set(60, seed=0).x
+    features, nll, count = encoder.score(x, batch_size=25)
+    np.testing.assert_allclose(features, encoder.features(x), rtol=1e-5, atol=1e-5)
+    inputs, targets, _ = text_lm.model_inputs(x, encoder.vocab_size, encoder.model.context)
+    logp = torch.log_softmax(encoder.model(inputs).double(), -1)
+    scored = targets != -100
+    direct = -logp.gather(-1, targets.clamp(min=0)[..., None])[..., 0][scored].sum()
+    assert count == int(scored.sum()) and nll == pytest.approx(float(direct), rel=1e-4)
+    assert nll / count == pytest.approx(text_lm.mean_nll(encoder.model, x), rel=1e-4)
+    shuffled_nll, shuffled_count = encoder.score(shuffled(x, 3))[1:]
+    assert shuffled_count == count and shuffled_nll / count > nll / count + 1.0
+
+
 def test_features_do_not_depend_on_batching(encoder_file, corpus):
     encoder = text_lm.TextEncoder(encoder_file)
     x = corpus.eval_set(20, seed=0).x
@@ -105,12 +123,14 @@ def test_loop_rows_carry_feature_metrics_and_one_encoder_hash(tmp_path, write_sp
     monkeypatch.setenv("MADLAB_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(text_lm.RECIPE, "steps", 20)  # the run's default recipe, shortened for the test
     root = write_corpus(tmp_path / "corpus", every=12)
-    names = ["fid", "kid", "precision", "recall", "density", "coverage", "vendi", "distinct_2"]
+    names = ["fid", "kid", "precision", "recall", "density", "coverage", "vendi", "ref_perplexity", "distinct_2"]
     code, out, err = cli("run", write_spec(_spec(root, names)), "--out", tmp_path / "out", "--no-ray")
     assert code == 0, err
     table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
     assert set(table["metric"]) == set(names)
     assert len(table) == 2 * 2 * len(names) and np.isfinite(table["value"]).all()
+    ref = table[table["metric"] == "ref_perplexity"]["value"]
+    assert len(ref) == 4 and (ref > 1).all()  # a perplexity, per run and generation
     assert set(table["extractor"]) == {"text-lm"} and table["extractor_hash"].nunique() == 1
     cached = list((tmp_path / "cache" / "extractors").glob("text-lm-*.safetensors"))
     assert len(cached) == 1 and table["extractor_hash"].iloc[0] == text_lm.file_sha256(cached[0])[:16]

@@ -301,13 +301,18 @@ class TextEncoder:
         self.vocab_size = config["vocab_size"]
         self.identity = {"extractor": NAME, "extractor_hash": file_sha256(path)[:16], "feature_layer": "mean-pooled"}
 
-    @torch.no_grad()
     def features(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """(n, d_model + 1): the mean-pooled final hidden state, then the mean surprisal (module docstring)."""
+        return self.score(x, batch_size)[0]
+
+    @torch.no_grad()
+    def score(self, x: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, float, int]:
+        """(features, summed next-token NLL in nats, tokens scored): one pass gives the features and the
+        reference LM's likelihood of the rows (each scored on its first ``context`` positions and its end)."""
         x = np.asarray(x)
         if x.ndim != 2:
             raise MadlabError(f"{NAME}: expects padded token rows (n, L), got shape {x.shape}")
-        out = []
+        out, total, count = [], 0.0, 0
         for i in range(0, len(x), batch_size):
             inputs, targets, valid = model_inputs(x[i:i + batch_size], self.vocab_size, self.model.context)
             h = self.model.hidden(inputs.to(self.device)).float()
@@ -318,9 +323,11 @@ class TextEncoder:
             scored = (targets != -100).float()
             surprisal = (nll * scored).sum(1) / scored.sum(1).clamp(min=1.0)
             out.append(torch.cat([(h * w).sum(1) / w.sum(1), surprisal[:, None]], 1))
+            total += float((nll.double() * scored.double()).sum())
+            count += int(scored.sum())
         if not out:
             raise ValueError("no documents to extract features from")
-        return torch.cat(out).numpy()
+        return torch.cat(out).numpy(), total, count
 
 
 __all__ = ["NAME", "RECIPE", "TextEncoder", "TextLM", "encoder_path", "ensure_text_lm", "train_text_lm"]

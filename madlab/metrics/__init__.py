@@ -7,13 +7,13 @@ against a fixed real reference set: low-dimensional data are scored on the raw c
 from __future__ import annotations
 
 from madlab.errors import ConfigError
-from madlab.metrics.text import TEXT_FEATURE_METRICS, TEXT_METRICS
+from madlab.metrics.text import TEXT_LM_METRICS, TEXT_METRICS
 
 #: what each data kind's evaluator computes (madlab.metrics.lowdim / madlab.metrics.images)
 EVALUATOR_METRICS: dict[str, tuple[str, ...]] = {
     "vector": ("w2", "precision", "recall", "density", "coverage", "vendi"),
     "image": ("fid", "kid", "precision", "recall", "density", "coverage", "vendi"),
-    "tokens": TEXT_METRICS + TEXT_FEATURE_METRICS,  # the feature metrics only when metrics.names asks
+    "tokens": TEXT_METRICS + TEXT_LM_METRICS,  # the text-lm metrics only when metrics.names asks
 }
 #: data kinds whose metrics are computed on the features of a feature extractor
 EXTRACTOR_KINDS = frozenset({"image"})
@@ -65,7 +65,7 @@ def _check_text_features(names, extractor, weights_path, dataset) -> None:
     if weights_path is not None:
         raise ConfigError(f"metrics.weights_path: the {NAME} text encoder is trained by madlab on the corpus "
                           f"(cached per corpus); it reads no weights file")
-    if names is not None and set(names) & set(TEXT_FEATURE_METRICS):
+    if names is not None and set(names) & set(TEXT_LM_METRICS):
         corpus = dataset.encoder_corpus()
         if not len(corpus) or not (corpus >= 0).any():
             raise ConfigError(f"metrics.names: the {NAME} encoder of the feature metrics needs real documents "

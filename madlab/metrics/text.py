@@ -38,6 +38,10 @@ TEXT_METRICS = ("perplexity", "distinct_1", "distinct_2", "distinct_3", "distinc
                 "unigram_entropy", "vocab_used", "tail_mass", "mean_length")
 #: computed on text-lm features when metrics.names includes them (madlab.metrics.feature.METRIC_NAMES)
 TEXT_FEATURE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "vendi")
+#: every metric that needs the corpus's text-lm encoder: the feature metrics and ``ref_perplexity``, the
+#: perplexity of the *generated* text under text-lm, the reference language model trained on the real
+#: corpus (a quality figure: real-like text scores low; the report's real-vs-real row is real text's)
+TEXT_LM_METRICS = TEXT_FEATURE_METRICS + ("ref_perplexity",)
 
 
 def token_frequencies(x: np.ndarray, vocab_size: int) -> np.ndarray:
@@ -149,7 +153,7 @@ class TextEvaluator:
                          "tokenizer": self.tokenizer.kind, "tokenizer_hash": self.tokenizer.digest,
                          "vocab_size": str(self.vocab_size), "n_real_eval": str(len(self.real))}
         self.feature_names = tuple(n for n in TEXT_FEATURE_METRICS if n in self.names)
-        if self.feature_names:
+        if self.names & set(TEXT_LM_METRICS):
             self._load_encoder(metrics_cfg, device)
 
     def _load_encoder(self, metrics_cfg, device: str) -> None:
@@ -191,13 +195,17 @@ class TextEvaluator:
             out["tail_mass"] = float(freq[self.rare].sum())
         if want("mean_length"):
             out["mean_length"] = float(lengths(x).mean()) if len(x) else 0.0
-        if self.feature_names:
+        if self.names & set(TEXT_LM_METRICS):
             from madlab.metrics.feature import feature_metrics
 
-            out.update(feature_metrics(self.real_stats, self.encoder.features(x), k=self.k, names=self.feature_names,
-                                       kid_subset_size=self.kid_subset_size))
+            features, nll, count = self.encoder.score(x)
+            if self.feature_names:
+                out.update(feature_metrics(self.real_stats, features, k=self.k, names=self.feature_names,
+                                           kid_subset_size=self.kid_subset_size))
+            if want("ref_perplexity"):
+                out["ref_perplexity"] = float(np.exp(nll / count)) if count else float("nan")
         return out
 
 
-__all__ = ["TextEvaluator", "TEXT_METRICS", "TEXT_FEATURE_METRICS", "distinct_n", "self_bleu", "token_frequencies", "rare_tokens",
+__all__ = ["TextEvaluator", "TEXT_METRICS", "TEXT_FEATURE_METRICS", "TEXT_LM_METRICS", "distinct_n", "self_bleu", "token_frequencies", "rare_tokens",
            "entropy"]

@@ -152,12 +152,12 @@ def prepare_text_encoders(jobs: list[Job], progress: Progress, *, local: bool) -
     the table carries one encoder hash per corpus (on a cluster each node's first worker trains it,
     bit for bit the same: madlab.features.feature_extractor_text_lm)."""
     from madlab.datasets import get_dataset_class, open_dataset
-    from madlab.metrics.text import TEXT_FEATURE_METRICS
+    from madlab.metrics.text import TEXT_LM_METRICS
 
     datasets = {}
     for job in jobs:
         names = (job.config.get("metrics") or {}).get("names") or ()
-        if get_dataset_class(job.config["dataset"]["name"]).kind == "tokens" and set(names) & set(TEXT_FEATURE_METRICS):
+        if get_dataset_class(job.config["dataset"]["name"]).kind == "tokens" and set(names) & set(TEXT_LM_METRICS):
             datasets.setdefault(json.dumps(job.config["dataset"], sort_keys=True), job.config["dataset"])
     if not datasets:
         return
