@@ -36,7 +36,8 @@ def test_text_report_panels(cli, write_spec, tmp_path):
 
 
 #: the text-lm feature metrics a spec asks for, beside perplexity and lexical diversity (loops/text_accumulate.yaml)
-FEATURE_NAMES = ["perplexity", "fid", "kid", "precision", "recall", "coverage", "vendi", "distinct_4", "self_bleu"]
+FEATURE_NAMES = ["perplexity", "ref_perplexity", "fid", "kid", "precision", "recall", "coverage", "vendi", "distinct_4",
+                 "self_bleu"]
 
 
 def text_feature_folder(tmp_path, generations: int = 3):
@@ -88,7 +89,7 @@ def test_text_summary_has_perplexity_feature_metrics_and_a_real_reference(featur
     reference = rows[-1]
     assert str(reference["scheme"]).startswith("real vs real") and len(rows) == 3
     # a second real sample scored like the generated ones: every sample metric has a level ...
-    for m in ("fid", "precision", "recall", "coverage", "vendi", "distinct_4", "self_bleu"):
+    for m in ("ref_perplexity", "fid", "precision", "recall", "coverage", "vendi", "distinct_4", "self_bleu"):
         assert np.isfinite(reference[f"{m} @1"]), m
         assert reference_level(results, m) == pytest.approx(reference[f"{m} @1"])
     # ... but perplexity is the model's on held-out text: real data have no analogue of it

@@ -19,7 +19,8 @@ from madlab.report.results import Results
 HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fraction", "trace_cov")
 #: the same for text runs (the ``tokens`` kind): Shumailov's perplexity on real text first, then the
 #: feature-space metrics on the ``text-lm`` encoder, then lexical diversity (Guo et al. 2023)
-TEXT_HEADLINE = ("perplexity", "fid", "precision", "recall", "coverage", "vendi", "distinct_4", "self_bleu")
+TEXT_HEADLINE = ("perplexity", "ref_perplexity", "fid", "precision", "recall", "coverage", "vendi", "distinct_4",
+                 "self_bleu")
 #: metrics bounded to [0, 1]: their axes are fixed to it
 BOUNDED = {"precision", "recall", "coverage", "hq_fraction"}
 #: generators that are closed-form "theory" models (MAD §3): shown before the neural ones
