@@ -26,10 +26,9 @@ The model is written here (torch's own ``nn.TransformerEncoderLayer`` with a cau
 so a change to a generator can never change the reference features.
 
 *Training cost and determinism.* A fixed number of steps (300 minibatches of 32 documents, seeded
-epochs over the training pool): the cost does not grow with the corpus. Timed once for pydoc-text at
-context 128 (2,918 documents): 41.6 s of training on one pinned thread at nice 19 of the shared 2-core
-dev machine, load average ~1.4 (a loaded figure, not an idle measurement; every record keeps its own
-``train_seconds``). Training
+epochs over the training pool): the cost does not grow with the corpus. For pydoc-text at context 128
+(2,918 documents): 38.0 s of training on one pinned thread of an idle 2-core machine
+(``benchmarks/bench_text.py``, 2026-12-02; every record keeps its own ``train_seconds``). Training
 runs in a child process with the same pinned numerical kernels as LeNet's
 (:data:`~madlab.features.feature_extractor_lenet.PINNED_ENV`: one thread, ATen AVX2, MKL's fixed
 ``AVX2`` branch, oneDNN off) and ``torch.use_deterministic_algorithms``, all randomness from seeded
