@@ -204,6 +204,21 @@ class Results:
         """The real-vs-real metrics a batched run's generation-1 record holds ({} for other runs)."""
         return self._batched.real_vs_real(run_id)
 
+    @cached_property
+    def real_vs_real(self) -> dict[str, tuple[dict, int]]:
+        """Per run: (its real-vs-real metrics, how many rows that sample shares with the reference set),
+        from generation 1's DONE record, else a batched run's records (unlimited sources: nothing shared).
+        Read once per folder (or view): the summary and every metric panel ask for it."""
+        found = {}
+        for run_id in self.runs["run_id"] if "run_id" in self.runs else []:
+            run_id = str(run_id)
+            try:
+                metadata = self.run(run_id).record(1).get("metadata") or {}
+                found[run_id] = (metadata.get("real_vs_real") or {}, int(metadata.get("real_vs_real_shared") or 0))
+            except (OSError, ValueError, KeyError):  # no generation-1 folder: a batched run's records, or none yet
+                found[run_id] = (self.batched_reference(run_id), 0)
+        return found
+
     def samples(self, run_id: str, generation: int) -> Samples:
         if generation not in self.run(run_id).generations():
             return self._batched.samples(run_id, generation)

@@ -45,29 +45,16 @@ def headline_metrics(results: Results) -> tuple[str, ...]:
 
 def reference_values(results: Results) -> pd.DataFrame:
     """Real-vs-real metrics per run (columns run_id, metric, value), from generation 1's DONE record."""
-    rows = []
-    for run_id in results.runs["run_id"] if "run_id" in results.runs else []:
-        try:
-            reference = (results.run(str(run_id)).record(1).get("metadata") or {}).get("real_vs_real") or {}
-        except (OSError, ValueError, KeyError):  # no generation-1 folder: a batched run's records, or none yet
-            reference = results.batched_reference(str(run_id))
-        for metric, value in reference.items():
-            if isinstance(value, (int, float)) and np.isfinite(value):
-                rows.append({"run_id": run_id, "metric": metric, "value": float(value)})
+    rows = [{"run_id": run_id, "metric": metric, "value": float(value)}
+            for run_id, (reference, _) in results.real_vs_real.items() for metric, value in reference.items()
+            if isinstance(value, (int, float)) and np.isfinite(value)]
     return pd.DataFrame(rows, columns=["run_id", "metric", "value"])
 
 
 def reference_shared(results: Results) -> int:
     """The most rows any run's real-vs-real sample shares with its reference set (0: none shares any;
     a finite dataset too small for two disjoint sets records ``metadata.real_vs_real_shared``)."""
-    most = 0
-    for run_id in results.runs["run_id"] if "run_id" in results.runs else []:
-        try:
-            most = max(most, int((results.run(str(run_id)).record(1).get("metadata") or {})
-                                 .get("real_vs_real_shared") or 0))
-        except (OSError, ValueError, KeyError):  # batched runs are of unlimited sources: nothing shared
-            pass
-    return most
+    return max((shared for _, shared in results.real_vs_real.values()), default=0)
 
 
 def reference_level(results: Results, metric: str, run_ids=None) -> float | None:
