@@ -22,7 +22,6 @@ import numpy as np
 import torch
 
 from madlab.datasets import get_dataset_class
-from madlab.datasets.text import _EVAL_SALT, _permutation
 from madlab.features.feature_extractor_text_lm import TextEncoder, ensure_text_lm
 from madlab.metrics.feature import feature_metrics
 
@@ -38,23 +37,22 @@ def main(argv=None):
     cls = get_dataset_class("pydoc-text")
     ds = cls(cls.Params(max_tokens=128))
     encoder = TextEncoder(ensure_text_lm(ds.encoder_corpus(), ds.tokenizer))
-    held = encoder.features(ds.eval_set(ds.heldout_size, seed=0).x)  # rows in held-out index order
-    train = encoder.features(ds.encoder_corpus())
-    n, h = args.n, ds.heldout_size
+    n, rest = args.n, max(0, ds.heldout_size - args.n)
     results: dict[str, list[dict]] = {k: [] for k in ("overlapping", "disjoint", "held-out rest", "training")}
     for draw in range(args.draws):
-        order = _permutation(h, 100 + draw, _EVAL_SALT)
-        reference = held[order[:n]]
-        pick = np.random.default_rng(draw).permutation(len(train))
-        samples = {"overlapping": held[_permutation(h, 500 + draw, _EVAL_SALT)[:n]],
-                   "disjoint": np.concatenate([held[order[n:2 * n]], train[pick[:max(0, 2 * n - h)]]]),
-                   "held-out rest": held[order[n:2 * n]], "training": train[pick[:n]]}
+        reference = encoder.features(ds.eval_set(n, seed=100 + draw).x)
+        # madlab's sample: the rest of the held-out split first, then training documents
+        disjoint = encoder.features(ds.real_vs_real_set(n, seed=draw, reference_seed=100 + draw)[0].x)
+        samples = {"overlapping": encoder.features(ds.eval_set(n, seed=500 + draw).x), "disjoint": disjoint,
+                   "held-out rest": disjoint[:rest], "training": encoder.features(ds.draw(n, seed=draw).x)}
         for name, x in samples.items():
             results[name].append(feature_metrics(reference, x, names=NAMES))
-    print(f"pydoc-text, reference {n} of {h} held-out documents, {args.draws} draws (mean ± sd):")
+    print(f"pydoc-text, reference {n} of {ds.heldout_size} held-out documents, {args.draws} draws (mean ± sd):")
     for name, rows in results.items():
         print(f"  {name:14s} " + ", ".join(f"{m} {np.mean([r[m] for r in rows]):.3f} ± {np.std([r[m] for r in rows]):.3f}"
                                             for m in NAMES))
+    held = encoder.features(ds.eval_set(ds.heldout_size, seed=0).x)
+    train = encoder.features(ds.encoder_corpus())
     print(f"  mean surprisal (nats/token): held-out {held[:, -1].mean():.3f}, training {train[:, -1].mean():.3f}")
 
 

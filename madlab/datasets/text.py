@@ -155,7 +155,11 @@ class CorpusDataset(TokenDataset):
         if n > self.heldout_size:
             raise DatasetError(f"{self.name}: metrics want {n} held-out documents but the held-out split has "
                                f"{self.heldout_size}; lower metrics.n_eval or raise dataset.heldout")
-        return np.sort(self._held_idx[_permutation(self.heldout_size, seed, _EVAL_SALT)[:n]])
+        return np.sort(self._eval_order(seed)[:n])
+
+    def _eval_order(self, seed: int) -> np.ndarray:
+        """The held-out documents in the order ``seed`` fixes: the reference set is its first n."""
+        return self._held_idx[_permutation(self.heldout_size, seed, _EVAL_SALT)]
 
     def eval_set(self, n, *, seed):
         return Samples(self._encoded[self.eval_indices(n, seed=seed)])
@@ -163,13 +167,11 @@ class CorpusDataset(TokenDataset):
     def real_vs_real_set(self, n, *, seed, reference_seed):
         """Documents the reference set ``eval_set(n, seed=reference_seed)`` does not hold: the rest of the
         held-out split, then training documents (order ``seed``)."""
-        order = self._held_idx[_permutation(self.heldout_size, reference_seed, _EVAL_SALT)]
-        train = self._train_idx[_permutation(self.size, seed, _RVR_SALT)]
-
         def rows(idx):
             return Samples(self._encoded[idx])
 
-        return disjoint_real_sample(n, order, rows, train, rows)
+        train = self._train_idx[_permutation(self.size, seed, _RVR_SALT)]
+        return disjoint_real_sample(n, self._eval_order(reference_seed), rows, train, rows)
 
     def training_documents(self) -> list[str]:
         return [self.documents[i] for i in self._train_idx]

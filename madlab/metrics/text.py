@@ -153,7 +153,8 @@ class TextEvaluator:
                          "tokenizer": self.tokenizer.kind, "tokenizer_hash": self.tokenizer.digest,
                          "vocab_size": str(self.vocab_size), "n_real_eval": str(len(self.real))}
         self.feature_names = tuple(n for n in TEXT_FEATURE_METRICS if n in self.names)
-        if self.names & set(TEXT_LM_METRICS):
+        self.uses_encoder = bool(self.names & set(TEXT_LM_METRICS))
+        if self.uses_encoder:
             self._load_encoder(metrics_cfg, device)
 
     def _load_encoder(self, metrics_cfg, device: str) -> None:
@@ -195,7 +196,7 @@ class TextEvaluator:
             out["tail_mass"] = float(freq[self.rare].sum())
         if want("mean_length"):
             out["mean_length"] = float(lengths(x).mean()) if len(x) else 0.0
-        if self.names & set(TEXT_LM_METRICS):
+        if self.uses_encoder:
             from madlab.metrics.feature import feature_metrics
 
             features, nll, count = self.encoder.score(x)

@@ -23,7 +23,7 @@ from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
 from madlab.report.plots import (Missing, _label, ess_panels, final_vs_total_panel, image_grid_panel, metrics_panel,
                                  plot_roles, scatter_panel, slug, theory_panel, tsne_panel)
 from madlab.report.results import Results, open_results
-from madlab.report.summary import TEXT_HEADLINE, generation_table, reference_shared, theory_rank, what_ran
+from madlab.report.summary import generation_table, headline_metrics, reference_shared, theory_rank, what_ran
 from madlab.report.text_panels import has_text_runs
 from madlab.storage import Location, atomic_write_bytes
 
@@ -279,7 +279,7 @@ _HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fracti
 
 def _headline(results: Results) -> tuple[str, ...]:
     """Metrics drawn first and summarised: text runs have their own (summary.TEXT_HEADLINE)."""
-    return TEXT_HEADLINE if has_text_runs(results) else _HEADLINE
+    return headline_metrics(results, _HEADLINE)
 
 
 def _cell(value) -> str:

@@ -36,11 +36,12 @@ def theory_rank(generators) -> int:
     return len(THEORY_GENERATORS)
 
 
-def headline_metrics(results: Results) -> tuple[str, ...]:
-    """The summary's metrics for this folder: :data:`TEXT_HEADLINE` when it holds text runs, else :data:`HEADLINE`."""
+def headline_metrics(results: Results, default: tuple[str, ...] = HEADLINE) -> tuple[str, ...]:
+    """The headline metrics for this folder: :data:`TEXT_HEADLINE` when it holds text runs, else
+    ``default`` (the summary's :data:`HEADLINE`; the metric panels pass their own order)."""
     from madlab.report.text_panels import has_text_runs
 
-    return TEXT_HEADLINE if has_text_runs(results) else HEADLINE
+    return TEXT_HEADLINE if has_text_runs(results) else default
 
 
 def reference_values(results: Results) -> pd.DataFrame:
