@@ -13,18 +13,8 @@ import numpy as np
 import pytest
 
 from madlab.config import build_spec
-from madlab.datasets import get_dataset_class
 from madlab.loop import Loop, derive_seed
-from test_image_datasets import write_images, write_mnist
-
-
-def make(name, **params):
-    cls = get_dataset_class(name)
-    return cls(cls.Params(**params))
-
-
-def rows(samples) -> list[bytes]:
-    return [r.tobytes() for r in samples.x]
+from test_image_datasets import make, rows, write_images, write_mnist
 
 
 def check(ds, n, *, seed=3, reference_seed=8, pool=None):
