@@ -24,8 +24,8 @@ import sys
 import tempfile
 import time
 
-from madlab.config import build_spec
 from madlab.loop import Loop
+from madlab.spec import build_spec
 
 VECTOR = {
     "name": "bench-curation-vector", "seed": 0,

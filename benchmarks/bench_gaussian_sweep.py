@@ -59,7 +59,7 @@ def engine(runs: int) -> float:
     from threadpoolctl import threadpool_limits
 
     from madlab.batched.loop import BatchLoop
-    from madlab.config import build_spec
+    from madlab.spec import build_spec
 
     torch.set_num_threads(1)
     configs = [r.config for r in build_spec(spec(runs)).runs]

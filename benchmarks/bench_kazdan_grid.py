@@ -70,7 +70,7 @@ def _engine(dim, n, scheme, seeds, generations, metrics, full_generations=100) -
     """Seconds for ``full_generations``: the batch's set-up and generation 1 (reference sets,
     k-NN radii, bandwidths: paid once per run) plus the mean later generation times the rest."""
     from madlab.batched.loop import BatchLoop
-    from madlab.config import build_spec
+    from madlab.spec import build_spec
 
     spec = grid_spec(seeds, generations, metrics, [dim], [n], [scheme])
     configs = [r.config for r in build_spec(spec).runs]
@@ -127,10 +127,9 @@ def cost_model(args) -> None:
     (100 seeds x 3 schemes x 100 generations). Shows which metric makes the full grid long."""
     import numpy as np
     import torch
+    from bare_batched import _metrics, _radii
     from scipy.spatial.distance import pdist
     from threadpoolctl import threadpool_limits
-
-    from bare_batched import _metrics, _radii
 
     torch.set_num_threads(1)
     threadpool_limits(1)

@@ -79,7 +79,8 @@ def actor_pool(pending, sweep, *, fault, workers, wait_s):
     from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
 
     from madlab.runner.jobs import finished, give_up, pack
-    from madlab.runner.ray_tasks import MAX_ATTEMPTS, MAX_IN_FLIGHT, MAX_RESTARTS, _tracker_class, capacity, max_restarts
+    from madlab.runner.ray_tasks import (MAX_ATTEMPTS, MAX_IN_FLIGHT, MAX_RESTARTS, _tracker_class, capacity,
+                                         max_restarts)
 
     worker_cls = _worker_class()
     tracker = _tracker_class().remote()
@@ -195,8 +196,8 @@ def flow_spec(runs: int, epochs: int) -> dict:
 
 
 def timed(spec: dict, out: str, scheduler: str, fault: str | None = None) -> float:
-    from madlab.config import build_spec
     from madlab.runner import Runner, ray_tasks
+    from madlab.spec import build_spec
 
     original = ray_tasks.run_on_ray
     if scheduler == "actors":

@@ -126,8 +126,8 @@ def results_check(results_dir: str, *, n_eval: int, seed: int) -> list[dict]:
     import hashlib
     from pathlib import Path
 
-    from madlab.config import RunConfig
     from madlab.datasets import open_dataset
+    from madlab.schema.config import RunConfig
     from madlab.storage import RunStore
 
     out, seen = [], {}

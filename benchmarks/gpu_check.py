@@ -218,8 +218,8 @@ def step_ray_fractional(args) -> dict:
     import ray
     import torch
 
-    from madlab.config import build_spec
     from madlab.runner import Runner
+    from madlab.spec import build_spec
     from madlab.table import read_table
 
     steps = 5 if args.smoke else 600
@@ -263,8 +263,7 @@ def step_extractors(args) -> dict:
     from safetensors.torch import save_file
 
     from madlab.datasets.images import load_mnist5k
-    from madlab.features import create_extractor, extract_features
-    from madlab.features import feature_extractor_dinov2 as D
+    from madlab.features import create_extractor, extract_features, feature_extractor_dinov2 as D
     from madlab.features.feature_extractor_lenet import LeNet
 
     device = "cuda" if cuda() else "cpu"

@@ -49,12 +49,10 @@ import normflows as nf
 import torch
 from pydantic import Field
 
-from madlab.errors import ConfigError
+from madlab.errors import ConfigError, RunFailed
 
-from ._torch import (
-    NeuralParams, TorchGenerator, autocast, epoch_batches, maybe_compile, load_module_state, load_optimizer_state,
-    module_state, optimizer_state, randn, sqrt_bias, tensors_to_samples,
-)
+from ._torch import (NeuralParams, TorchGenerator, autocast, epoch_batches, load_module_state, load_optimizer_state,
+                     maybe_compile, module_state, optimizer_state, randn, sqrt_bias, tensors_to_samples)
 
 
 class SoftClampedScale(torch.nn.Module):
@@ -266,7 +264,6 @@ class FlowGenerator(TorchGenerator):
                 with autocast(dev, p.amp):
                     loss = kld(batch)
                 if not torch.isfinite(loss):
-                    from madlab.errors import RunFailed
                     raise RunFailed(f"flow: negative log-likelihood is {loss.item()} in epoch {epoch}")
                 self.opt.zero_grad(set_to_none=True)
                 loss.backward()

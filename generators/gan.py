@@ -26,12 +26,11 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from ._torch import (
-    EMA, NeuralParams, TorchGenerator, autocast, endless_batches, load_module_state,
-    load_optimizer_state, maybe_compile, module_state, optimizer_state, randn, sqrt_bias,
-    data_kind, tensors_to_samples,
-)
-from madlab.errors import ConfigError
+from madlab.errors import ConfigError, RunFailed
+
+from ._torch import (EMA, NeuralParams, TorchGenerator, autocast, data_kind, endless_batches, load_module_state,
+                     load_optimizer_state, maybe_compile, module_state, optimizer_state, randn, sqrt_bias,
+                     tensors_to_samples)
 
 
 def _upsamplings(size: int) -> int:
@@ -318,7 +317,6 @@ class GANGenerator(TorchGenerator):
             if self.ema is not None:
                 self.ema.update(self.G)
             if not torch.isfinite(loss_G.detach()):
-                from madlab.errors import RunFailed
                 raise RunFailed(f"gan: generator loss is {loss_G.item()} at step {step}")
 
     @staticmethod

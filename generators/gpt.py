@@ -21,15 +21,14 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from madlab.errors import ConfigError
+from madlab.errors import ConfigError, RunFailed
 from madlab.protocol import Generator
 from madlab.samples import Samples
 from madlab.tokenizer import PAD
 
-from ._torch import (
-    EMA, NeuralParams, autocast, endless_batches, load_module_state, load_optimizer_state, maybe_compile,
-    module_state, optimizer_state, resolve_and_place, seeded, token_log_likelihood, torch_generator,
-)
+from ._torch import (EMA, NeuralParams, autocast, endless_batches, load_module_state, load_optimizer_state,
+                     maybe_compile, module_state, optimizer_state, resolve_and_place, seeded, token_log_likelihood,
+                     torch_generator)
 
 
 class CausalSelfAttention(nn.Module):
@@ -227,8 +226,6 @@ class GPTGenerator(Generator):
                 logits = model(inputs[idx])
             loss = F.cross_entropy(logits.float().flatten(0, 1), targets[idx].flatten(), ignore_index=-100)
             if not torch.isfinite(loss):
-                from madlab.errors import RunFailed
-
                 raise RunFailed(f"gpt: non-finite training loss at step {step}")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()

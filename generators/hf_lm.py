@@ -46,7 +46,7 @@ from pydantic import Field
 from madlab.errors import ConfigError, RunFailed
 from madlab.protocol import Generator, Params
 from madlab.samples import Samples
-from madlab.tokenizer import PAD, lengths
+from madlab.tokenizer import PAD, PretrainedTokenizer, lengths
 
 from ._torch import endless_batches, resolve_device, seeded, token_log_likelihood, torch_generator
 
@@ -188,8 +188,6 @@ class HFLMGenerator(Generator):
     @classmethod
     def check_dataset(cls, params, dataset) -> None:
         """The run's tokenizer must be the model's (byte-identical tokenizer.json), or ids mean other tokens."""
-        from madlab.tokenizer import PretrainedTokenizer
-
         folder = _model_folder(params.model_path)
         model_file = folder / PretrainedTokenizer.FILE
         tokenizer = dataset.tokenizer

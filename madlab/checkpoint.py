@@ -5,6 +5,8 @@ import numpy as np
 import torch
 from safetensors.torch import load, load_file, save
 
+from madlab.files import atomic_write_bytes
+
 
 def state_bytes(state: dict) -> bytes:
     """A state dict (torch tensors or numpy arrays) as safetensors bytes."""
@@ -21,8 +23,6 @@ def state_from_bytes(data: bytes, *, as_numpy: bool = False) -> dict:
 
 
 def save_state(state: dict, path: str) -> None:
-    from madlab.storage import atomic_write_bytes
-
     atomic_write_bytes(path, state_bytes(state))
 
 

@@ -2,6 +2,10 @@
 
 Bad input (a config, a dataset, a weights file) ends with one line on stderr and exit code 2,
 before anything is written.
+
+Each command imports what it needs inside :func:`_dispatch`: ``madlab generators`` and ``curators``
+list the plugins from their sources without importing numpy, pydantic or torch (well under a second
+of CPU, tests/test_plugin_index.py), which imports at the top of this module would undo.
 """
 from __future__ import annotations
 
@@ -75,7 +79,7 @@ def _dispatch(args, argv) -> int:
     if is_ess_spec(args.config or ""):
         return _ess(args, argv)
 
-    from madlab.config import load_spec
+    from madlab.spec import load_spec
 
     spec = load_spec(args.config, overrides=args.overrides, preset=args.preset,
                      out=getattr(args, "out", None))

@@ -18,3 +18,4 @@ class DatasetError(MadlabError):
 
 class RunFailed(Exception):
     """A run that failed for a non-transient reason (e.g. NaN loss); recorded, not retried."""
+

@@ -19,14 +19,18 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from madlab.config import RunConfig, eval_size, make_components
+from madlab.curation import CurationStage, round_seed
 from madlab.errors import RunFailed
 from madlab.image import grid_png, quantise
 from madlab.metrics import make_evaluator
 from madlab.samples import Samples
-from madlab.schemes import Part, Plan, plan
+from madlab.schema.config import RunConfig, eval_size
+from madlab.schema.schemes import Part, Plan, plan
 from madlab.shared_generation import SharedFirstGeneration
+from madlab.spec import make_components
 from madlab.storage import RunStore
+from madlab.text_run import store_tokenizer
+from madlab.tokenizer import check_tokens
 
 _PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7}
 
@@ -56,8 +60,6 @@ class Loop:
         self._fault_hook = fault_hook
         self.curation = None
         if config.loop.curation is not None:
-            from madlab.curation import CurationStage
-
             self.curation = CurationStage(config.loop.curation, self.dataset, device)
         self.shared = SharedFirstGeneration.for_run(config, self.store, self.generator_cls)
 
@@ -154,8 +156,6 @@ class Loop:
     def _curate(self, generator, training_plan: Plan, samples: Samples, t: int):
         """loop.curation on generation t's samples (madlab.curation.stage); the curator's real
         reference is the real data G_t was trained on, else generation 1's real set."""
-        from madlab.curation import round_seed
-
         loop, seed = self.config.loop, self.config.seed
         real_parts = [p for p in training_plan.parts if p.source == "real"] or \
             [p for p in self.plan(1).parts if p.source == "real"]
@@ -177,8 +177,6 @@ class Loop:
 
     def _check(self, samples: Samples, t: int) -> Samples:
         if self.tokens:
-            from madlab.tokenizer import check_tokens
-
             problem = check_tokens(samples.x, self.dataset.vocab_size)
             if problem is not None:
                 raise RunFailed(f"generation {t}: the generator produced bad token samples: {problem}")
@@ -222,8 +220,6 @@ class Loop:
         if done < last:
             self.store.clear_failure()
         if self.tokens and done < last:
-            from madlab.text_run import store_tokenizer
-
             store_tokenizer(self.store, self.dataset.tokenizer, resumed=done > 0)
         with compute_threads(self.config.resources.num_cpus):
             self._run(done, last, on_generation)

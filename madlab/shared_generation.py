@@ -22,7 +22,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from madlab.config import RunConfig, eval_size
+from madlab.schema.config import RunConfig, eval_size
 from madlab.storage import RunStore
 
 #: loop fields that cannot change generation 1 (it trains on the first ``first_size`` real rows only)

@@ -42,14 +42,16 @@ import json
 import os
 import posixpath
 import re
-import uuid
 from pathlib import Path
 
 import fsspec
 import numpy as np
+import pandas as pd
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
+from madlab.checkpoint import state_bytes, state_from_bytes
+from madlab.files import atomic_write_bytes, cache_root, json_bytes, tmp_name
 from madlab.image import to_float, to_uint8
 from madlab.samples import Samples
 
@@ -61,24 +63,6 @@ _GENERATION = re.compile(r"gen-(\d+)")
 
 def generation_folder(t: int) -> str:
     return f"gen-{t:04d}"
-
-
-def json_bytes(obj, indent: int | None = 1) -> bytes:
-    """JSON with sorted keys (equal records give equal files); numpy scalars become numbers."""
-    return json.dumps(obj, indent=indent, sort_keys=True, default=_json_default).encode()
-
-
-def _json_default(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def _tmp_name(rel: str) -> str:
-    head, name = posixpath.split(rel)
-    return posixpath.join(head, f".{name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
 # ----------------------------------------------------------------------------- sample codec
@@ -163,8 +147,6 @@ class Location:
 
     def read_frame(self, rel: str):
         """A parquet table as a pandas DataFrame."""
-        import pandas as pd
-
         return pd.read_parquet(io.BytesIO(self.read_bytes(rel)))
 
     def glob(self, pattern: str) -> list[str]:
@@ -182,13 +164,7 @@ class Location:
         if not self.renames:
             self.fs.pipe_file(rel, data)
             return
-        tmp = _tmp_name(rel)
-        try:
-            self.fs.pipe_file(tmp, data)
-            os.replace(self.path(tmp), self.path(rel))
-        except BaseException:
-            self.delete(tmp)
-            raise
+        atomic_write_bytes(self.path(rel), data)
 
     def write_json(self, rel: str, obj, indent: int | None = 1) -> None:
         self.write_bytes(rel, json_bytes(obj, indent))
@@ -225,7 +201,7 @@ class Location:
                 self.fs.pipe({posixpath.join(folder, name): data for name, data in files.items()})
             self.fs.pipe_file(marker, done)
             return True
-        tmp = _tmp_name(folder)
+        tmp = tmp_name(folder)
         try:
             for name, data in {**files, DONE: done}.items():  # DONE last
                 self.fs.pipe_file(posixpath.join(tmp, name), data)
@@ -242,21 +218,6 @@ class Location:
             self.delete(tmp)
             raise
         return True
-
-
-def atomic_write_bytes(path, data: bytes) -> None:
-    """Write one local file atomically (caches, figures, ...): see :meth:`Location.write_bytes`."""
-    path = Path(path)
-    Location(path.parent).write_bytes(path.name, data)
-
-
-def atomic_write_json(path, obj) -> None:
-    atomic_write_bytes(path, json_bytes(obj))
-
-
-def atomic_write_table(path, frame) -> None:
-    path = Path(path)
-    Location(path.parent).write_frame(path.name, frame)
 
 
 def location_of(where) -> Location:
@@ -337,8 +298,7 @@ class RunStore:
         if self.local:
             return self.location.path("cache")
         digest = hashlib.sha256(self.location.uri.encode()).hexdigest()[:16]
-        base = Path(os.environ.get("MADLAB_CACHE", Path.home() / ".cache" / "madlab"))
-        return str(base / "runs" / f"{self.name}-{digest}")
+        return str(cache_root() / "runs" / f"{self.name}-{digest}")
 
     def gen_dir(self, t: int):
         """Generation t's folder on the underlying filesystem: a Path locally, else a bucket path."""
@@ -364,8 +324,6 @@ class RunStore:
         return self.location.read_json(self._file(t, DONE))
 
     def state(self, t: int) -> dict:
-        from madlab.checkpoint import state_from_bytes
-
         return state_from_bytes(self.location.read_bytes(self._file(t, "state.safetensors")), as_numpy=True)
 
     def samples(self, t: int) -> Samples:
@@ -377,8 +335,6 @@ class RunStore:
 
         ``image``: the samples are stored as 8-bit pixels. False if it was already published.
         """
-        from madlab.checkpoint import state_bytes
-
         files = {"state.safetensors": state_bytes(state), "samples.npz": encode_samples(samples, image),
                  **(extra or {})}
         return self.location.publish(generation_folder(t), files, json_bytes(record, indent=None))

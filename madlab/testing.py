@@ -42,10 +42,13 @@ from typing import ClassVar, Sequence
 import numpy as np
 import pytest
 
+from madlab import registry
 from madlab.checkpoint import load_state, save_state
 from madlab.errors import ConfigError
 from madlab.protocol import Generator
+from madlab.registry import get_generator_class
 from madlab.samples import Samples
+from madlab.tokenizer import check_tokens, pad
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,6 @@ def generator_class(name: str, cls: type[Generator] | None = None) -> type[Gener
     """``cls`` if given, else the class registered under ``name`` in ``madlab.generators``."""
     if cls is not None:
         return cls
-    from madlab.registry import get_generator_class
-
     return get_generator_class(name)
 
 
@@ -88,8 +89,6 @@ def tiny_data(case: Case, seed: int = 0) -> Samples:
     rng = np.random.default_rng(seed)
     n = case.n_train
     if case.vocab_size:
-        from madlab.tokenizer import pad
-
         length = case.shape[0]
         rows = []
         for _ in range(n):
@@ -131,8 +130,6 @@ def check_samples(samples: Samples, n: int, case: Case) -> None:
     assert isinstance(samples, Samples), f"sample() returned {type(samples).__name__}, not madlab.samples.Samples"
     assert samples.x.shape == (n,) + case.shape, f"samples have shape {samples.x.shape}, expected {(n,) + case.shape}"
     if case.vocab_size:
-        from madlab.tokenizer import check_tokens
-
         assert samples.x.dtype == np.int64, "token samples are int64"
         problem = check_tokens(samples.x, case.vocab_size)
         assert problem is None, problem
@@ -317,8 +314,6 @@ def madlab_entry_point(tmp_path, monkeypatch):
     cache is cleared before and after, so the plugin is gone when the test ends.
     """
     import sys
-
-    from madlab import registry
 
     folder = tmp_path / "site"
     added: list[str] = []

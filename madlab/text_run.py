@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+from madlab.datasets import get_dataset_class, open_dataset
 from madlab.errors import ConfigError
 from madlab.tokenizer import Tokenizer
 
@@ -44,8 +45,6 @@ def store_tokenizer(store, tokenizer: Tokenizer, *, resumed: bool) -> None:
 def check_resumed_tokenizers(jobs, location) -> None:
     """Before a sweep resumes into ``location``: every text run folder's stored tokenizer is the one its
     config builds now (each distinct dataset opened once, only where a run folder holds a tokenizer)."""
-    from madlab.datasets import get_dataset_class, open_dataset
-
     opened: dict[str, Tokenizer] = {}
     for job in jobs:
         section = job.config["dataset"]

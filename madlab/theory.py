@@ -44,7 +44,10 @@ from pathlib import Path
 
 import numpy as np
 
+from madlab import __version__
 from madlab.errors import ConfigError, MadlabError
+from madlab.spec import parse_override
+from madlab.files import atomic_write_json, atomic_write_table
 
 ESS_TABLE = "ess.parquet"
 
@@ -362,8 +365,6 @@ ESS_TOP_LEVEL = ("name", "ess", "presets", "out")
 def _load_study(path: str, preset: str | None, overrides: list[str]) -> tuple[EssStudy, dict]:
     import yaml
 
-    from madlab.config import parse_override
-
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"{path}: no such spec file")
@@ -410,9 +411,6 @@ def run_ess_spec(path: str, preset: str | None = None, overrides: list[str] | No
     study, raw = _load_study(path, preset, list(overrides or []))
     out_dir = Path(out or raw.get("out") or Path("results") / str(raw.get("name", "fig11_12_ess")))
     frame, curve, seconds = run_ess_study(study, log=log or (lambda m: print(m, file=sys.stderr, flush=True)))
-    from madlab import __version__
-    from madlab.storage import atomic_write_json, atomic_write_table
-
     out_dir.mkdir(parents=True, exist_ok=True)
     frame["seconds_total"] = seconds
     atomic_write_table(out_dir / ESS_TABLE, frame)

@@ -234,4 +234,13 @@ class SymbolTokenizer(Tokenizer):
         return json.dumps({"kind": "symbols", "vocab_size": self._vocab_size})
 
 
-__all__ = ["PAD", "Tokenizer", "CharTokenizer", "BPETokenizer", "PretrainedTokenizer", "SymbolTokenizer", "lengths", "pad", "unpad", "check_tokens"]
+__all__ = ["PAD", "Tokenizer", "CharTokenizer", "BPETokenizer", "PretrainedTokenizer", "SymbolTokenizer", "lengths", "pad", "unpad", "check_tokens",
+           "token_frequencies"]
+
+
+def token_frequencies(x: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Relative frequency of each token id in a padded batch (zeros if it has no tokens)."""
+    x = np.asarray(x)
+    counts = np.bincount(x[x >= 0].ravel(), minlength=vocab_size).astype(np.float64)
+    total = counts.sum()
+    return counts / total if total else counts

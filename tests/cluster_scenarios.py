@@ -51,7 +51,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def run_sweep(spec: dict, out: Path, address: str):
-    from madlab.config import build_spec
+    from madlab.spec import build_spec
     from madlab.runner import Runner
 
     with open(out.parent / f"{out.name}.log", "w") as log:

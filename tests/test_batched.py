@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from madlab.batched.loop import BatchLoop, batch_key
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.loop import Loop
 
 from conftest import gaussian_spec

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.batched import worker
+from madlab.runner import batch_worker as worker
 from madlab.batched.loop import BatchLoop
 from madlab.batched.records import BatchStore
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.runner import Runner
 from madlab.table import read_table
 

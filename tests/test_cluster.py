@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.runner import Runner
 from madlab.storage import RunStore
 from madlab.table import read_table

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.curation import load_candidates
 from madlab.errors import ConfigError, RunFailed
 from madlab.loop import Loop

@@ -99,7 +99,7 @@ def test_bad_or_missing_weights_fail_with_one_line(tmp_path):
 
 
 def test_whole_metric_path_with_random_weights_caches_by_weights_hash(weights, tmp_path, monkeypatch):
-    from madlab.config import MetricsConfig
+    from madlab.schema.config import MetricsConfig
     from madlab.metrics.images import ImageEvaluator
     from madlab.samples import Samples
 

@@ -132,7 +132,7 @@ def lenet_weights(tmp_path_factory):
 
 
 def metrics_cfg(weights, **kw):
-    from madlab.config import MetricsConfig
+    from madlab.schema.config import MetricsConfig
 
     return MetricsConfig(weights_path=weights, **kw)
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from madlab_generators.gaussian import GaussianGenerator
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.datasets.lowdim import GaussianDataset
 from madlab.loop import derive_seed
 from madlab.runner import Runner

@@ -3,7 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.errors import RunFailed
 from madlab.loop import Loop
 from madlab.runner import Runner

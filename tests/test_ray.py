@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.errors import MadlabError
 from madlab.runner import Runner, parse_faults
 from madlab.table import read_table

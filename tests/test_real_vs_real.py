@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.loop import Loop, derive_seed
 from test_image_datasets import make, rows, write_images, write_mnist
 

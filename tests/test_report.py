@@ -272,7 +272,7 @@ def test_ess_folder_draws_heat_maps(tmp_path):
 
 
 def test_report_on_a_real_quickstart_folder(tmp_path):
-    from madlab.config import build_spec, load_yaml
+    from madlab.spec import build_spec, load_yaml
     from madlab.runner import Runner
 
     raw = load_yaml(ROOT / "loops" / "quickstart.yaml")
@@ -326,7 +326,7 @@ def test_figure_specs_validate_at_both_scales(path):
         assert len(paper.fig11_bias) == 3 and len(paper.fig11_n_real) == len(paper.fig11_n_synthetic) == 10
         assert cpu.reps < paper.reps
         return
-    from madlab.config import load_spec
+    from madlab.spec import load_spec
     from madlab.errors import DatasetError
 
     cpu = load_spec(path, preset="cpu")

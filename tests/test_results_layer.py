@@ -168,7 +168,7 @@ def test_object_store_location_reads_writes_lists_and_names(monkeypatch):
 def test_report_reads_an_object_store_folder_like_a_local_one(tmp_path):
     from conftest import gaussian_spec
 
-    from madlab.config import build_spec
+    from madlab.spec import build_spec
     from madlab.report.results import open_results
     from madlab.runner import Runner
 

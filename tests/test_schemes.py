@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 
-from madlab.config import LoopConfig, build_spec
+from madlab.schema.config import LoopConfig
+from madlab.spec import build_spec
 from madlab.loop import Loop
-from madlab.schemes import plan
+from madlab.schema.schemes import plan
 
 from conftest import gaussian_spec
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.loop import Loop
 from madlab.runner import Progress, Runner
 from madlab.samples import Samples

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.config import build_spec
+from madlab.spec import build_spec
 from madlab.datasets import get_dataset_class
 from madlab.errors import DatasetError, MadlabError
 from madlab.loop import Loop

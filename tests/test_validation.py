@@ -12,8 +12,8 @@ import json
 
 import pytest
 
-from madlab import config as config_module
-from madlab.config import load_spec
+from madlab import spec as config_module
+from madlab.spec import load_spec
 from madlab.errors import ConfigError
 from test_plugin_example import installed_plugin  # noqa: F401  (fixture)
 

@@ -26,8 +26,10 @@ from madlab.batched.family import PerRunGenerators, batched_family
 from madlab.batched.metrics import BatchedLowDimEvaluator
 from madlab.batched.plan import batch_key
 from madlab.batched.seeds import derive_seeds
-from madlab.config import RunConfig, eval_size, make_components
-from madlab.schemes import plan
+from madlab.schema.config import RunConfig, eval_size
+from madlab.schema.schemes import plan
+from madlab.spec import make_components
+
 
 def pooled(loop) -> bool:
     """True when generation t's training set is generation t-1's plus its newest samples."""
@@ -122,7 +124,7 @@ class BatchLoop:
         return train, [training_plan.provenance()] * len(slots)
 
     def _subsample(self, t: int, slots: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-        """madlab.schemes' accumulate-subsample plan, vectorised: the pool (the fixed real rows, then
+        """madlab.schema.schemes' accumulate-subsample plan, vectorised: the pool (the fixed real rows, then
         each generation's samples) is one (B, rows, d) array, so a run's training set is one gather
         of the sorted rows its own subsample stream chose."""
         loop = self.loop

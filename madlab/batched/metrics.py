@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from scipy.spatial.distance import pdist
 
+from madlab.datasets.base import Dataset
 from madlab.metrics.knn import _CHUNK
 from madlab.metrics.lowdim import MAX_EXACT, _psd_sqrt, w2_empirical
 from madlab.metrics.vendi import _entropy_exp
@@ -145,6 +146,4 @@ class BatchedLowDimEvaluator:
 
 
 def _base_extra_metrics():
-    from madlab.datasets.base import Dataset
-
     return Dataset.extra_metrics

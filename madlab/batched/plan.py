@@ -9,8 +9,10 @@ import math
 
 import numpy as np
 
-from madlab.config import RunConfig, eval_size, make_components
-
+from madlab.datasets import get_dataset_class
+from madlab.registry import get_generator_class
+from madlab.schema.config import RunConfig, eval_size
+from madlab.spec import make_components
 
 #: the loop fields the batched engine implements; a run that sets any other (``curation``, or an
 #: option added later) to a non-default value keeps the per-run loop, so nothing is batched that
@@ -36,9 +38,6 @@ def batch_key(config: RunConfig) -> str | None:
 
 @functools.lru_cache(maxsize=256)
 def _batchable(dataset: str, generator: str) -> bool:
-    from madlab.datasets import get_dataset_class
-    from madlab.registry import get_generator_class
-
     return (get_generator_class(json.loads(generator)["name"]).cheap
             and get_dataset_class(json.loads(dataset)["name"]).kind == "vector")
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from madlab.batched.loop import BatchLoop, GenerationResult
+from madlab.samples import Samples
 from madlab.table import common_columns
 
 #: samples of a run's generation are stored when n_synthetic x dim is at most this
@@ -274,8 +275,6 @@ class BatchedSamples:
         return sorted({t for t, _, _ in self._records(run_id)})
 
     def samples(self, run_id: str, generation: int):
-        from madlab.samples import Samples
-
         for t, path, row in self._records(run_id):
             if t == generation:
                 with np.load(path, allow_pickle=False) as z:

@@ -5,12 +5,12 @@ package uses exactly the same door as for generators (:mod:`madlab.registry`).
 """
 from __future__ import annotations
 
-
 from pydantic import ValidationError
 
 from madlab.curation.protocol import Curator, CuratorParams
 from madlab.errors import ConfigError
 from madlab.registry import entry_point_table, load_plugin
+from madlab.schema.config import format_validation_error
 
 GROUP = "madlab.curators"
 KEY = "loop.curation"
@@ -24,13 +24,6 @@ def get_curator_class(name: str) -> type[Curator]:
     return load_plugin(entry_point_table(GROUP), name, key=f"{KEY}.name", kind="curator", base=Curator)
 
 
-def format_error(exc: ValidationError, prefix: str = f"{KEY}.") -> str:
-    """One line naming the key of the first problem pydantic found (the loop spec's own formatter)."""
-    from madlab.config import format_validation_error
-
-    return format_validation_error(exc, prefix)
-
-
 def make_curator_params(section: dict) -> tuple[type[Curator], CuratorParams]:
     """``{name: ..., <params>}`` -> (curator class, validated params); ConfigError naming the key."""
     if not isinstance(section, dict) or "name" not in section:
@@ -41,7 +34,7 @@ def make_curator_params(section: dict) -> tuple[type[Curator], CuratorParams]:
     try:
         params = cls.Params.model_validate({k: v for k, v in section.items() if k != "name"})
     except ValidationError as exc:
-        raise ConfigError(format_error(exc)) from None
+        raise ConfigError(format_validation_error(exc, f"{KEY}.")) from None
     return cls, params
 
 

@@ -13,8 +13,10 @@ from typing import Annotated, Literal, Union
 import numpy as np
 import torch
 from pydantic import Field
+from safetensors.torch import load_file
 
 from madlab.errors import ConfigError
+from madlab.features import feature_extractor_lenet as lenet
 from madlab.protocol import Params
 from madlab.samples import Samples
 
@@ -100,11 +102,8 @@ def check_lenet_images(dataset, key: str) -> None:
 @lru_cache(maxsize=4)
 def _lenet(device: str):
     """The pinned ``lenet-mnist`` network (trained once and cached, see madlab.features)."""
-    from madlab.features.feature_extractor_lenet import LeNet, ensure_lenet_weights
-    from safetensors.torch import load_file
-
-    model = LeNet()
-    model.load_state_dict(load_file(str(ensure_lenet_weights())))
+    model = lenet.LeNet()
+    model.load_state_dict(load_file(str(lenet.ensure_lenet_weights())))
     return model.eval().requires_grad_(False).to(device)
 
 

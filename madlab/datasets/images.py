@@ -15,8 +15,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import shutil
-import tempfile
 import urllib.request
 import zlib
 from functools import lru_cache
@@ -26,20 +24,16 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from madlab.datasets import register_dataset
 from madlab.datasets.base import Dataset, disjoint_real_sample
+from madlab.datasets.registry import register_dataset
 from madlab.errors import DatasetError
+from madlab.files import atomic_write_bytes, cache_root
 from madlab.image import to_float, to_uint8  # noqa: F401  (to_uint8: the pixel map, also read from here)
 from madlab.protocol import Params
 from madlab.samples import Samples
 
 #: Salts that keep the training, hold-out and evaluation permutations independent.
 _TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT, _RVR_SALT = 11, 12, 13, 14
-
-
-def cache_root() -> Path:
-    """madlab's cache folder: ``$MADLAB_CACHE`` or ``~/.cache/madlab``."""
-    return Path(os.environ.get("MADLAB_CACHE") or Path.home() / ".cache" / "madlab").expanduser()
 
 
 def _permutation(size: int, *seeds: int) -> np.ndarray:
@@ -207,7 +201,7 @@ def read_idx(path: str | os.PathLike, ndim: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def _find_idx(folder: Path, stem: str) -> Path | None:
+def find_idx(folder: Path, stem: str) -> Path | None:
     for name in (stem + ".gz", stem):
         if (folder / name).is_file():
             return folder / name
@@ -221,7 +215,7 @@ def load_idx_split(folder: str | os.PathLike, split: str) -> tuple[np.ndarray, n
     paths = {}
     for key in ("images", "labels"):
         stem = MNIST_FILES[f"{prefix}_{key}"]
-        p = _find_idx(folder, stem)
+        p = find_idx(folder, stem)
         if p is None:
             raise DatasetError(f"{folder}: missing {stem}.gz (or {stem}); put the standard MNIST IDX files there")
         paths[key] = p
@@ -269,9 +263,7 @@ def download_mnist(folder: str | os.PathLike, *, mirrors=MNIST_MIRRORS, timeout:
             if hashlib.md5(data).hexdigest() != md5:
                 errors.append(f"{mirror}: checksum mismatch")
                 continue
-            with tempfile.NamedTemporaryFile(dir=folder, delete=False) as tmp:
-                tmp.write(data)
-            shutil.move(tmp.name, target)
+            atomic_write_bytes(target, data)
             break
         else:
             raise DatasetError(f"mnist: could not download {name} ({'; '.join(errors)}); "
@@ -359,7 +351,7 @@ class MNIST(ImageDataset):
     def __init__(self, params):
         super().__init__(params)
         folder = Path(params.root or params.cache_dir or cache_root() / "mnist").expanduser()
-        missing = [s for s in MNIST_FILES.values() if _find_idx(folder, s) is None]
+        missing = [s for s in MNIST_FILES.values() if find_idx(folder, s) is None]
         if missing and params.download:
             download_mnist(folder)
         elif missing:

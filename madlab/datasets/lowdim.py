@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import logsumexp
 from pydantic import Field
+from scipy.special import logsumexp
 
-from madlab.datasets import register_dataset
 from madlab.datasets.base import Dataset
+from madlab.datasets.registry import register_dataset
 from madlab.protocol import Params
 from madlab.samples import Samples
 

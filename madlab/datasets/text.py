@@ -24,12 +24,15 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from madlab.datasets import register_dataset
 from madlab.datasets.base import Dataset, disjoint_real_sample
+from madlab.datasets.registry import register_dataset
 from madlab.errors import DatasetError
 from madlab.protocol import Params
+from madlab.registry import get_generator_class
 from madlab.samples import Samples
-from madlab.tokenizer import BPETokenizer, CharTokenizer, PretrainedTokenizer, SymbolTokenizer, Tokenizer, pad
+from madlab.schema.config import eval_size
+from madlab.tokenizer import (BPETokenizer, CharTokenizer, PretrainedTokenizer, SymbolTokenizer, Tokenizer, pad,
+                              token_frequencies)
 
 _TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT, _ENCODER_SALT, _RVR_SALT = 21, 22, 23, 24, 25
 #: Sequences of an unlimited (synthetic) source that the text-lm reference encoder trains on.
@@ -86,8 +89,6 @@ class TokenDataset(Dataset):
     def check_run(self, run) -> None:
         """Validate-time check of a generator against this vocabulary (``check_dataset(params, dataset)``,
         e.g. the n-gram's key width), which the shape-only ``Generator.check`` cannot see."""
-        from madlab.registry import get_generator_class
-
         cls = get_generator_class(run.generator["name"])
         check = getattr(cls, "check_dataset", None)
         if check is not None:
@@ -182,8 +183,6 @@ class CorpusDataset(TokenDataset):
 
     def check_run(self, run) -> None:
         """Validate-time check: the held-out split holds the documents the metrics score."""
-        from madlab.config import eval_size
-
         super().check_run(run)
         n = eval_size(run)
         if n > self.heldout_size:
@@ -373,8 +372,6 @@ class SyntheticTokens(TokenDataset):
         return SymbolTokenizer(self.params.vocab_size)
 
     def extra_metrics(self, fake):
-        from madlab.metrics.text import token_frequencies
-
         q = token_frequencies(fake.x, self.vocab_size)
         p = self.true_unigram()
         nz = q > 0

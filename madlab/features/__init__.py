@@ -23,7 +23,9 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_featur
 from madlab.errors import ConfigError, MadlabError
 from madlab.features.feature_extractor_dinov2 import ARCHITECTURES as DINOV2, FeatureExtractorDINOv2
 from madlab.features.feature_extractor_inception import FeatureExtractorInception
-from madlab.features.feature_extractor_lenet import FeatureExtractorLeNet, file_sha256
+from madlab.features.feature_extractor_lenet import FeatureExtractorLeNet
+from madlab.image import to_uint8
+from madlab.pinned import file_sha256
 
 EXTRACTORS = {"lenet-mnist": FeatureExtractorLeNet, "inception": FeatureExtractorInception,
               **{name: FeatureExtractorDINOv2 for name in DINOV2}}
@@ -105,8 +107,6 @@ def extractor_identity(extractor) -> dict[str, str]:
 
 def to_pixels(images: np.ndarray) -> np.ndarray:
     """uint8 pixels as an 8-bit image file would hold them (floats are taken to be in [-1, 1])."""
-    from madlab.image import to_uint8
-
     images = np.asarray(images)
     return images if images.dtype == np.uint8 else to_uint8(images)
 

@@ -38,9 +38,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from filelock import FileLock, Timeout
+from safetensors.torch import load_file, save
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
+from madlab.datasets.images import MNIST_FILES, find_idx, load_idx_split, load_mnist5k
 from madlab.errors import MadlabError
+from madlab.files import atomic_write_bytes, cache_root
+from madlab.pinned import LOCK_TIMEOUT_S, PINNED_ENV, file_sha256
 
 NAME = "lenet-mnist"
 #: Bump when the architecture or the training recipe changes: old cache files are then ignored.
@@ -51,12 +56,6 @@ RECIPE = dict(train_set="mnist5k", seed=0, epochs=8, batch_size=64, lr=1e-3, wei
 #: Recipe keys a caller may change (``ensure_lenet_weights(recipe=...)``); ``train_every`` keeps
 #: every k-th training digit. A changed recipe is cached under its own file name.
 TUNABLE = {"seed", "epochs", "batch_size", "train_every"}
-#: The environment the training child process starts with (read by torch, MKL and OpenMP at start-up,
-#: so it cannot be set from inside an already running process).
-PINNED_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "ATEN_CPU_CAPABILITY": "avx2",
-              "MKL_CBWR": "AVX2", "CUDA_VISIBLE_DEVICES": ""}
-#: How long a worker waits for another process that is training the extractor.
-LOCK_TIMEOUT_S = 1800
 
 
 class LeNet(nn.Module):
@@ -149,26 +148,16 @@ def accuracy(model: LeNet, images: np.ndarray, labels: np.ndarray, batch_size: i
     return correct / len(images)
 
 
-def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def find_mnist_test_dir() -> Path | None:
     """A folder holding MNIST's t10k IDX files, if this machine has one.
 
     Looked up in ``$MADLAB_MNIST_TEST_DIR``, then ``$MADLAB_CACHE/mnist`` (where the ``mnist``
     dataset downloads), then the workbench's ``shared/data/mnist`` beside the checkout.
     """
-    from madlab.datasets.images import MNIST_FILES, _find_idx, cache_root
-
     candidates = [os.environ.get("MADLAB_MNIST_TEST_DIR"), cache_root() / "mnist",
                   Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "mnist"]
     for c in candidates:
-        if c and all(_find_idx(Path(c), MNIST_FILES[k]) for k in ("test_images", "test_labels")):
+        if c and all(find_idx(Path(c), MNIST_FILES[k]) for k in ("test_images", "test_labels")):
             return Path(c).resolve()
     return None
 
@@ -177,15 +166,11 @@ def heldout_accuracy(model: LeNet) -> tuple[float | None, str | None]:
     folder = find_mnist_test_dir()
     if folder is None:
         return None, None
-    from madlab.datasets.images import load_idx_split
-
     images, labels = load_idx_split(folder, "t10k")
     return accuracy(model, images, labels), f"MNIST t10k ({len(images)} digits, {folder})"
 
 
 def weights_dir() -> Path:
-    from madlab.datasets.images import cache_root
-
     return cache_root() / "extractors"
 
 
@@ -217,8 +202,6 @@ def ensure_lenet_weights(directory: str | os.PathLike | None = None, *, verbose:
     docstring); concurrent callers block on the lock and then read what it wrote. A cached record
     whose held-out accuracy is unknown is completed when the t10k split shows up.
     """
-    from filelock import FileLock, Timeout
-
     directory = Path(directory) if directory is not None else weights_dir()
     recipe, stem = _recipe(recipe)
     weights = directory / f"{stem}.safetensors"
@@ -246,10 +229,6 @@ def _heldout_missing(record_path: Path) -> bool:
 
 
 def _complete_heldout(weights: Path, record_path: Path) -> None:
-    from safetensors.torch import load_file
-
-    from madlab.storage import atomic_write_bytes
-
     record = json.loads(record_path.read_text())
     model = LeNet()
     model.load_state_dict(load_file(weights))
@@ -270,10 +249,6 @@ def _train_pinned(weights: Path, recipe: dict) -> None:
 
 def _train_and_record(weights: Path, recipe: dict) -> None:
     """The child's work: train, then publish weights and record atomically (record last)."""
-    from safetensors.torch import save
-
-    from madlab.datasets.images import load_mnist5k
-    from madlab.storage import atomic_write_bytes
 
     torch.backends.mkldnn.enabled = False  # oneDNN picks kernels by ISA; MKL's fixed CBWR branch does not
     torch.use_deterministic_algorithms(True)
@@ -306,8 +281,6 @@ class FeatureExtractorLeNet(FeatureExtractorBase):
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)
-        from safetensors.torch import load_file
-
         path = Path(feature_extractor_weights_path or ensure_lenet_weights(verbose=kwargs.get("verbose", False)))
         if not path.is_file():
             raise MadlabError(f"metrics.weights_path: {path} does not exist")

@@ -30,7 +30,7 @@ epochs over the training pool): the cost does not grow with the corpus. For pydo
 (2,918 documents): 38.0 s of training on one pinned thread of an idle 2-core machine
 (``benchmarks/bench_text.py``, 2026-12-02; every record keeps its own ``train_seconds``). Training
 runs in a child process with the same pinned numerical kernels as LeNet's
-(:data:`~madlab.features.feature_extractor_lenet.PINNED_ENV`: one thread, ATen AVX2, MKL's fixed
+(:data:`~madlab.pinned.PINNED_ENV`: one thread, ATen AVX2, MKL's fixed
 ``AVX2`` branch, oneDNN off) and ``torch.use_deterministic_algorithms``, all randomness from seeded
 generators, so the weights' bytes are a function of (corpus tokens, tokenizer, recipe, version, torch
 build) only: not of the caller's thread count or what it did before.
@@ -58,9 +58,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from filelock import FileLock, Timeout
+from safetensors import safe_open
+from safetensors.torch import load_file, save
 
 from madlab.errors import MadlabError
-from madlab.features.feature_extractor_lenet import LOCK_TIMEOUT_S, PINNED_ENV, file_sha256
+from madlab.files import atomic_write_bytes, cache_root
+from madlab.pinned import LOCK_TIMEOUT_S, PINNED_ENV, file_sha256
+from madlab.tokenizer import Tokenizer
 
 NAME = "text-lm"
 #: Bump when the architecture or the training recipe changes: old cache files are then ignored.
@@ -170,8 +175,6 @@ def mean_nll(model: TextLM, tokens: np.ndarray, batch_size: int = 256) -> float:
 
 
 def weights_dir() -> Path:
-    from madlab.datasets.images import cache_root
-
     return cache_root() / "extractors"
 
 
@@ -209,8 +212,6 @@ def ensure_text_lm(tokens: np.ndarray, tokenizer, *, directory=None, recipe: dic
     ``tokenizer``: the run's :class:`madlab.tokenizer.Tokenizer`. The first caller takes the lock and
     trains in a pinned child process; concurrent callers block on the lock, then read its file.
     """
-    from filelock import FileLock, Timeout
-
     recipe = resolve_recipe(recipe)
     weights = encoder_path(tokens, tokenizer, directory=directory, recipe=recipe)
     record = weights.with_suffix(".json")
@@ -246,11 +247,6 @@ def _train_pinned(weights: Path, tokens: np.ndarray, tokenizer, recipe: dict) ->
 
 def _train_and_record(weights: Path, folder: Path, recipe: dict) -> None:
     """The child's work: train, then publish weights and record atomically (record last)."""
-    from safetensors.torch import save
-
-    from madlab.storage import atomic_write_bytes
-    from madlab.tokenizer import Tokenizer
-
     torch.backends.mkldnn.enabled = False
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
@@ -282,9 +278,6 @@ class TextEncoder:
     """The loaded, frozen encoder: ``features(x)`` -> float32 (n, d_model) per padded token row."""
 
     def __init__(self, weights_path, device: str = "cpu"):
-        from safetensors import safe_open
-        from safetensors.torch import load_file
-
         path = Path(weights_path)
         try:
             with safe_open(str(path), "pt") as f:

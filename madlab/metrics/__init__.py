@@ -7,7 +7,12 @@ against a fixed real reference set: low-dimensional data are scored on the raw c
 from __future__ import annotations
 
 from madlab.errors import ConfigError
-from madlab.metrics.text import TEXT_LM_METRICS, TEXT_METRICS
+from madlab.features import check_extractor, default_extractor
+from madlab.features.feature_extractor_text_lm import NAME as TEXT_LM
+from madlab.metrics.feature import feature_metrics
+from madlab.metrics.images import ImageEvaluator
+from madlab.metrics.lowdim import LowDimEvaluator
+from madlab.metrics.text import TEXT_LM_METRICS, TEXT_METRICS, TextEvaluator
 
 #: what each data kind's evaluator computes (madlab.metrics.lowdim / madlab.metrics.images)
 EVALUATOR_METRICS: dict[str, tuple[str, ...]] = {
@@ -49,46 +54,32 @@ def check_metrics_config(metrics_cfg, dataset, generator_cls) -> None:
             key = "metrics.extractor" if extractor is not None else "metrics.weights_path"
             raise ConfigError(f"{key}: {dataset.kind} data are scored without a feature extractor")
         return
-    from madlab.features import check_extractor, default_extractor
-
     check_extractor(extractor or default_extractor(dataset.name), weights_path)
 
 
 def _check_text_features(names, extractor, weights_path, dataset) -> None:
     """Token data: feature metrics use the corpus's own ``text-lm`` encoder, trained by madlab
     (so no other extractor and no weights file); its training corpus must hold documents."""
-    from madlab.features.feature_extractor_text_lm import NAME
-
-    if extractor is not None and extractor != NAME:
-        raise ConfigError(f"metrics.extractor: {extractor!r} is not a text encoder; token data use {NAME!r}, "
+    if extractor is not None and extractor != TEXT_LM:
+        raise ConfigError(f"metrics.extractor: {extractor!r} is not a text encoder; token data use {TEXT_LM!r}, "
                           f"madlab's reference encoder trained on the dataset's corpus")
     if weights_path is not None:
-        raise ConfigError(f"metrics.weights_path: the {NAME} text encoder is trained by madlab on the corpus "
+        raise ConfigError(f"metrics.weights_path: the {TEXT_LM} text encoder is trained by madlab on the corpus "
                           f"(cached per corpus); it reads no weights file")
     if names is not None and set(names) & set(TEXT_LM_METRICS):
         corpus = dataset.encoder_corpus()
         if not len(corpus) or not (corpus >= 0).any():
-            raise ConfigError(f"metrics.names: the {NAME} encoder of the feature metrics needs real documents "
+            raise ConfigError(f"metrics.names: the {TEXT_LM} encoder of the feature metrics needs real documents "
                               f"to train on, and {dataset.name!r} has none")
-
-
-def feature_metrics(real, fake, k: int = 5, **kwargs) -> dict[str, float]:
-    """FID, KID, precision, recall, density, coverage and Vendi of two feature arrays."""
-    from madlab.metrics.feature import feature_metrics as _feature_metrics
-
-    return _feature_metrics(real, fake, k=k, **kwargs)
 
 
 def make_evaluator(dataset, metrics_cfg, real_eval, *, cache_dir: str, device: str = "cpu"):
     """The evaluator for one run: ``evaluator(fake: Samples) -> dict[str, float]``."""
     if dataset.kind == "tokens":
-        from madlab.metrics.text import TextEvaluator
-
         return TextEvaluator(dataset, metrics_cfg, real_eval, device=device)
     if dataset.kind == "image":
-        from madlab.metrics.images import ImageEvaluator
-
         return ImageEvaluator(dataset, metrics_cfg, real_eval, cache_dir=cache_dir, device=device)
-    from madlab.metrics.lowdim import LowDimEvaluator
-
     return LowDimEvaluator(dataset, metrics_cfg, real_eval)
+
+
+__all__ = ["EVALUATOR_METRICS", "check_metrics_config", "feature_metrics", "known_metric_names", "make_evaluator"]

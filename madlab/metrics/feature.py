@@ -157,3 +157,12 @@ def feature_metrics(real, fake, k: int = 5, *, names=None, kid_subset_size: int 
     if "vendi" in names:
         out["vendi"] = vendi_cosine(fake)
     return {name: float(out[name]) for name in METRIC_NAMES if name in names}
+
+
+def explicit_kid_subset_size(cfg) -> int | None:
+    """The user's ``kid_subset_size``, or None when it is only the default (then it may be lowered)."""
+    value = getattr(cfg, "kid_subset_size", None)
+    fields_set = getattr(cfg, "model_fields_set", None)
+    if value is None or (fields_set is not None and "kid_subset_size" not in fields_set):
+        return None
+    return int(value)

@@ -18,18 +18,10 @@ import numpy as np
 
 from madlab.errors import ConfigError, MadlabError, RunFailed
 from madlab.features import create_extractor, default_extractor, extract_features, extractor_identity, to_pixels
-from madlab.metrics.feature import METRIC_NAMES, RealStats, check_k, feature_metrics, resolve_kid_subset_size
+from madlab.files import atomic_write_bytes
+from madlab.metrics.feature import (METRIC_NAMES, RealStats, check_k, explicit_kid_subset_size, feature_metrics,
+                                    resolve_kid_subset_size)
 from madlab.samples import Samples
-from madlab.storage import atomic_write_bytes
-
-
-def _explicit_kid_subset_size(cfg) -> int | None:
-    """The user's ``kid_subset_size``, or None when it is only the default (then it may be lowered)."""
-    value = getattr(cfg, "kid_subset_size", None)
-    fields_set = getattr(cfg, "model_fields_set", None)
-    if value is None or (fields_set is not None and "kid_subset_size" not in fields_set):
-        return None
-    return int(value)
 
 
 class ImageEvaluator:
@@ -49,7 +41,7 @@ class ImageEvaluator:
                                   f"(image metrics: {', '.join(METRIC_NAMES)})")
             names = [n for n in METRIC_NAMES if n in names]
         self.names = tuple(names) if names is not None else METRIC_NAMES
-        self.kid_subset_size = _explicit_kid_subset_size(metrics_cfg)
+        self.kid_subset_size = explicit_kid_subset_size(metrics_cfg)
         self.real_shape = tuple(real_eval.x.shape[1:])
         n_real = len(real_eval)
         n_fake = getattr(metrics_cfg, "n_eval", None) or n_real

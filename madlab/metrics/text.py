@@ -27,7 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from madlab.tokenizer import lengths
+from madlab.features.feature_extractor_text_lm import TextEncoder, ensure_text_lm
+from madlab.metrics.feature import (RealStats, check_k, explicit_kid_subset_size, feature_metrics,
+                                    resolve_kid_subset_size)
+from madlab.tokenizer import lengths, token_frequencies
 
 #: Generated documents scored by self-BLEU (each against the other SELF_BLEU_DOCS - 1): O(n²) in this.
 SELF_BLEU_DOCS = 100
@@ -42,14 +45,6 @@ TEXT_FEATURE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverag
 #: perplexity of the *generated* text under text-lm, the reference language model trained on the real
 #: corpus (a quality figure: real-like text scores low; the report's real-vs-real row is real text's)
 TEXT_LM_METRICS = TEXT_FEATURE_METRICS + ("ref_perplexity",)
-
-
-def token_frequencies(x: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Relative frequency of each token id in a padded batch (zeros if it has no tokens)."""
-    x = np.asarray(x)
-    counts = np.bincount(x[x >= 0].ravel(), minlength=vocab_size).astype(np.float64)
-    total = counts.sum()
-    return counts / total if total else counts
 
 
 def distinct_n(x: np.ndarray, n: int) -> float:
@@ -159,12 +154,8 @@ class TextEvaluator:
 
     def _load_encoder(self, metrics_cfg, device: str) -> None:
         """The corpus's pinned text-lm encoder (trained on first use) and the real set's feature statistics."""
-        from madlab.features.feature_extractor_text_lm import TextEncoder, ensure_text_lm
-        from madlab.metrics.feature import RealStats, check_k, resolve_kid_subset_size
-        from madlab.metrics.images import _explicit_kid_subset_size
-
         self.k = int(getattr(metrics_cfg, "k", 5))
-        self.kid_subset_size = _explicit_kid_subset_size(metrics_cfg)
+        self.kid_subset_size = explicit_kid_subset_size(metrics_cfg)
         n_real, n_fake = len(self.real), getattr(metrics_cfg, "n_eval", None) or len(self.real)
         if {"precision", "recall", "density", "coverage"} & set(self.feature_names):
             check_k(self.k, n_real, n_fake)
@@ -197,8 +188,6 @@ class TextEvaluator:
         if want("mean_length"):
             out["mean_length"] = float(lengths(x).mean()) if len(x) else 0.0
         if self.uses_encoder:
-            from madlab.metrics.feature import feature_metrics
-
             features, nll, count = self.encoder.score(x)
             if self.feature_names:
                 out.update(feature_metrics(self.real_stats, features, k=self.k, names=self.feature_names,

@@ -13,19 +13,22 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import io
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from madlab.errors import MadlabError
+from madlab.files import atomic_write_bytes, cache_root
+from madlab.report import text_panels
 from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
-from madlab.report.plots import (Missing, _label, ess_panels, final_vs_total_panel, image_grid_panel, metrics_panel,
-                                 plot_roles, scatter_panel, slug, theory_panel, tsne_panel)
-from madlab.report.results import Results, open_results
+from madlab.report.plots import (DPI, Missing, axis_label, ess_panels, final_vs_total_panel, image_grid_panel,
+                                 is_image_run, metrics_panel, plot_roles, representative_runs, scatter_panel, slug,
+                                 theory_panel, tsne_panel)
+from madlab.report.results import Results, has_text_runs, open_results
 from madlab.report.summary import generation_table, headline_metrics, reference_shared, theory_rank, what_ran
-from madlab.report.text_panels import has_text_runs
-from madlab.storage import Location, atomic_write_bytes
+from madlab.storage import Location
 
 __all__ = ["make_report", "open_results", "Results", "CATALOGUE", "MadFigure"]
 
@@ -63,9 +66,6 @@ def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
 
 def _report_remote(location, local_dir: str | None) -> list[str]:
     import re
-
-    from madlab.datasets.images import cache_root
-    from madlab.errors import MadlabError
 
     if not any(location.exists(name) for name in ("metrics.parquet", "ess.parquet", "run.json")):
         raise MadlabError(f"{location.uri}: not a madlab results folder (no metrics.parquet, ess.parquet or run.json)")
@@ -119,7 +119,7 @@ def _slices(results: Results, hue: str) -> tuple[list[Results], list[str]]:
     views = []
     for values, group in results.runs.groupby(rest, dropna=False, sort=True):
         values = values if isinstance(values, tuple) else (values,)
-        label = ", ".join(_label(c, v) for c, v in zip(rest, values))
+        label = ", ".join(axis_label(c, v) for c, v in zip(rest, values))
         rank = theory_rank(group["generator"].astype(str)) if "generator" in group else len(views)
         views.append((rank, results.subset(group["run_id"], label)))
     views = [v for _, v in sorted(views, key=lambda rv: rv[0])]  # theory models first (stable)
@@ -161,8 +161,6 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
                 plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title, lambda v=view: theory_panel(v),
                               "theory" in wanted and (gaussian_runs or len(views) == 1)))
             if has_text_runs(view):  # the tokens kind: text excerpts and rank-frequency instead of pictures
-                from madlab.report import text_panels
-
                 plans.append((f"text{tag}", "Generated text per generation" + title,
                               lambda v=view: text_panels.text_excerpts_panel(v), True))
                 plans.append((f"rankfreq{tag}", "Token rank-frequency per generation" + title,
@@ -202,8 +200,6 @@ def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list
 
 def _sample_kinds(results: Results) -> set[bool]:
     """{True} image runs only, {False} 2-D only, both, or empty (no samples yet)."""
-    from madlab.report.plots import is_image_run, representative_runs
-
     return {is_image_run(results, run_id) for _, run_id in representative_runs(results)}
 
 
@@ -215,9 +211,7 @@ def _save(fig, stem: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     paths = []
-    from madlab.report.plots import _DPI
-
-    for ext, kwargs in (("png", {"dpi": _DPI}), ("pdf", {})):
+    for ext, kwargs in (("png", {"dpi": DPI}), ("pdf", {})):
         path = stem.parent / f"{stem.name}.{ext}"
         buffer = io.BytesIO()
         fig.savefig(buffer, format=ext, bbox_inches="tight", **kwargs)

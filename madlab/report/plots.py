@@ -9,20 +9,24 @@ import re
 import numpy as np
 import pandas as pd
 
+from madlab.datasets import get_dataset_class
 from madlab.report.results import Results
+from madlab.report.summary import BOUNDED, reference_level
 from madlab.samples import Samples
+from madlab.schema.schemes import display_order
+from madlab.theory import expected_moments
 
 _MAX_GROUPS = 6      # sample panels: representative runs shown
 _MAX_GENERATIONS = 6  # sample panels: generations shown per run
 _BOOT = 200           # bootstrap resamples of the seed confidence bands
-_DPI = 90             # the PNGs' resolution (madlab.report saves at this dpi)
+DPI = 90             # the PNGs' resolution (madlab.report saves at this dpi)
 
 
 class Missing(Exception):
     """A panel cannot be drawn from this folder; the message says why."""
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -31,7 +35,7 @@ def _pyplot():
     return plt
 
 
-def _label(col: str, value, named: bool = True) -> str:
+def axis_label(col: str, value, named: bool = True) -> str:
     if col == "bias":
         return f"λ={float(value):g}" if named else f"{float(value):g}"
     if isinstance(value, float) and value == int(value):
@@ -40,21 +44,10 @@ def _label(col: str, value, named: bool = True) -> str:
 
 
 #: MAD's three loops first, in the paper's order; line style by scheme in every panel
-SCHEME_ORDER = ("fully-synthetic", "fixed-real", "fresh-real", "accumulate", "accumulate-subsample")
 SCHEME_DASHES = {"fully-synthetic": "", "fixed-real": (5, 2), "fresh-real": (1.5, 1.5),
                  "accumulate": (6, 2, 1.5, 2), "accumulate-subsample": (3, 1, 1, 1)}
 #: the real-vs-real reference level, drawn the same way in every panel
 REFERENCE_STYLE = dict(color="0.3", lw=1.0, ls=(0, (1, 2)), zorder=0)
-
-
-def _order(values: list, col: str) -> list:
-    """Sweep values in display order: λ descending, schemes as MAD, numbers ascending, else by name."""
-    if col == "scheme":
-        return sorted(values, key=lambda v: (SCHEME_ORDER.index(v) if v in SCHEME_ORDER else 99, str(v)))
-    try:
-        return sorted(values, key=float, reverse=(col == "bias"))
-    except (TypeError, ValueError):
-        return sorted(values, key=str)
 
 
 def palette_for(labels: list[str]) -> dict[str, tuple]:
@@ -94,8 +87,8 @@ def _series(frame: pd.DataFrame, col: str) -> pd.Series:
     """A categorical label column, ordered (λ descending, schemes as MAD, numbers ascending)."""
     values = frame[col]
     uniq = values.drop_duplicates().tolist()
-    order = _order(uniq, col)
-    labels = [_label(col, v, named=False) for v in order]
+    order = display_order(uniq, col)
+    labels = [axis_label(col, v, named=False) for v in order]
     mapping = dict(zip(map(str, order), labels))
     return pd.Categorical(values.astype(str).map(mapping), categories=list(dict.fromkeys(labels)), ordered=True)
 
@@ -125,7 +118,7 @@ def _tidy(results: Results, metrics: list[str], roles: dict) -> pd.DataFrame:
             data[_legend(roles[key])] = _series(data, roles[key])
     if roles["rows"]:
         data["_row"] = data[roles["rows"]].astype(str).apply(
-            lambda r: ", ".join(_label(c, v) for c, v in zip(roles["rows"], r)), axis=1)
+            lambda r: ", ".join(axis_label(c, v) for c, v in zip(roles["rows"], r)), axis=1)
     return data
 
 
@@ -134,9 +127,7 @@ def metrics_panel(results: Results, metrics: list[str], hue: str = "bias"):
     there are several seeds, bounded metrics on [0, 1], the real-vs-real level as a dotted line."""
     import seaborn as sns
 
-    from madlab.report.summary import BOUNDED, reference_level
-
-    _pyplot()
+    pyplot()
     roles = plot_roles(results, hue)
     data = _tidy(results, metrics, roles)
     present = [m for m in metrics if m in set(data["metric"])]
@@ -175,9 +166,7 @@ def metrics_panel(results: Results, metrics: list[str], hue: str = "bias"):
 def theory_panel(results: Results):
     """Gaussian generator: measured trace of the fitted covariance and mean shift beside their
     exact expectations (madlab.theory.expected_moments; E tr Σ_t = λ^(t-1) d fully-synthetic)."""
-    from madlab.theory import expected_moments
-
-    plt = _pyplot()
+    plt = pyplot()
     vals = results.values
     if "generator" in vals and not (vals["generator"].astype(str) == "gaussian").any():
         raise Missing("no gaussian-generator runs (the closed form is for the Gaussian model)")
@@ -188,17 +177,17 @@ def theory_panel(results: Results):
     hue, style = roles["hue"], roles["style"]
     keys = list(dict.fromkeys(k for k in [hue, style, *roles["rows"]] if k))
     fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.4))
-    hue_labels = [_label(hue, v, named=False) for v in _order(gauss[hue].drop_duplicates().tolist(), hue)] if hue else []
+    hue_labels = [axis_label(hue, v, named=False) for v in display_order(gauss[hue].drop_duplicates().tolist(), hue)] if hue else []
     colours = palette_for(hue_labels)
-    style_labels = ([_label(style, v, named=False) for v in _order(gauss[style].drop_duplicates().tolist(), style)]
+    style_labels = ([axis_label(style, v, named=False) for v in display_order(gauss[style].drop_duplicates().tolist(), style)]
                     if style else [])
     dashes = dashes_for(style_labels)
     n_seeds = seed_count(results)
     drawn_theory = False
     for label, group in _groups(gauss, results, keys):
         first = group.iloc[0]
-        colour = colours.get(_label(hue, first[hue], named=False), "tab:blue") if hue else "tab:blue"
-        dash = dashes.get(_label(style, first[style], named=False), "") if style else ""
+        colour = colours.get(axis_label(hue, first[hue], named=False), "tab:blue") if hue else "tab:blue"
+        dash = dashes.get(axis_label(style, first[style], named=False), "") if style else ""
         for ax, metric in zip(axes, ["trace_cov", "mean_shift"]):
             rows = group[group["metric"] == metric]
             if rows.empty:
@@ -238,7 +227,7 @@ def _groups(frame: pd.DataFrame, results: Results, keys: list[str]):
         return
     for values, group in frame.groupby(keys, sort=True, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
-        yield ", ".join(_label(k, v) for k, v in zip(keys, values)), group
+        yield ", ".join(axis_label(k, v) for k, v in zip(keys, values)), group
 
 
 def _theory_for(cfg: dict, generations: int, expected_moments):
@@ -272,7 +261,7 @@ def representative_runs(results: Results, limit: int = _MAX_GROUPS, image: bool 
         runs = runs.sort_values("seed", kind="stable")
     if axes:
         runs = runs.drop_duplicates(axes)
-        positions = {a: {v: i for i, v in enumerate(_order(runs[a].drop_duplicates().tolist(), a))} for a in axes}
+        positions = {a: {v: i for i, v in enumerate(display_order(runs[a].drop_duplicates().tolist(), a))} for a in axes}
         order = sorted(range(len(runs)), key=lambda i: tuple(positions[a].get(runs[a].iloc[i], -1) for a in axes))
         runs = runs.iloc[order]
     out = []
@@ -281,14 +270,14 @@ def representative_runs(results: Results, limit: int = _MAX_GROUPS, image: bool 
             break
         if image is not None and is_image_run(results, row.run_id) != image:
             continue  # checked on the candidates only: it loads the run's first samples
-        label = ", ".join(_label(a, getattr(row, a)) for a in axes)
+        label = ", ".join(axis_label(a, getattr(row, a)) for a in axes)
         if not label:
-            label = ", ".join(_label(a, getattr(row, a)) for a in ("bias", "scheme") if hasattr(row, a)) or "run"
+            label = ", ".join(axis_label(a, getattr(row, a)) for a in ("bias", "scheme") if hasattr(row, a)) or "run"
         out.append((label, row.run_id))
     return out
 
 
-def _pick(gens: list[int], k: int = _MAX_GENERATIONS) -> list[int]:
+def pick_generations(gens: list[int], k: int = _MAX_GENERATIONS) -> list[int]:
     if len(gens) <= k:
         return gens
     idx = np.unique(np.linspace(0, len(gens) - 1, k).round().astype(int))
@@ -304,8 +293,6 @@ def _real_reference(results: Results, run_id: str, n: int, images: bool = False)
     cfg = results.config(run_id)
     ds = cfg.get("dataset") or {}
     try:
-        from madlab.datasets import get_dataset_class
-
         cls = get_dataset_class(ds["name"])
         if (cls.kind == "image") != images:
             return None
@@ -332,13 +319,13 @@ def _sample_runs(results: Results, image: bool) -> list[tuple[str, str]]:
 
 def scatter_panel(results: Results):
     """2-D scatter of samples per generation (MAD Figs. 14, 17); first two coordinates if d > 2."""
-    plt = _pyplot()
+    plt = pyplot()
     reps = _sample_runs(results, image=False)
     first = results.samples(reps[0][1], results.generations(reps[0][1])[0])
-    cols = max(len(_pick(results.generations(r))) for _, r in reps) + 1
+    cols = max(len(pick_generations(results.generations(r))) for _, r in reps) + 1
     fig, axes = plt.subplots(len(reps), cols, figsize=(1.9 * cols, 1.9 * len(reps) + 0.4), squeeze=False)
     for i, (label, run_id) in enumerate(reps):
-        gens = _pick(results.generations(run_id))
+        gens = pick_generations(results.generations(run_id))
         real = _real_reference(results, run_id, 1000)
         clouds = [results.samples(run_id, g).x[:1000] for g in gens]
         ref = real if real is not None else clouds[0]
@@ -387,12 +374,12 @@ def image_grid_panel(results: Results, per_row: int = 10, rows_per_generation: i
     """Rows = generations (first: real images where the dataset is at hand), columns = samples
     spread over the classes: the look of MAD Fig. 1, one block per run, two blocks a line, each
     image drawn at 2.5 screen pixels per image pixel so digits can be judged."""
-    plt = _pyplot()
+    plt = pyplot()
     reps = _sample_runs(results, image=True)
     n_show = per_row * rows_per_generation
     blocks = []
     for label, run_id in reps:
-        gens = _pick(results.generations(run_id))
+        gens = pick_generations(results.generations(run_id))
         rows, names = [], []
         real = _real_reference(results, run_id, 400, images=True)
         shape = results.samples(run_id, gens[0]).x.shape[1:]
@@ -410,7 +397,7 @@ def image_grid_panel(results: Results, per_row: int = 10, rows_per_generation: i
         blocks.append((label, names, _tile(np.concatenate(rows), per_row)))
     per_line = min(2, len(blocks))
     lines = math.ceil(len(blocks) / per_line)
-    scale = 2.5 / _DPI  # inches per image pixel
+    scale = 2.5 / DPI  # inches per image pixel
     width = max(b[2].shape[1] for b in blocks) * scale
     height = max(b[2].shape[0] for b in blocks) * scale
     fig, axes = plt.subplots(lines, per_line, figsize=((width + 0.7) * per_line, (height + 0.45) * lines),
@@ -452,7 +439,7 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
-    plt = _pyplot()
+    plt = pyplot()
     reps = representative_runs(results, limit=3)
     if not reps:
         raise Missing("no published generation with samples yet")
@@ -460,11 +447,11 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
     if first.x.ndim != 4 and first.x.shape[1] <= 2:
         raise Missing("2-D samples need no embedding (see the scatter panel)")
     images = first.x.ndim == 4
-    cols = max(len(_pick(results.generations(r), generations)) for _, r in reps) + 1
+    cols = max(len(pick_generations(results.generations(r), generations)) for _, r in reps) + 1
     fig, axes = plt.subplots(len(reps), cols, figsize=(2.3 * cols, 2.3 * len(reps) + 0.6), squeeze=False)
     labelled = False
     for i, (label, run_id) in enumerate(reps):
-        gens = _pick(results.generations(run_id), generations)
+        gens = pick_generations(results.generations(run_id), generations)
         parts = [results.samples(run_id, g) for g in gens]
         real = _real_reference(results, run_id, per_generation, images=images)
         if real is not None and not images:
@@ -518,7 +505,7 @@ def final_vs_total_panel(results: Results, metric: str = "w2", last: int = 3):
     one line per real fraction n_r / n, line style by λ."""
     import seaborn as sns
 
-    plt = _pyplot()
+    plt = pyplot()
     vals = results.values
     data = vals[vals["metric"] == metric]
     if data.empty:
@@ -549,7 +536,7 @@ def ess_panels(results: Results):
     """MAD Figs. 11/12: heat maps of n_e / n_r from the Monte-Carlo table."""
     import seaborn as sns
 
-    plt = _pyplot()
+    plt = pyplot()
     ess = results.ess
     if ess is None or ess.empty:
         raise Missing("no ess.parquet (run madlab run loops/fig11_12_ess.yaml)")

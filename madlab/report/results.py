@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from madlab.batched.records import BatchedSamples
 from madlab.errors import MadlabError
 from madlab.samples import Samples
 from madlab.storage import CONFIG, FAILED, Location, RunStore, last_done
 from madlab.table import BASE_COLUMNS, NOT_AXES, PROVENANCE, TABLE, run_rows
+from madlab.text_run import TOKENIZER_FILE
 
 ESS_TABLE = "ess.parquet"
 ESS_CURVE = "ess_curve.parquet"
@@ -196,9 +198,7 @@ class Results:
 
     @cached_property
     def _batched(self):
-        from madlab.batched.records import BatchedSamples  # runs vectorised in batches keep records, not folders
-
-        return BatchedSamples(self.dir)
+        return BatchedSamples(self.dir)  # runs vectorised in batches keep records, not folders
 
     def batched_reference(self, run_id: str) -> dict[str, float]:
         """The real-vs-real metrics a batched run's generation-1 record holds ({} for other runs)."""
@@ -288,3 +288,13 @@ def _read_parquet(location: Location, rel: str, results_dir) -> pd.DataFrame:
         return location.read_frame(rel)
     except Exception as exc:  # pyarrow raises several unrelated types for a corrupt file
         raise MadlabError(f"{results_dir}: {rel} is not a readable parquet table ({type(exc).__name__})") from None
+
+
+def is_text_run(results: Results, run_id: str) -> bool:
+    """Whether the run is of the ``tokens`` kind (its folder holds the run's tokenizer)."""
+    return results.run(run_id).location.exists(TOKENIZER_FILE)
+
+
+def has_text_runs(results: Results) -> bool:
+    """Whether the folder (or view) holds any run of the ``tokens`` kind."""
+    return any(is_text_run(results, str(run_id)) for run_id in results.runs.get("run_id", []))

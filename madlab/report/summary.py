@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from madlab.report.results import Results
+from madlab.report.results import Results, has_text_runs
+from madlab.schema.schemes import display_order
 
 #: metrics the summary table shows, in this order, when the folder has them
 HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fraction", "trace_cov")
@@ -39,8 +40,6 @@ def theory_rank(generators) -> int:
 def headline_metrics(results: Results, default: tuple[str, ...] = HEADLINE) -> tuple[str, ...]:
     """The headline metrics for this folder: :data:`TEXT_HEADLINE` when it holds text runs, else
     ``default`` (the summary's :data:`HEADLINE`; the metric panels pass their own order)."""
-    from madlab.report.text_panels import has_text_runs
-
     return TEXT_HEADLINE if has_text_runs(results) else default
 
 
@@ -68,11 +67,9 @@ def reference_level(results: Results, metric: str, run_ids=None) -> float | None
 
 
 def _values(frame: pd.DataFrame, col: str) -> list:
-    from madlab.report.plots import _order
-
     if col not in frame or frame[col].isna().all():
         return []
-    return _order(frame[col].dropna().unique().tolist(), col)
+    return display_order(frame[col].dropna().unique().tolist(), col)
 
 
 def _fmt(values) -> str:

@@ -9,32 +9,21 @@ import textwrap
 
 import numpy as np
 
-from madlab.report.plots import Missing, _pick, _pyplot, representative_runs
-from madlab.report.results import Results
+from madlab.datasets import open_dataset
+from madlab.report.plots import Missing, pick_generations, pyplot, representative_runs
+from madlab.report.results import Results, is_text_run
+from madlab.text_run import load_tokenizer
 
 _EXCERPT_CHARS = 90
 _EXCERPTS = 2
 
 
-def is_text_run(results: Results, run_id: str) -> bool:
-    return (results.dir / "runs" / run_id / "tokenizer.json").is_file()
-
-
-def has_text_runs(results: Results) -> bool:
-    """Whether the folder (or view) holds any run of the ``tokens`` kind."""
-    return any(is_text_run(results, str(run_id)) for run_id in results.runs.get("run_id", []))
-
-
 def _tokens(results: Results, run_id: str, generation: int) -> np.ndarray:
-    path = results.dir / "runs" / run_id / f"gen-{generation:04d}" / "samples.npz"
-    with np.load(path, allow_pickle=False) as z:
-        return z["x"].astype(np.int64)
+    return np.asarray(results.run(run_id).samples(generation).x).astype(np.int64)
 
 
 def _tokenizer(results: Results, run_id: str):
-    from madlab.tokenizer import Tokenizer
-
-    return Tokenizer.from_json((results.dir / "runs" / run_id / "tokenizer.json").read_text())
+    return load_tokenizer(results.run(run_id))
 
 
 def _text_runs(results: Results) -> list[tuple[str, str]]:
@@ -49,8 +38,6 @@ def _real_tokens(results: Results, run_id: str, n: int) -> np.ndarray | None:
     cfg = results.config(run_id)
     ds = cfg.get("dataset") or {}
     try:
-        from madlab.datasets import open_dataset
-
         dataset = open_dataset(ds)
         return dataset.eval_set(min(n, getattr(dataset, "heldout_size", n)), seed=int(cfg.get("seed", 0))).x
     except Exception:
@@ -59,7 +46,7 @@ def _real_tokens(results: Results, run_id: str, n: int) -> np.ndarray | None:
 
 def text_excerpts_panel(results: Results):
     """The text analogue of image rows: per run, the first documents of each generation (real first)."""
-    plt = _pyplot()
+    plt = pyplot()
     reps = _text_runs(results)[:3]
     blocks = []
     for label, run_id in reps:
@@ -68,7 +55,7 @@ def text_excerpts_panel(results: Results):
         real = _real_tokens(results, run_id, _EXCERPTS)
         if real is not None:
             rows.append(("real", tok.decode_batch(real[:_EXCERPTS])))
-        for g in _pick(results.generations(run_id)):
+        for g in pick_generations(results.generations(run_id)):
             rows.append((f"t={g}", tok.decode_batch(_tokens(results, run_id, g)[:_EXCERPTS])))
         blocks.append((label, rows))
     lines = sum(1 + len(rows) * _EXCERPTS for _, rows in blocks) + 2
@@ -92,12 +79,12 @@ def text_excerpts_panel(results: Results):
 
 def rank_frequency_panel(results: Results):
     """Token rank-frequency (log-log) per generation, the real held-out text in black: the tail's fate."""
-    plt = _pyplot()
+    plt = pyplot()
     reps = _text_runs(results)
     fig, axes = plt.subplots(1, len(reps), figsize=(3.2 * len(reps), 3.0), squeeze=False)
     cmap = plt.get_cmap("viridis")
     for ax, (label, run_id) in zip(axes[0], reps):
-        gens = _pick(results.generations(run_id))
+        gens = pick_generations(results.generations(run_id))
         real = _real_tokens(results, run_id, 500)
         if real is not None:
             _rank_curve(ax, real, color="black", label="real", lw=1.6)
@@ -159,7 +146,7 @@ def _theory_eligible(cfg: dict) -> bool:
 
 def ngram_theory_panel(results: Results):
     """Measured model Gini–Simpson (mean over seeds, ±2 s.e.) of unigram loops beside the closed form."""
-    plt = _pyplot()
+    plt = pyplot()
     values = results.values
     data = values[values["metric"] == "model_gini_simpson"]
     if data.empty:
@@ -199,4 +186,4 @@ def ngram_theory_panel(results: Results):
     return fig
 
 
-__all__ = ["text_excerpts_panel", "rank_frequency_panel", "ngram_theory_panel", "unigram_gini_simpson", "is_text_run"]
+__all__ = ["text_excerpts_panel", "rank_frequency_panel", "ngram_theory_panel", "unigram_gini_simpson"]

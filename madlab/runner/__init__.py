@@ -11,7 +11,8 @@ One module per concern:
 """
 from madlab.runner.faults import FAULT_ENV, Fault, parse_faults
 from madlab.runner.folder import plan_jobs, prepare, results_location
-from madlab.runner.jobs import Job, Outcome, run_jobs
+from madlab.runner.jobs import Job, run_jobs
+from madlab.runner.outcome import Outcome
 from madlab.runner.progress import Progress
 from madlab.runner.sweep import Runner, Summary
 

@@ -10,11 +10,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from madlab import __version__
-from madlab.config import Spec
+from madlab.batched.plan import assign_batches
 from madlab.errors import MadlabError
 from madlab.provenance import check_resume, config_record
-from madlab.runner.jobs import Job
+from madlab.runner.jobs import Job, batched_done
+from madlab.schema.config import Spec
 from madlab.storage import CONFIG, Location, last_done
+from madlab.text_run import check_resumed_tokenizers
 
 
 def results_location(out_dir) -> Location:
@@ -34,8 +36,6 @@ BATCH_MIN_RUNS = 16
 
 def plan_jobs(spec: Spec, out_dir, batch_min_runs: int = BATCH_MIN_RUNS) -> list[Job]:
     """The jobs of a spec (writes nothing); cheap runs of one shape are grouped into batches."""
-    from madlab.batched.plan import assign_batches
-
     location = results_location(out_dir)
     name = spec.runs[0].config.name
     jobs = [Job(run.run_id, run.config.model_dump(mode="json"), run.swept,
@@ -50,8 +50,6 @@ def plan_jobs(spec: Spec, out_dir, batch_min_runs: int = BATCH_MIN_RUNS) -> list
 def scan_done(location: Location, jobs: list[Job]) -> dict[str, int]:
     """Last published generation of every job (one listing of the folder; batch records for
     batched runs)."""
-    from madlab.runner.jobs import batched_done
-
     done = last_done(location, runs="runs")
     batched = batched_done([j for j in jobs if j.batch is not None])
     return {job.run_id: batched[job.run_id] if job.batch is not None else done.get(job.run_id, 0) for job in jobs}
@@ -61,8 +59,6 @@ def check_resumable(jobs: list[Job], location: Location) -> dict[str, dict]:
     """Refuse (ConfigError, one line) a resume into ``location`` over a different resolved config or
     library version (``check_resume``) or, for text runs, another tokenizer than the stored
     ``tokenizer.json``; writes nothing. Returns each job's config record."""
-    from madlab.text_run import check_resumed_tokenizers
-
     records = {job.run_id: config_record(job.config, job.swept) for job in jobs}
     for job in jobs:
         if location.exists(f"runs/{job.run_id}/{CONFIG}"):

@@ -6,19 +6,24 @@ shipped to any process. A *unit* is a list of jobs one worker runs one after ano
 sweep of thousands pays a handful of worker start-ups and no per-generation scheduling
 traffic; other runs get a unit each. Cheap vector runs of one shape (``BATCH_MIN_RUNS`` or more)
 are assigned to fixed batches when the jobs are planned (:mod:`madlab.batched.plan`); a batch is
-one unit, advanced by the vectorised engine (:mod:`madlab.batched.worker`) and retried whole.
+one unit, advanced by the vectorised engine (:mod:`madlab.runner.batch_worker`) and retried whole.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from madlab.config import RunConfig
+from madlab.batched.records import BatchStore, batch_rows
 from madlab.errors import RunFailed
+from madlab.loop import Loop
 from madlab.registry import get_generator_class
+from madlab.runner.batch_worker import run_batch
 from madlab.runner.faults import fault_hook
-from madlab.storage import RunStore
+from madlab.runner.outcome import Outcome
+from madlab.schema.config import RunConfig
+from madlab.shared_generation import first_generation_key
+from madlab.storage import Location, RunStore
 from madlab.table import run_rows
 
 
@@ -55,16 +60,11 @@ class Job:
 
 
 def _batch_store(job: "Job"):
-    from madlab.batched.records import BatchStore
-    from madlab.storage import Location
-
     return BatchStore(Location(job.root), list(job.batch))
 
 
 def batched_rows(jobs: list["Job"]) -> dict:
     """Table rows (one RowBlock each) of batched jobs, reading each batch's records once."""
-    from madlab.batched.records import batch_rows
-
     by_batch: dict[tuple, list[Job]] = {}
     for job in jobs:
         by_batch.setdefault(job.batch, []).append(job)
@@ -82,21 +82,6 @@ def batched_done(jobs: list["Job"]) -> dict[str, int]:
         job = next(j for j in jobs if j.batch == members)
         done.update(zip(members, (int(t) for t in _batch_store(job).published())))
     return {j.run_id: done[j.run_id] for j in jobs}
-
-
-@dataclass
-class Outcome:
-    run_id: str
-    status: str  # "ok" | "failed"
-    error: str | None
-    rows: list = field(default_factory=list)
-    last_done: int = 0
-    seconds: float = 0.0  # wall time in the worker for this call
-    compute: float = 0.0  # of which fit + sample + metrics (from the DONE records)
-    generations_run: int = 0  # generations computed in this call (not resumed)
-    timings: dict = field(default_factory=dict)  # seconds per step phase (data, fit, sample, metrics, publish), summed
-    window: tuple = ()  # (start, end) wall-clock time.time() of this call in the worker
-    node: str = ""  # the Ray node that ran this call (set by the Ray task)
 
 
 def finished(job: Job) -> Outcome:
@@ -135,9 +120,6 @@ def spread_shared_first(jobs: list[Job]) -> list[Job]:
     every group, and so on. Started side by side, the second run of a group would hold a worker
     while it waits for the first to publish the shared generation; started apart, the workers
     train different generation-1 models at once and the followers find theirs ready."""
-    from madlab.config import RunConfig
-    from madlab.shared_generation import first_generation_key
-
     groups: dict[str, list[Job]] = {}
     for job in jobs:
         try:
@@ -174,8 +156,6 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
     ``report(run_id, generation, seconds)`` is called after each published generation, with the
     compute seconds it cost in this process.
     """
-    from madlab.loop import Loop
-
     hook = fault_hook(fault)
     outcomes = []
     batches: dict[tuple, list[Job]] = {}
@@ -183,9 +163,6 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
         if job.batch is not None:
             batches.setdefault(job.batch, []).append(job)
     for members, batch_jobs in batches.items():
-        from madlab.batched.worker import run_batch
-        from madlab.storage import Location
-
         order = {run_id: i for i, run_id in enumerate(members)}
         batch_jobs = sorted(batch_jobs, key=lambda j: order[j.run_id])
         if [j.run_id for j in batch_jobs] != list(members):

@@ -39,8 +39,8 @@ import os
 from collections import Counter, defaultdict
 
 from madlab.errors import MadlabError
-from madlab.placement import PlacementWatch, alive_nodes, cap_gpu_memory, describe, describe_nodes
-from madlab.placement import capacity as node_capacity
+from madlab.placement import (PlacementWatch, alive_nodes, cap_gpu_memory, capacity as node_capacity, describe,
+                              describe_nodes)
 from madlab.runner.jobs import Job, finished, give_up, pack, run_jobs
 from madlab.runner.progress import Reporter, merge_report
 
@@ -167,7 +167,7 @@ def _lost(unit: list[Job], exc: Exception, attempts: Counter, sweep) -> list[Job
 
 def _lost_batch(unit: list[Job], exc: Exception, attempts: Counter, sweep) -> list[Job]:
     """A batch whose worker kept dying: tried again whole (its worker then runs the members one at
-    a time, so a poison run fails alone, see madlab.batched.worker), or given up on."""
+    a time, so a poison run fails alone, see madlab.runner.batch_worker), or given up on."""
     key = unit[0].batch
     if attempts[key] < MAX_ATTEMPTS:
         attempts[key] += 1
@@ -188,7 +188,6 @@ def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | N
     """
     import ray
     from ray.exceptions import RayError, RayTaskError
-
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # on the driver's node: losing another node must not take the progress tracker with it

@@ -8,20 +8,21 @@ All the work is in :mod:`madlab.loop`; how units reach workers is :mod:`madlab.r
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 
-from madlab.config import Spec
 from madlab.eta import CostModel, run_kind
 from madlab.registry import get_generator_class
 from madlab.runner.faults import FAULT_ENV, parse_faults
 from madlab.runner.folder import BATCH_MIN_RUNS, plan_jobs, prepare, results_location, scan_done
-from madlab.runner.jobs import Job, Outcome, batched_rows, finished, pack, run_jobs
+from madlab.runner.jobs import Job, batched_rows, finished, pack, run_jobs
+from madlab.runner.outcome import Outcome
 from madlab.runner.progress import Progress, observe_report, report_of
+from madlab.runner.ray_tasks import connect, run_on_ray
+from madlab.runner.warmup import prepare_extractors
+from madlab.schema.config import Spec
 from madlab.storage import Location
 from madlab.table import write_table
 
@@ -101,82 +102,6 @@ class SweepState:
                        seconds, outcomes)
 
 
-def prepare_extractors(jobs: list[Job], progress: Progress, *, local: bool) -> "threading.Thread | None":
-    """One-time work while the runs start: the pinned LeNet extractor is trained on first use
-    (about a minute). Say so rather than sit silent, and on this machine train it here, once, so
-    every worker loads the same cached weights; on a cluster each node's first worker does it.
-
-    The training runs in a background thread (it is a pinned child process under the cache's file
-    lock) and the runs start at once: a run needs the extractor only for its first metrics, after
-    its generation-1 fit, and then waits on the lock; runs on other data never wait. Returns the
-    thread, for the caller to join."""
-    from madlab.datasets import get_dataset_class
-
-    def uses_lenet(config: dict) -> bool:
-        metrics = config.get("metrics") or {}
-        if get_dataset_class(config["dataset"]["name"]).kind != "image" or metrics.get("weights_path"):
-            return False
-        from madlab.features import default_extractor
-
-        return (metrics.get("extractor") or default_extractor(config["dataset"]["name"])) == "lenet-mnist"
-
-    prepare_text_encoders(jobs, progress, local=local)
-    if not any(uses_lenet(j.config) for j in jobs):
-        return None
-    from madlab.features.feature_extractor_lenet import ensure_lenet_weights, lenet_weights_cached, weights_dir
-
-    if lenet_weights_cached():
-        return None
-    if not local:
-        progress.note(f"each cluster node trains the LeNet feature extractor once on first use "
-                      f"(~1 min, cached in {weights_dir()} there)")
-        return None
-    progress.note(f"training the LeNet feature extractor once (~1 min, while the runs start), cached in "
-                  f"{weights_dir()}")
-
-    def train() -> None:
-        try:
-            ensure_lenet_weights()
-        except Exception as exc:  # noqa: BLE001 - the runs that need it retry under the lock and fail themselves
-            progress.note(f"training the LeNet feature extractor failed here ({type(exc).__name__}: {exc}); "
-                          f"the runs that need it will try again")
-
-    thread = threading.Thread(target=train, name="madlab-lenet", daemon=True)
-    thread.start()
-    return thread
-
-
-def prepare_text_encoders(jobs: list[Job], progress: Progress, *, local: bool) -> None:
-    """The same for token runs that ask for feature metrics: each distinct corpus's ``text-lm`` encoder
-    is trained here, once, before the runs start, so every run of the sweep reads one cached file and
-    the table carries one encoder hash per corpus (on a cluster each node's first worker trains it,
-    bit for bit the same: madlab.features.feature_extractor_text_lm)."""
-    from madlab.datasets import get_dataset_class, open_dataset
-    from madlab.metrics.text import TEXT_LM_METRICS
-
-    datasets = {}
-    for job in jobs:
-        names = (job.config.get("metrics") or {}).get("names") or ()
-        if get_dataset_class(job.config["dataset"]["name"]).kind == "tokens" and set(names) & set(TEXT_LM_METRICS):
-            datasets.setdefault(json.dumps(job.config["dataset"], sort_keys=True), job.config["dataset"])
-    if not datasets:
-        return
-    from madlab.features.feature_extractor_text_lm import encoder_path, ensure_text_lm, weights_dir
-
-    for section in datasets.values():
-        dataset = open_dataset(section)
-        corpus = dataset.encoder_corpus()
-        if encoder_path(corpus, dataset.tokenizer).is_file():
-            continue
-        if not local:
-            progress.note(f"each cluster node trains the text-lm encoder of {dataset.name} once on first use "
-                          f"(cached in {weights_dir()} there)")
-            continue
-        progress.note(f"training the text-lm encoder of {dataset.name} once ({len(corpus)} documents, "
-                      f"under a minute), cached in {weights_dir()}")
-        ensure_text_lm(corpus, dataset.tokenizer)
-
-
 class Runner:
     def __init__(self, spec: Spec, out_dir: str | None = None, *, command: str = "madlab run",
                  address: str | None = None, use_ray: bool = True, workers: int | None = None,
@@ -200,8 +125,6 @@ class Runner:
         pending_batches = {j.batch for j in pending if j.batch is not None}  # a batch runs with all its members
         pending = [j for j in jobs if done[j.run_id] < j.generations or j.batch in pending_batches]
         if pending and self.use_ray:
-            from madlab.runner.ray_tasks import connect
-
             connect(pending, self.address, self.stream)  # refuses impossible resources before writing anything
         prepare(self.spec, location, self.command, jobs)
         cost = CostModel({j.run_id: run_kind(j.config, get_generator_class(j.config["generator"]["name"]).cheap)
@@ -216,8 +139,6 @@ class Runner:
                       for j in jobs if j.run_id not in pending_ids])
         sweep.tick(force=True)
         if pending and self.use_ray:
-            from madlab.runner.ray_tasks import run_on_ray
-
             run_on_ray(pending, sweep, fault=self.fault, workers=self.workers, wait_s=min(self.progress_every, 5.0))
         elif pending:
             for unit in pack(pending, 1):

@@ -1,6 +1,6 @@
 """Running a batch of cheap runs in a worker: resume, faults, records, progress, table rows.
 
-The batched counterpart of :func:`madlab.runner.run_jobs`, with the same guarantees:
+The batched counterpart of :func:`madlab.runner.jobs.run_jobs`, with the same guarantees:
 
 * resume at generation granularity from the batch's published records (:mod:`madlab.batched.records`);
 * a run that raises (non-finite samples, an injected ``raise`` fault) is recorded in its FAILED
@@ -25,9 +25,10 @@ import numpy as np
 
 from madlab.batched.loop import BatchLoop
 from madlab.batched.records import BatchStore, batch_rows, keep_samples
-from madlab.config import RunConfig
 from madlab.errors import RunFailed
 from madlab.loop import compute_threads
+from madlab.runner.outcome import Outcome
+from madlab.schema.config import RunConfig
 from madlab.storage import RunStore
 
 #: the most seconds of generations a killed worker redoes on resume (see the module docstring)
@@ -47,8 +48,6 @@ class _HookLoop:
 
 def run_batch(jobs, location, fault_hook=None, report=None) -> list:
     """Run (or resume) the batch ``jobs`` (every member, in slot order) to completion."""
-    from madlab.runner import Outcome
-
     start = time.perf_counter()
     stores = [RunStore(job.run_dir) for job in jobs]
     configs = [RunConfig.model_validate(job.config) for job in jobs]

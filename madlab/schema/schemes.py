@@ -1,4 +1,12 @@
-"""Loop schemes: which samples make up the training set of generation t.
+"""Loop schemes: every rule about the five schemes lives here.
+
+* their names, in MAD's order (:data:`SCHEMES`, also the order the report shows them in:
+  :func:`display_order`);
+* the training-set sizes of generation 1 and of later generations (:func:`first_size`,
+  :func:`later_size`), which the validator compares with a generator's ``min_train_size``;
+* how many earlier generations' samples a loop must keep (:func:`history_needed`), and whether a
+  generation's training set is the previous one plus the newest samples (:func:`pooled`);
+* the plan: which samples make up the training set of generation t.
 
 A plan is pure data computed from the loop config and the generation number alone: the real
 rows to draw (dataset offsets) and the synthetic rows to take from earlier generations' sample
@@ -9,10 +17,53 @@ are generation 1's, then n_real new rows per later generation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
-from madlab.config import LoopConfig
+#: the schemes, in MAD's order (the report's order too)
+SCHEMES = ("fully-synthetic", "fixed-real", "fresh-real", "accumulate", "accumulate-subsample")
+Scheme = Literal["fully-synthetic", "fixed-real", "fresh-real", "accumulate", "accumulate-subsample"]
+
+
+def first_size(loop) -> int:
+    """Training-set size at generation 1 (real data only) of a ``LoopConfig``."""
+    if loop.scheme == "fresh-real" and loop.n_initial is not None:
+        return loop.n_initial
+    return loop.n_real
+
+
+def later_size(loop) -> int:
+    """Training-set size of every generation after the first."""
+    return {
+        "fully-synthetic": loop.n_synthetic,
+        "fixed-real": loop.n_real + loop.n_synthetic,
+        "fresh-real": loop.n_real + loop.n_synthetic,
+        "accumulate": loop.n_real + loop.n_synthetic,
+        "accumulate-subsample": loop.train_size or loop.n_real,
+    }[loop.scheme]
+
+
+def history_needed(loop) -> int:
+    """How many of the latest generations' sample sets the loop must keep to plan the next one."""
+    if loop.scheme in ("accumulate", "accumulate-subsample") or loop.accumulate_synthetic:
+        return loop.generations
+    return loop.memory
+
+
+def pooled(loop) -> bool:
+    """True when generation t's training set is generation t-1's plus its newest samples."""
+    return loop.scheme == "accumulate" or (loop.scheme == "fixed-real" and loop.accumulate_synthetic)
+
+
+def display_order(values: list, col: str) -> list:
+    """Sweep values in display order: λ descending, schemes as MAD, numbers ascending, else by name."""
+    if col == "scheme":
+        return sorted(values, key=lambda v: (SCHEMES.index(v) if v in SCHEMES else 99, str(v)))
+    try:
+        return sorted(values, key=float, reverse=(col == "bias"))
+    except (TypeError, ValueError):
+        return sorted(values, key=str)
 
 
 @dataclass(frozen=True)
@@ -56,8 +107,8 @@ class Plan:
                 "synthetic_from": ",".join(str(g) for g in self.synthetic_from)}
 
 
-def plan(loop: LoopConfig, t: int, subsample_seed: int = 0) -> Plan:
-    """The training-set plan of generation ``t`` (1-based)."""
+def plan(loop, t: int, subsample_seed: int = 0) -> Plan:
+    """The training-set plan of generation ``t`` (1-based) of a ``LoopConfig``."""
     if not 1 <= t <= loop.generations:
         raise ValueError(f"generation {t} outside 1..{loop.generations}")
     first = Part("real", loop.first_size, 0)
@@ -83,7 +134,7 @@ def plan(loop: LoopConfig, t: int, subsample_seed: int = 0) -> Plan:
     return Plan(t, tuple(p for p in parts if p.count))
 
 
-def _memory_parts(loop: LoopConfig, t: int) -> tuple[Part, ...]:
+def _memory_parts(loop, t: int) -> tuple[Part, ...]:
     """n_synthetic samples spread evenly over the last K models (the most recent get the remainder)."""
     sources = list(range(max(1, t - loop.memory), t))
     base, extra = divmod(loop.n_synthetic, len(sources))
