@@ -1,7 +1,7 @@
 """Curation's share of a generation's time, per curator, on a vector spec and an image spec.
 
 Each case runs the same loop (same config and seed) once without curation and once per curator,
-in-process (``madlab.loop.Loop``), for ``--generations`` generations, and reads the step timings the
+in-process (``madlab.engine.loop.Loop``), for ``--generations`` generations, and reads the step timings the
 loop records per generation (``DONE``'s ``seconds``): ``candidates`` (the extra model draws a curator
 needs beyond the samples drawn anyway), ``curation`` (the curator itself: rewards, verifier,
 k-means, detector training) and the rest (data, fit, sample, metrics, publish). Best-of-K costs K x
@@ -24,8 +24,8 @@ import sys
 import tempfile
 import time
 
-from madlab.loop import Loop
-from madlab.spec import build_spec
+from madlab.engine.loop import Loop
+from madlab.specs import build_spec
 
 VECTOR = {
     "name": "bench-curation-vector", "seed": 0,

@@ -4,7 +4,7 @@ Goals (issue 16): 1,000 runs (d = 10, n = 100, 20 generations, fully-synthetic, 
 end to end through `madlab run` in <= 5 s on the 2-core dev machine, and within 2x of a bare
 batched numpy loop computing the same metrics. Measured in the same invocation:
   * madlab run: the CLI end to end (Ray start-up, batched workers, records, table);
-  * engine: madlab's batched engine (madlab.batched.BatchLoop) in this process, no files;
+  * engine: madlab's batched engine (madlab.engine.batched.BatchLoop) in this process, no files;
   * bare batched: benchmarks/bare_batched.py, the hand-written floor (same metrics, no files);
   * floor parts: the two costs no implementation of these metrics avoids, timed alone
     (the 20,000 Vendi eigendecompositions of 100 x 100 kernel matrices; the k-NN distance
@@ -58,8 +58,8 @@ def engine(runs: int) -> float:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from madlab.batched.loop import BatchLoop
-    from madlab.spec import build_spec
+    from madlab.engine.batched.loop import BatchLoop
+    from madlab.specs import build_spec
 
     torch.set_num_threads(1)
     configs = [r.config for r in build_spec(spec(runs)).runs]

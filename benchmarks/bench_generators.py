@@ -226,9 +226,9 @@ def main(argv=None) -> int:
     args.params = dict(item.split("=", 1) for item in args.params)
     torch.set_num_threads(args.threads)
 
+    from madlab.core.errors import ConfigError, RunFailed
     from madlab.datasets import get_dataset_class
-    from madlab.errors import ConfigError, RunFailed
-    from madlab.registry import generator_names, get_generator_class
+    from madlab.plugins.registry import generator_names, get_generator_class
 
     dataset_cls = get_dataset_class("mnist5k")
     dataset = dataset_cls(dataset_cls.Params())

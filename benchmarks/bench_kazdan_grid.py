@@ -69,8 +69,8 @@ def grid_spec(seeds: int, generations: int, metrics: str, dims=DIMS, sizes=SIZES
 def _engine(dim, n, scheme, seeds, generations, metrics, full_generations=100) -> float:
     """Seconds for ``full_generations``: the batch's set-up and generation 1 (reference sets,
     k-NN radii, bandwidths: paid once per run) plus the mean later generation times the rest."""
-    from madlab.batched.loop import BatchLoop
-    from madlab.spec import build_spec
+    from madlab.engine.batched.loop import BatchLoop
+    from madlab.specs import build_spec
 
     spec = grid_spec(seeds, generations, metrics, [dim], [n], [scheme])
     configs = [r.config for r in build_spec(spec).runs]

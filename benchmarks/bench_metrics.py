@@ -71,8 +71,8 @@ def bench_torch_fidelity(real, fake, k, batch_size):
 
 
 def bench_madlab(real, fake, k, batch_size):
+    from madlab.core.samples import Samples
     from madlab.metrics.images import ImageEvaluator
-    from madlab.samples import Samples
 
     cfg = SimpleNamespace(k=k, n_eval=None, names=None, extractor="lenet-mnist", weights_path=None,
                           kid_subset_size=1000, device="cpu")

@@ -55,7 +55,7 @@ def ddpm_spec(runs: int, epochs: int) -> dict:
 
 def sweep(spec: dict, out: str, use_ray: bool, workers: int | None = None):
     from madlab.runner import Runner
-    from madlab.spec import build_spec
+    from madlab.specs import build_spec
 
     start = time.perf_counter()
     summary = Runner(build_spec(spec), out, use_ray=use_ray, workers=workers,

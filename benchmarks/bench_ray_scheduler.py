@@ -197,7 +197,7 @@ def flow_spec(runs: int, epochs: int) -> dict:
 
 def timed(spec: dict, out: str, scheduler: str, fault: str | None = None) -> float:
     from madlab.runner import Runner, ray_tasks
-    from madlab.spec import build_spec
+    from madlab.specs import build_spec
 
     original = ray_tasks.run_on_ray
     if scheduler == "actors":

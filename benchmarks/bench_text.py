@@ -113,8 +113,8 @@ def bench_generation(generator: str, names: list[str] | None):
     """Generation 2 of a fully-synthetic loop on pydoc-text through ``Loop.step`` (generation 1 and the
     run's one-off metric set-up, timed apart as ``setup_s``: the real set's statistics and, with feature
     metrics, loading the cached text-lm encoder or training it on first use)."""
-    from madlab.loop import Loop
-    from madlab.spec import build_spec
+    from madlab.engine.loop import Loop
+    from madlab.specs import build_spec
 
     spec = {"name": "bench", "dataset": {"name": "pydoc-text"}, "generator": GENERATORS[generator],
             "loop": {"scheme": "fully-synthetic", "generations": 2, "n_real": 1000, "n_synthetic": 1000},

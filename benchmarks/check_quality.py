@@ -74,7 +74,7 @@ def vector_pass(scores: dict, suffix: str = "") -> bool:
 
 def image_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: int) -> dict:
     from madlab.datasets import get_dataset_class
-    from madlab.registry import get_generator_class
+    from madlab.plugins.registry import get_generator_class
 
     dataset_cls = get_dataset_class("mnist5k")
     dataset = dataset_cls(dataset_cls.Params())
@@ -95,7 +95,7 @@ def image_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: int
 def vector_check(name: str, params: dict, *, n_train: int, n_eval: int, seed: int) -> dict:
     from madlab.datasets import get_dataset_class
     from madlab.metrics.knn import prdc
-    from madlab.registry import get_generator_class
+    from madlab.plugins.registry import get_generator_class
 
     dataset_cls = get_dataset_class("gmm25")
     dataset = dataset_cls(dataset_cls.Params())
@@ -122,13 +122,13 @@ NEURAL = ("gan", "flow", "ddpm")
 def results_check(results_dir: str, *, n_eval: int, seed: int) -> list[dict]:
     """The floors applied to the stored generation-1 samples of every neural run of a results folder
     whose data has a floor (mnist5k/mnist images, gmm25): the quickstart's acceptance check. Runs that
-    share their generation 1 (madlab.shared_generation) hold identical samples, scored once."""
+    share their generation 1 (madlab.engine.shared_generation) hold identical samples, scored once."""
     import hashlib
     from pathlib import Path
 
     from madlab.datasets import open_dataset
     from madlab.schema.config import RunConfig
-    from madlab.storage import RunStore
+    from madlab.store.storage import RunStore
 
     out, seen = [], {}
     for run_dir in sorted(Path(results_dir, "runs").iterdir()):

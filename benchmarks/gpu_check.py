@@ -125,8 +125,8 @@ def step_generator(args, name: str, compiled: bool) -> dict:
     from bench_generators import BARE, fit_plan
 
     from madlab.datasets import get_dataset_class
-    from madlab.registry import get_generator_class
-    from madlab_generators._torch import COMPILE_BACKEND_ENV, GPU_PATHS_ON_CPU_ENV
+    from madlab.plugins.registry import get_generator_class
+    from madlab.plugins.torch import COMPILE_BACKEND_ENV, GPU_PATHS_ON_CPU_ENV
 
     if args.smoke:  # toy sizes on CPU: checks this code, measures nothing
         os.environ[GPU_PATHS_ON_CPU_ENV], os.environ[COMPILE_BACKEND_ENV] = "1", "aot_eager"
@@ -219,8 +219,8 @@ def step_ray_fractional(args) -> dict:
     import torch
 
     from madlab.runner import Runner
-    from madlab.spec import build_spec
-    from madlab.table import read_table
+    from madlab.specs import build_spec
+    from madlab.store.table import read_table
 
     steps = 5 if args.smoke else 600
     spec = {"name": "gpu-check", "dataset": {"name": "mnist5k"},

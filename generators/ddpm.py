@@ -13,7 +13,7 @@ classifier-free guidance (Ho & Salimans 2022) mixes the two predictions,
     ε = ε(x, ∅) + (1 + w) · (ε(x, c) − ε(x, ∅)),   with λ = 1 / (1 + w), i.e. 1 + w = 1/λ.
 
 λ = 1 is plain conditional sampling (w = 0, one network pass per step); λ → 0 is infinite
-guidance, so ``sample`` rejects λ = 0 with a :class:`~madlab.errors.ConfigError` rather than
+guidance, so ``sample`` rejects λ = 0 with a :class:`~madlab.core.errors.ConfigError` rather than
 clamping it to an arbitrary w. Without class labels (e.g. ``rosenbrock``, or a conditional
 model fitted on unlabelled samples, which then trains and samples the null class only) λ has
 nothing to guide: it is ignored, with a warning.
@@ -30,20 +30,9 @@ from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from pydantic import Field
 from torch import nn
 
-from ._torch import (
-    EMA,
-    NeuralParams,
-    TorchGenerator,
-    autocast,
-    endless_batches,
-    load_module_state,
-    maybe_compile,
-    module_state,
-    randn,
-    steps_per_epoch,
-    tensors_to_samples,
-)
-from madlab.errors import ConfigError, RunFailed
+from madlab.core.errors import ConfigError, RunFailed
+from madlab.plugins.torch import (EMA, NeuralParams, TorchGenerator, autocast, endless_batches, load_module_state,
+                                  maybe_compile, module_state, randn, steps_per_epoch, tensors_to_samples)
 
 
 class MLPDenoiser(nn.Module):

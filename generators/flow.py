@@ -49,10 +49,10 @@ import normflows as nf
 import torch
 from pydantic import Field
 
-from madlab.errors import ConfigError, RunFailed
-
-from ._torch import (NeuralParams, TorchGenerator, autocast, epoch_batches, load_module_state, load_optimizer_state,
-                     maybe_compile, module_state, optimizer_state, randn, sqrt_bias, tensors_to_samples)
+from madlab.core.errors import ConfigError, RunFailed
+from madlab.plugins.torch import (NeuralParams, TorchGenerator, autocast, epoch_batches, load_module_state,
+                                  load_optimizer_state, maybe_compile, module_state, optimizer_state, randn, sqrt_bias,
+                                  tensors_to_samples)
 
 
 class SoftClampedScale(torch.nn.Module):

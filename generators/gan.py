@@ -26,11 +26,10 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from madlab.errors import ConfigError, RunFailed
-
-from ._torch import (EMA, NeuralParams, TorchGenerator, autocast, data_kind, endless_batches, load_module_state,
-                     load_optimizer_state, maybe_compile, module_state, optimizer_state, randn, sqrt_bias,
-                     tensors_to_samples)
+from madlab.core.errors import ConfigError, RunFailed
+from madlab.plugins.torch import (EMA, NeuralParams, TorchGenerator, autocast, data_kind, endless_batches,
+                                  load_module_state, load_optimizer_state, maybe_compile, module_state, optimizer_state,
+                                  randn, sqrt_bias, tensors_to_samples)
 
 
 def _upsamplings(size: int) -> int:

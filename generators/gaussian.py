@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from madlab.protocol import Generator
-from madlab.samples import Samples
+from madlab.core.samples import Samples
+from madlab.plugins.generator import Generator
 
 
 class GaussianGenerator(Generator):
@@ -50,5 +50,5 @@ class GaussianGenerator(Generator):
     def sampling_gaussian(self, bias):
         return self.mean, bias * self.cov
 
-    #: the batched form (madlab.batched): many runs fitted and sampled as stacked arrays
+    #: the batched form (madlab.engine.batched): many runs fitted and sampled as stacked arrays
     batched = "madlab_generators.gaussian_batch:BatchedGaussian"

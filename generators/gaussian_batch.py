@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from madlab.batched.family import BatchedGenerator, SufficientStatistics
+from madlab.plugins.batched import BatchedGenerator, SufficientStatistics
 from madlab_generators.gaussian import GaussianGenerator
 
 

@@ -8,8 +8,8 @@ from pydantic import Field
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
-from madlab.protocol import Generator, Params
-from madlab.samples import Samples
+from madlab.core.samples import Samples
+from madlab.plugins.generator import Generator, Params
 
 
 class GMMGenerator(Generator):

@@ -21,14 +21,13 @@ from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from madlab.errors import ConfigError, RunFailed
-from madlab.protocol import Generator
-from madlab.samples import Samples
-from madlab.tokenizer import PAD
-
-from ._torch import (EMA, NeuralParams, autocast, endless_batches, load_module_state, load_optimizer_state,
-                     maybe_compile, module_state, optimizer_state, resolve_and_place, seeded, token_log_likelihood,
-                     torch_generator)
+from madlab.core.errors import ConfigError, RunFailed
+from madlab.core.samples import Samples
+from madlab.core.tokenizer import PAD
+from madlab.plugins.generator import Generator
+from madlab.plugins.torch import (EMA, NeuralParams, autocast, endless_batches, load_module_state, load_optimizer_state,
+                                  maybe_compile, module_state, optimizer_state, resolve_and_place, seeded,
+                                  token_log_likelihood, torch_generator)
 
 
 class CausalSelfAttention(nn.Module):

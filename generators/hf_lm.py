@@ -43,12 +43,11 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from madlab.errors import ConfigError, RunFailed
-from madlab.protocol import Generator, Params
-from madlab.samples import Samples
-from madlab.tokenizer import PAD, PretrainedTokenizer, lengths
-
-from ._torch import endless_batches, resolve_device, seeded, token_log_likelihood, torch_generator
+from madlab.core.errors import ConfigError, RunFailed
+from madlab.core.samples import Samples
+from madlab.core.tokenizer import PAD, PretrainedTokenizer, lengths
+from madlab.plugins.generator import Generator, Params
+from madlab.plugins.torch import endless_batches, resolve_device, seeded, token_log_likelihood, torch_generator
 
 
 def _transformers():

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from madlab.errors import ConfigError
-from madlab.protocol import Generator, Params
-from madlab.samples import Samples
-from madlab.tokenizer import PAD, lengths
+from madlab.core.errors import ConfigError
+from madlab.core.samples import Samples
+from madlab.core.tokenizer import PAD, lengths
+from madlab.plugins.generator import Generator, Params
 
 
 class NGramGenerator(Generator):

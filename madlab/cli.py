@@ -13,7 +13,7 @@ import argparse
 import shlex
 import sys
 
-from madlab.errors import MadlabError
+from madlab.core.errors import MadlabError
 
 EXIT_BAD_INPUT = 2
 EXIT_RUNS_FAILED = 1
@@ -74,12 +74,12 @@ def _dispatch(args, argv) -> int:
         print(f"wrote {len(paths)} files to {args.dir.rstrip('/')}/figures (index: {paths[-1]})")
         return 0
 
-    from madlab.theory import is_ess_spec
+    from madlab.engine.theory import is_ess_spec
 
     if is_ess_spec(args.config or ""):
         return _ess(args, argv)
 
-    from madlab.spec import load_spec
+    from madlab.specs import load_spec
 
     spec = load_spec(args.config, overrides=args.overrides, preset=args.preset,
                      out=getattr(args, "out", None))
@@ -110,8 +110,8 @@ def _dispatch(args, argv) -> int:
 
 def _ess(args, argv) -> int:
     """A spec with a top-level ``ess`` mapping is a Monte-Carlo study of the Gaussian fresh-real
-    loop (MAD Figs. 11/12), not a loop: validate/run it with madlab.theory."""
-    from madlab import theory
+    loop (MAD Figs. 11/12), not a loop: validate/run it with madlab.engine.theory."""
+    from madlab.engine import theory
 
     if args.command == "validate":
         study = theory.validate_ess_spec(args.config, args.preset, args.overrides)
@@ -128,7 +128,7 @@ def _ess(args, argv) -> int:
 
 def _list_plugins(command: str) -> int:
     """List the plugins from their entry points and sources, importing none (no torch: well under a second)."""
-    from madlab.plugin_index import GROUPS, installed_plugins
+    from madlab.plugins.index import GROUPS, installed_plugins
 
     for info in installed_plugins(GROUPS[command]):
         if info.problem:  # a broken plugin must not hide the others

@@ -29,7 +29,7 @@ The contract, in the order the checks test it:
 - bad hyper-parameters are refused with an error naming the key: an unknown key and every entry of
   ``Case.bad``, by the validation hook ``madlab validate`` calls before anything runs: ``Params``
   (pydantic ``ValidationError``), then the classmethods ``resolve_params`` and ``check``
-  (``madlab.errors.ConfigError``), never first by the constructor;
+  (``madlab.core.errors.ConfigError``), never first by the constructor;
 - ``resolve_params`` of the good hyper-parameters is JSON-serialisable, idempotent and passes ``check``.
 """
 from __future__ import annotations
@@ -42,13 +42,13 @@ from typing import ClassVar, Sequence
 import numpy as np
 import pytest
 
-from madlab import registry
-from madlab.checkpoint import load_state, save_state
-from madlab.errors import ConfigError
-from madlab.protocol import Generator
-from madlab.registry import get_generator_class
-from madlab.samples import Samples
-from madlab.tokenizer import check_tokens, pad
+from madlab.core.errors import ConfigError
+from madlab.core.samples import Samples
+from madlab.core.tokenizer import check_tokens, pad
+from madlab.plugins import registry
+from madlab.plugins.generator import Generator
+from madlab.plugins.registry import get_generator_class
+from madlab.store.checkpoint import load_state, save_state
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def fitted(name: str, case: Case, *, seed: int = 3, cls: type[Generator] | None 
 
 def check_samples(samples: Samples, n: int, case: Case) -> None:
     """``samples`` is what ``sample(n, ...)`` must return for data shaped like ``case``."""
-    assert isinstance(samples, Samples), f"sample() returned {type(samples).__name__}, not madlab.samples.Samples"
+    assert isinstance(samples, Samples), f"sample() returned {type(samples).__name__}, not madlab.core.samples.Samples"
     assert samples.x.shape == (n,) + case.shape, f"samples have shape {samples.x.shape}, expected {(n,) + case.shape}"
     if case.vocab_size:
         assert samples.x.dtype == np.int64, "token samples are int64"
@@ -189,7 +189,7 @@ def check_bad_params(name: str, case: Case, cls: type[Generator] | None = None) 
 
     The hook is what ``madlab validate`` and the start of ``madlab run`` call before anything runs:
     ``Params`` (pydantic ``ValidationError``), then ``resolve_params`` and ``check``
-    (``madlab.errors.ConfigError``). A value refused only later, when the model is built or fitted,
+    (``madlab.core.errors.ConfigError``). A value refused only later, when the model is built or fitted,
     fails this check: a sweep would then stop half-way instead of at once.
     """
     from pydantic import ValidationError
@@ -294,7 +294,7 @@ def register_entry_point(folder: str | Path, name: str, target: str, *, distribu
 
     With ``folder`` on ``sys.path`` (and the module ``target`` names importable), ``importlib.metadata``
     finds the entry point exactly as for an installed package. Call
-    ``madlab.registry.refresh()`` after changing ``sys.path``; the fixture
+    ``madlab.plugins.registry.refresh()`` after changing ``sys.path``; the fixture
     :func:`madlab_entry_point` does all of it.
     """
     dist = Path(folder) / f"{distribution.replace('-', '_')}-0.0.dist-info"

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from madlab.errors import MadlabError
+from madlab.core.errors import MadlabError
 from madlab.report import make_report
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -51,7 +51,7 @@ def wait_for(predicate, timeout: float, what: str) -> None:
 
 
 def run_sweep(spec: dict, out: Path, address: str):
-    from madlab.spec import build_spec
+    from madlab.specs import build_spec
     from madlab.runner import Runner
 
     with open(out.parent / f"{out.name}.log", "w") as log:
@@ -139,7 +139,7 @@ def unplaceable(spec: dict, out: Path) -> dict:
 @ray.remote
 def hold_gpu_share(seconds: float) -> dict:
     """What a GPU task sees (madlab's run_unit runs under the same Ray assignment), held for a while."""
-    from madlab.placement import worker_placement
+    from madlab.runner.placement import worker_placement
 
     start = time.time()
     time.sleep(seconds)

@@ -8,9 +8,9 @@ the batch it is in or its size.
 import numpy as np
 import pytest
 
-from madlab.batched.loop import BatchLoop, batch_key
-from madlab.spec import build_spec
-from madlab.loop import Loop
+from madlab.engine.batched.loop import BatchLoop, batch_key
+from madlab.specs import build_spec
+from madlab.engine.loop import Loop
 
 from conftest import gaussian_spec
 
@@ -148,8 +148,8 @@ def test_gaussian_batch_equals_per_run_loop_across_dimensions(dim, tmp_path):
 
 
 def test_vectorised_seeds_equal_derive_seed():
-    from madlab.batched.seeds import derive_seeds
-    from madlab.loop import derive_seed
+    from madlab.engine.batched.seeds import derive_seeds
+    from madlab.engine.loop import derive_seed
 
     seeds = np.concatenate([np.arange(40), np.random.default_rng(0).integers(0, 2**32, 200), [2**32 - 1]])
     for purpose in ("data", "eval", "fit", "sample", "subsample"):

@@ -6,11 +6,11 @@ import pandas as pd
 import pytest
 
 from madlab.runner import batch_worker as worker
-from madlab.batched.loop import BatchLoop
-from madlab.batched.records import BatchStore
-from madlab.spec import build_spec
+from madlab.engine.batched.loop import BatchLoop
+from madlab.engine.batched.records import BatchStore
+from madlab.specs import build_spec
 from madlab.runner import Runner
-from madlab.table import read_table
+from madlab.store.table import read_table
 
 from conftest import gaussian_spec
 

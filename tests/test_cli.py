@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from madlab.table import BASE_COLUMNS
+from madlab.store.table import BASE_COLUMNS
 
 from conftest import gaussian_spec
 

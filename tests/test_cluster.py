@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from madlab.spec import build_spec
+from madlab.specs import build_spec
 from madlab.runner import Runner
-from madlab.storage import RunStore
-from madlab.table import read_table
+from madlab.store.storage import RunStore
+from madlab.store.table import read_table
 
 from conftest import gaussian_spec
 
@@ -118,8 +118,8 @@ def test_four_quarter_gpu_runs_run_concurrently_through_the_runner(tmp_path):
 
 def test_a_run_asking_for_more_gpus_than_any_node_has_is_refused_locally(tmp_path, ray_session):
     """The local instance has no GPU: refused before anything is written (per node, not in total)."""
-    from madlab.errors import MadlabError
-    from madlab.placement import capacity
+    from madlab.core.errors import MadlabError
+    from madlab.runner.placement import capacity
 
     assert capacity((1, 2, None), [{"CPU": 4, "GPU": 1}, {"CPU": 4, "GPU": 1}]) == 0  # 2 GPUs in total, 1 per node
     assert capacity((1, 0.25, None), [{"CPU": 4, "GPU": 1}, {"CPU": 1, "GPU": 1}]) == 5

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from madlab.curation.contract import make_dataset
-from madlab.curation.registry import make_curator_params
-from madlab.samples import Samples
+from madlab.curation.params import make_curator_params
+from madlab.core.samples import Samples
 
 Z = 4.0  # standard errors: a false failure about once in 16,000 runs per comparison
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from madlab.curation.contract import ALL_CHECKS, CuratorCase, make_dataset
-from madlab.curation.registry import make_curator_params
+from madlab.curation.params import make_curator_params
 from madlab.curation.rewards import lenet_log_probs
-from madlab.samples import Samples
+from madlab.core.samples import Samples
 
 pytestmark = pytest.mark.slow
 MNIST = {"name": "mnist5k"}

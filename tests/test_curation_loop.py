@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.spec import build_spec
-from madlab.curation import load_candidates
-from madlab.errors import ConfigError, RunFailed
-from madlab.loop import Loop
+from madlab.specs import build_spec
+from madlab.engine.curation_stage import load_candidates
+from madlab.core.errors import ConfigError, RunFailed
+from madlab.engine.loop import Loop
 from madlab.runner import Runner
-from madlab.storage import RunStore
-from madlab.table import read_table
+from madlab.store.storage import RunStore
+from madlab.store.table import read_table
 
 from conftest import gaussian_spec
 
@@ -181,7 +181,7 @@ def test_stronger_self_correction_gives_a_lower_w2_in_the_gaussian_toy(tmp_path)
 
 
 def test_a_shared_generation_1_keeps_its_candidates(tmp_path, monkeypatch):
-    """Runs that share generation 1 (madlab.shared_generation: non-cheap generators) copy the
+    """Runs that share generation 1 (madlab.engine.shared_generation: non-cheap generators) copy the
     curated generation's candidates.npz with it."""
     from madlab_generators.gaussian import GaussianGenerator
 

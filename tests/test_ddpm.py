@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from madlab_generators.ddpm import DDPMGenerator
-from madlab.checkpoint import load_state, save_state
-from madlab.errors import ConfigError
-from madlab.registry import get_generator_class
-from madlab.samples import Samples
+from madlab.store.checkpoint import load_state, save_state
+from madlab.core.errors import ConfigError
+from madlab.plugins.registry import get_generator_class
+from madlab.core.samples import Samples
 
 TINY_UNET = dict(channels=(8, 16), layers_per_block=1, norm_groups=4, steps=3, batch_size=8,
                  sample_steps=3, sample_batch_size=5)

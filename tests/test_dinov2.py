@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from madlab.errors import ConfigError, MadlabError
+from madlab.core.errors import ConfigError, MadlabError
 from madlab.features import EXTRACTORS, create_extractor, extract_features, extractor_identity
 from madlab.features import feature_extractor_dinov2 as D
 
@@ -101,7 +101,7 @@ def test_bad_or_missing_weights_fail_with_one_line(tmp_path):
 def test_whole_metric_path_with_random_weights_caches_by_weights_hash(weights, tmp_path, monkeypatch):
     from madlab.schema.config import MetricsConfig
     from madlab.metrics.images import ImageEvaluator
-    from madlab.samples import Samples
+    from madlab.core.samples import Samples
 
     official, timm_file = weights
     real = Samples(digits(12, 2).astype(np.float32) / 127.5 - 1)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from madlab.eta import CostModel
+from madlab.runner.eta import CostModel
 
 
 class Clock:
@@ -68,7 +68,7 @@ def test_finished_runs_cost_nothing():
 def test_the_sweep_prints_a_cost_weighted_eta(write_spec, tmp_path):
     import io
 
-    from madlab.spec import load_spec
+    from madlab.specs import load_spec
     from madlab.runner import Runner
 
     spec = {"name": "eta", "dataset": {"name": "gaussian", "dim": 2}, "generator": {"name": "gaussian"},
@@ -91,7 +91,7 @@ def test_the_sweep_prints_a_cost_weighted_eta(write_spec, tmp_path):
 def test_the_lenet_extractor_is_announced_and_trained_once_as_the_runs_start(write_spec, tmp_path, monkeypatch):
     import io
 
-    from madlab.spec import load_spec
+    from madlab.specs import load_spec
     from madlab.features import feature_extractor_lenet as lenet
     from madlab.runner.folder import plan_jobs
     from madlab.runner.progress import Progress

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from madlab.errors import ConfigError, MadlabError
+from madlab.core.errors import ConfigError, MadlabError
 from madlab.features import create_extractor, default_extractor, extract_features, extractor_identity
 from madlab.features import feature_extractor_lenet as lenet
 

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from madlab.errors import ConfigError, MadlabError, RunFailed
+from madlab.core.errors import ConfigError, MadlabError, RunFailed
 from madlab.metrics import feature_metrics
 from madlab.metrics.feature import METRIC_NAMES, RealStats
-from madlab.samples import Samples
+from madlab.core.samples import Samples
 
 
 def gaussians(n_real=600, n_fake=500, d=24, shift=0.3, seed=0):

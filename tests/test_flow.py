@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from madlab_generators.flow import FlowGenerator, glow, realnvp, spline_flow
-from madlab.samples import Samples
+from madlab.core.samples import Samples
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from madlab_generators.gan import Critic, DCFeatures, DCGenerator, GANGenerator
-from madlab.errors import ConfigError
-from madlab.samples import Samples
+from madlab.core.errors import ConfigError
+from madlab.core.samples import Samples
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

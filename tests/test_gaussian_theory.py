@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from madlab_generators.gaussian import GaussianGenerator
-from madlab.spec import build_spec
+from madlab.specs import build_spec
 from madlab.datasets.lowdim import GaussianDataset
-from madlab.loop import derive_seed
+from madlab.engine.loop import derive_seed
 from madlab.runner import Runner
-from madlab.table import read_table
+from madlab.store.table import read_table
 
 from conftest import gaussian_spec
 

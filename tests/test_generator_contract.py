@@ -16,7 +16,7 @@ import warnings
 
 import pytest
 
-from madlab.registry import distributions
+from madlab.plugins.registry import distributions
 from madlab.testing import Case, GeneratorContract
 
 CASES: dict[str, list[Case]] = {

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from madlab.samples import Samples
-from madlab.tokenizer import PAD, pad
+from madlab.core.samples import Samples
+from madlab.core.tokenizer import PAD, pad
 from madlab_generators.gpt import GPTGenerator, _filtered_probs
 
 TINY = {"n_layer": 2, "n_head": 2, "n_embd": 32, "batch_size": 16, "lr": 3e-3, "warmup": 10}
@@ -44,7 +44,7 @@ def test_kv_cache_sampling_equals_full_recomputation():
 
 
 def _cpu_generator(seed):
-    from madlab_generators._torch import torch_generator
+    from madlab.plugins.torch import torch_generator
 
     return torch_generator(seed)
 

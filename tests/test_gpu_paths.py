@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from madlab.registry import get_generator_class
+from madlab.plugins.registry import get_generator_class
 from madlab.testing import tiny_data
-from madlab_generators import _torch as T
+from madlab.plugins import torch as T
 from test_generator_contract import CASES
 
 pytestmark = pytest.mark.gpu

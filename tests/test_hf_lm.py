@@ -90,7 +90,7 @@ def test_log_likelihood_is_a_direct_sum():
 
 
 def test_vocabulary_larger_than_the_model_is_refused():
-    from madlab.errors import ConfigError
+    from madlab.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="dataset.tokenizer"):
         build("hf-lm", Case(BASE, (8,), vocab_size=VOCAB + 5))
@@ -118,7 +118,7 @@ def test_loop_runs_and_decodes(tmp_path, write_spec, cli):
     assert code == 0, err
     table = pd.read_parquet(tmp_path / "o" / "metrics.parquet")
     assert set(table["metric"]) == {"perplexity", "distinct_2", "train_loss"} and np.isfinite(table["value"]).all()
-    from madlab.tokenizer import Tokenizer
+    from madlab.core.tokenizer import Tokenizer
 
     (run,) = (tmp_path / "o" / "runs").iterdir()
     tokenizer = Tokenizer.from_json((run / "tokenizer.json").read_text())

@@ -13,7 +13,7 @@ from PIL import Image
 
 from madlab.datasets import get_dataset_class
 from madlab.datasets import images as img
-from madlab.errors import DatasetError
+from madlab.core.errors import DatasetError
 
 SHARED_MNIST = Path(os.environ.get("MADLAB_MNIST_TEST_DIR")
                     or Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist")

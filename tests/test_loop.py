@@ -3,11 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.spec import build_spec
-from madlab.errors import RunFailed
-from madlab.loop import Loop
+from madlab.specs import build_spec
+from madlab.core.errors import RunFailed
+from madlab.engine.loop import Loop
 from madlab.runner import Runner
-from madlab.table import read_table
+from madlab.store.table import read_table
 
 from conftest import gaussian_spec
 
@@ -123,6 +123,6 @@ def test_generation_1_records_the_real_vs_real_reference(tmp_path):
 
 
 def loop_seed(loop):
-    from madlab.loop import derive_seed
+    from madlab.engine.loop import derive_seed
 
     return derive_seed(loop.config.seed, "eval", 1)

@@ -28,7 +28,7 @@ import pytest
 from scipy.stats import norm
 
 from madlab.datasets.text import MarkovTextDataset
-from madlab.samples import Samples
+from madlab.core.samples import Samples
 from madlab_generators.ngram import NGramGenerator
 
 V, L, N_ROWS, GENERATIONS, SEEDS = 6, 8, 30, 8, 400

@@ -23,7 +23,7 @@ import pytest
 from scipy.stats import norm
 
 from madlab.datasets.text import ZipfTextDataset
-from madlab.samples import Samples
+from madlab.core.samples import Samples
 from madlab_generators.ngram import NGramGenerator
 
 V, L, N_ROWS, GENERATIONS, SEEDS = 20, 5, 20, 12, 300

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from madlab import registry
+from madlab.plugins import registry
 from madlab.testing import Case, check_samples, fitted, tiny_data
 
 PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "plugin"

@@ -5,8 +5,8 @@ import resource
 import subprocess
 import sys
 
-from madlab import registry
-from madlab.plugin_index import installed_plugins, read_plugin
+from madlab.plugins import registry
+from madlab.plugins.index import installed_plugins, read_plugin
 
 _LIST = """
 import sys
@@ -44,11 +44,11 @@ def test_static_read_agrees_with_the_imported_classes():
 def test_static_read_of_unusual_plugins(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     (tmp_path / "plug_a.py").write_text(
-        '"""x"""\nfrom madlab.protocol import Generator\n\n'
+        '"""x"""\nfrom madlab.plugins.generator import Generator\n\n'
         'class Base(Generator):\n    data_kinds = frozenset({"image"})\n\n'
         'class Gen(Base):\n    """Inherits its kinds.\n\n    More text."""\n    name = "a"\n')
     (tmp_path / "plug_b.py").write_text("try:\n    import optional_thing_not_installed\nexcept ImportError:\n    pass\n"
-                                        "from madlab.protocol import Generator\nclass Gen(Generator):\n    pass\n")
+                                        "from madlab.plugins.generator import Generator\nclass Gen(Generator):\n    pass\n")
     (tmp_path / "plug_c.py").write_text("import json\nimport surely_not_installed_pkg.sub\n")
     a = read_plugin("a", "plug_a:Gen")
     assert (a.data_kinds, a.summary, a.problem) == (("image",), "Inherits its kinds.", None)
@@ -61,8 +61,8 @@ def test_static_read_of_unusual_plugins(tmp_path, monkeypatch):
 
 def test_curators_are_listed_statically_and_agree_with_the_imported_classes(capsys):
     from madlab.cli import main
-    from madlab.curation.registry import get_curator_class
-    from madlab.plugin_index import GROUPS
+    from madlab.plugins.registry import get_curator_class
+    from madlab.plugins.index import GROUPS
 
     assert main(["curators"]) == 0
     listed = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.strip().splitlines()}

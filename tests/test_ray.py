@@ -13,10 +13,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from madlab.spec import build_spec
-from madlab.errors import MadlabError
+from madlab.specs import build_spec
+from madlab.core.errors import MadlabError
 from madlab.runner import Runner, parse_faults
-from madlab.table import read_table
+from madlab.store.table import read_table
 
 from conftest import gaussian_spec
 

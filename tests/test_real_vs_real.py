@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from madlab.spec import build_spec
-from madlab.loop import Loop, derive_seed
+from madlab.specs import build_spec
+from madlab.engine.loop import Loop, derive_seed
 from test_image_datasets import make, rows, write_images, write_mnist
 
 

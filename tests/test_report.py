@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from madlab.errors import MadlabError
+from madlab.core.errors import MadlabError
 from madlab.report import make_report
 from madlab.report.catalogue import CATALOGUE, lookup
 from madlab.report.results import open_results
@@ -258,7 +258,7 @@ def test_report_on_an_object_store_folder(tmp_path, cli):
 
 
 def test_ess_folder_draws_heat_maps(tmp_path):
-    from madlab import theory
+    from madlab.engine import theory
 
     spec = tmp_path / "ess.yaml"
     spec.write_text("name: fig11_12_ess\ness: {dim: 2, reps: 10, curve_reps: 300, fig11_bias: [1.0, 0.8],"
@@ -272,7 +272,7 @@ def test_ess_folder_draws_heat_maps(tmp_path):
 
 
 def test_report_on_a_real_quickstart_folder(tmp_path):
-    from madlab.spec import build_spec, load_yaml
+    from madlab.specs import build_spec, load_yaml
     from madlab.runner import Runner
 
     raw = load_yaml(ROOT / "loops" / "quickstart.yaml")
@@ -319,15 +319,15 @@ def test_figure_specs_validate_at_both_scales(path):
     """Paper scale as written, and the documented cpu preset, pass validation before anything runs."""
     raw = yaml.safe_load(path.read_text())
     if "ess" in raw:
-        from madlab.theory import _load_study
+        from madlab.engine.theory import _load_study
 
         paper, _ = _load_study(str(path), None, [])
         cpu, _ = _load_study(str(path), "cpu", [])
         assert len(paper.fig11_bias) == 3 and len(paper.fig11_n_real) == len(paper.fig11_n_synthetic) == 10
         assert cpu.reps < paper.reps
         return
-    from madlab.spec import load_spec
-    from madlab.errors import DatasetError
+    from madlab.specs import load_spec
+    from madlab.core.errors import DatasetError
 
     cpu = load_spec(path, preset="cpu")
     assert cpu.runs

@@ -1,4 +1,4 @@
-"""The results-folder layer (madlab.storage): atomic writes, the DONE rule, the last-generation
+"""The results-folder layer (madlab.store.storage): atomic writes, the DONE rule, the last-generation
 scan and the sample codec, on a local folder and on an object store (fsspec memory://)."""
 import os
 import uuid
@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.image import quantise, to_float, to_uint8
-from madlab.samples import Samples
-from madlab.storage import DONE, Location, RunStore, decode_samples, encode_samples, last_done
+from madlab.core.image import quantise, to_float, to_uint8
+from madlab.core.samples import Samples
+from madlab.store.storage import DONE, Location, RunStore, decode_samples, encode_samples, last_done
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -168,7 +168,7 @@ def test_object_store_location_reads_writes_lists_and_names(monkeypatch):
 def test_report_reads_an_object_store_folder_like_a_local_one(tmp_path):
     from conftest import gaussian_spec
 
-    from madlab.spec import build_spec
+    from madlab.specs import build_spec
     from madlab.report.results import open_results
     from madlab.runner import Runner
 

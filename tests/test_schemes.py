@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from madlab.schema.config import LoopConfig
-from madlab.spec import build_spec
-from madlab.loop import Loop
+from madlab.specs import build_spec
+from madlab.engine.loop import Loop
 from madlab.schema.schemes import plan
 
 from conftest import gaussian_spec

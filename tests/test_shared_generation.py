@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from madlab.spec import build_spec
-from madlab.shared_generation import first_generation_key
+from madlab.specs import build_spec
+from madlab.engine.shared_generation import first_generation_key
 
 GAN = {"name": "gan", "width": 16, "depth": 1, "latent_dim": 2, "steps": 5, "batch_size": 32}
 

@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.spec import build_spec
-from madlab.loop import Loop
+from madlab.specs import build_spec
+from madlab.engine.loop import Loop
 from madlab.runner import Progress, Runner
-from madlab.samples import Samples
-from madlab.storage import Location, RunStore
-from madlab.table import read_table
+from madlab.core.samples import Samples
+from madlab.store.storage import Location, RunStore
+from madlab.store.table import read_table
 
 from conftest import gaussian_spec
 

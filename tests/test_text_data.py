@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab.spec import build_spec
+from madlab.specs import build_spec
 from madlab.datasets import get_dataset_class
-from madlab.errors import DatasetError, MadlabError
-from madlab.loop import Loop
-from madlab.samples import Samples
-from madlab.storage import RunStore
-from madlab.text_run import load_tokenizer
-from madlab.tokenizer import PAD, BPETokenizer, CharTokenizer, Tokenizer, check_tokens, lengths, pad, unpad
+from madlab.core.errors import DatasetError, MadlabError
+from madlab.engine.loop import Loop
+from madlab.core.samples import Samples
+from madlab.store.storage import RunStore
+from madlab.store.tokenizer_file import load_tokenizer
+from madlab.core.tokenizer import PAD, BPETokenizer, CharTokenizer, Tokenizer, check_tokens, lengths, pad, unpad
 
 
 def _dataset(name, **params):

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from madlab.metrics.text import distinct_n, entropy, rare_tokens, self_bleu, token_frequencies
-from madlab.samples import Samples
-from madlab.tokenizer import pad
+from madlab.core.samples import Samples
+from madlab.core.tokenizer import pad
 from madlab_generators.ngram import NGramGenerator
 
 

@@ -1,4 +1,4 @@
-"""madlab.theory: closed-form Gaussian-loop moments and the Figs. 11/12 effective-sample-size Monte Carlo.
+"""madlab.engine.theory: closed-form Gaussian-loop moments and the Figs. 11/12 effective-sample-size Monte Carlo.
 
 The closed form is checked against a brute-force simulation of the loop on actual samples
 (np.cov of the pooled training set, as the Gaussian generator fits); the Wishart-based Monte
@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from madlab import theory
-from madlab.errors import ConfigError
+from madlab.engine import theory
+from madlab.core.errors import ConfigError
 
 
 def brute_force(scheme, *, n_real, n_synthetic, bias, dim, generations, reps, seed=0, n_initial=None):

@@ -12,9 +12,9 @@ import json
 
 import pytest
 
-from madlab import spec as config_module
-from madlab.spec import load_spec
-from madlab.errors import ConfigError
+from madlab import specs as config_module
+from madlab.specs import load_spec
+from madlab.core.errors import ConfigError
 from test_plugin_example import installed_plugin  # noqa: F401  (fixture)
 
 MNIST = {"name": "mnist5k"}

@@ -6,9 +6,9 @@ import math
 import numpy as np
 from pydantic import Field
 
-from madlab.curation.protocol import Curated, Curator, CuratorParams
+from madlab.core.samples import Samples
 from madlab.curation.rewards import Reward
-from madlab.samples import Samples
+from madlab.plugins.curator import Curated, Curator, CuratorParams
 
 
 class BestOfK(Curator):

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from madlab.curation.registry import make_curator_params, validate_curation
+from madlab.core.errors import ConfigError
+from madlab.core.samples import Samples
+from madlab.curation.params import make_curator_params, validate_curation
 from madlab.datasets import open_dataset
-from madlab.errors import ConfigError
-from madlab.samples import Samples
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import PolynomialFeatures, StandardScaler
 
-from madlab.curation.protocol import Curated, Curator, CuratorParams
+from madlab.core.errors import ConfigError
+from madlab.core.samples import Samples
 from madlab.curation.rewards import check_lenet_images, lenet_features
-from madlab.errors import ConfigError
-from madlab.samples import Samples
+from madlab.plugins.curator import Curated, Curator, CuratorParams
 
 
 class Detector(Curator):

@@ -15,10 +15,10 @@ import torch
 from pydantic import Field
 from safetensors.torch import load_file
 
-from madlab.errors import ConfigError
+from madlab.core.errors import ConfigError
+from madlab.core.samples import Samples
 from madlab.features import feature_extractor_lenet as lenet
-from madlab.protocol import Params
-from madlab.samples import Samples
+from madlab.plugins.generator import Params
 
 
 def _vector_only(reward: str, dataset, key: str) -> None:

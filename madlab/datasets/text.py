@@ -1,7 +1,7 @@
 """Text datasets of the ``tokens`` kind: ``pydoc-text`` (embedded), ``text`` (local files), ``zipf-text`` and
 ``markov-text`` (synthetic, with a known true distribution).
 
-Every text dataset hands out documents encoded as padded token batches (see :mod:`madlab.tokenizer`):
+Every text dataset hands out documents encoded as padded token batches (see :mod:`madlab.core.tokenizer`):
 ``Samples.x`` int64 ``(n, max_tokens)``, token ids then ``PAD``. Corpus datasets share the image
 datasets' contract: a fixed training pool of documents, ``draw(n, seed=, offset=)`` = rows
 ``[offset, offset + n)`` of a permutation of that pool fixed by ``seed``, so ``fresh-real`` never
@@ -10,7 +10,7 @@ chosen by the dataset alone, not the run seed) is the real reference set of ever
 
 Everything that can be wrong with a corpus (missing folder, no text files, an empty or
 non-UTF-8 file, a JSONL line that is not an object with the text field) is a one-line
-:class:`~madlab.errors.DatasetError` naming the file, raised when the dataset is opened, which
+:class:`~madlab.core.errors.DatasetError` naming the file, raised when the dataset is opened, which
 ``madlab validate`` does before anything runs.
 """
 from __future__ import annotations
@@ -24,15 +24,14 @@ from typing import ClassVar, Literal
 import numpy as np
 from pydantic import Field
 
-from madlab.datasets.base import Dataset, disjoint_real_sample
-from madlab.datasets.registry import register_dataset
-from madlab.errors import DatasetError
-from madlab.protocol import Params
-from madlab.registry import get_generator_class
-from madlab.samples import Samples
+from madlab.core.errors import DatasetError
+from madlab.core.samples import Samples
+from madlab.core.tokenizer import (BPETokenizer, CharTokenizer, PretrainedTokenizer, SymbolTokenizer, Tokenizer, pad,
+                                   token_frequencies)
+from madlab.plugins.dataset import Dataset, disjoint_real_sample
+from madlab.plugins.generator import Params
+from madlab.plugins.registry import get_generator_class
 from madlab.schema.config import eval_size
-from madlab.tokenizer import (BPETokenizer, CharTokenizer, PretrainedTokenizer, SymbolTokenizer, Tokenizer, pad,
-                              token_frequencies)
 
 _TRAIN_SALT, _HOLDOUT_SALT, _EVAL_SALT, _ENCODER_SALT, _RVR_SALT = 21, 22, 23, 24, 25
 #: Sequences of an unlimited (synthetic) source that the text-lm reference encoder trains on.
@@ -230,7 +229,6 @@ def _paragraphs(text: str) -> list[str]:
     return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
 
 
-@register_dataset
 class PydocTextDataset(CorpusDataset):
     """CPython's embedded documentation (``pydoc_data.topics``, ~465k characters): no download.
 
@@ -252,7 +250,6 @@ class PydocTextDataset(CorpusDataset):
         return [p for key in sorted(topics) for p in _paragraphs(topics[key])]
 
 
-@register_dataset
 class TextFolderDataset(CorpusDataset):
     """A local corpus: a folder of ``.txt``/``.jsonl`` files, or a Hugging Face ``datasets`` folder.
 
@@ -379,7 +376,6 @@ class SyntheticTokens(TokenDataset):
                 "kl_truth": float((q[nz] * np.log(q[nz] / p[nz])).sum())}
 
 
-@register_dataset
 class ZipfTextDataset(SyntheticTokens):
     """I.i.d. tokens from a Zipf law p_i ∝ (i + 1)^(-exponent), i < vocab_size.
 
@@ -402,7 +398,6 @@ class ZipfTextDataset(SyntheticTokens):
         return Samples(x.astype(np.int64))
 
 
-@register_dataset
 class MarkovTextDataset(SyntheticTokens):
     """A stationary first-order Markov chain over ``vocab_size`` tokens.
 

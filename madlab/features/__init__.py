@@ -20,12 +20,12 @@ import numpy as np
 import torch
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-from madlab.errors import ConfigError, MadlabError
+from madlab.core.errors import ConfigError, MadlabError
+from madlab.core.image import to_uint8
+from madlab.core.pinned import file_sha256
 from madlab.features.feature_extractor_dinov2 import ARCHITECTURES as DINOV2, FeatureExtractorDINOv2
 from madlab.features.feature_extractor_inception import FeatureExtractorInception
 from madlab.features.feature_extractor_lenet import FeatureExtractorLeNet
-from madlab.image import to_uint8
-from madlab.pinned import file_sha256
 
 EXTRACTORS = {"lenet-mnist": FeatureExtractorLeNet, "inception": FeatureExtractorInception,
               **{name: FeatureExtractorDINOv2 for name in DINOV2}}

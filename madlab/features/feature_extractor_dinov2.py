@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from madlab.errors import ConfigError, MadlabError
+from madlab.core.errors import ConfigError, MadlabError
 
 #: extractor name -> (timm architecture, feature dimension, official checkpoint file name)
 ARCHITECTURES = {

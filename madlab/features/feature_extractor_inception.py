@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
-from madlab.errors import MadlabError
+from madlab.core.errors import MadlabError
 
 NAME = "inception"
 WEIGHTS_FILE = URL_INCEPTION_V3.rsplit("/", 1)[-1]

@@ -42,10 +42,10 @@ from filelock import FileLock, Timeout
 from safetensors.torch import load_file, save
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
+from madlab.core.errors import MadlabError
+from madlab.core.files import atomic_write_bytes, cache_root
+from madlab.core.pinned import LOCK_TIMEOUT_S, PINNED_ENV, file_sha256
 from madlab.datasets.images import MNIST_FILES, find_idx, load_idx_split, load_mnist5k
-from madlab.errors import MadlabError
-from madlab.files import atomic_write_bytes, cache_root
-from madlab.pinned import LOCK_TIMEOUT_S, PINNED_ENV, file_sha256
 
 NAME = "lenet-mnist"
 #: Bump when the architecture or the training recipe changes: old cache files are then ignored.

@@ -30,7 +30,7 @@ epochs over the training pool): the cost does not grow with the corpus. For pydo
 (2,918 documents): 38.0 s of training on one pinned thread of an idle 2-core machine
 (``benchmarks/bench_text.py``, 2026-12-02; every record keeps its own ``train_seconds``). Training
 runs in a child process with the same pinned numerical kernels as LeNet's
-(:data:`~madlab.pinned.PINNED_ENV`: one thread, ATen AVX2, MKL's fixed
+(:data:`~madlab.core.pinned.PINNED_ENV`: one thread, ATen AVX2, MKL's fixed
 ``AVX2`` branch, oneDNN off) and ``torch.use_deterministic_algorithms``, all randomness from seeded
 generators, so the weights' bytes are a function of (corpus tokens, tokenizer, recipe, version, torch
 build) only: not of the caller's thread count or what it did before.
@@ -62,10 +62,10 @@ from filelock import FileLock, Timeout
 from safetensors import safe_open
 from safetensors.torch import load_file, save
 
-from madlab.errors import MadlabError
-from madlab.files import atomic_write_bytes, cache_root
-from madlab.pinned import LOCK_TIMEOUT_S, PINNED_ENV, file_sha256
-from madlab.tokenizer import Tokenizer
+from madlab.core.errors import MadlabError
+from madlab.core.files import atomic_write_bytes, cache_root
+from madlab.core.pinned import LOCK_TIMEOUT_S, PINNED_ENV, file_sha256
+from madlab.core.tokenizer import Tokenizer
 
 NAME = "text-lm"
 #: Bump when the architecture or the training recipe changes: old cache files are then ignored.
@@ -209,7 +209,7 @@ def ensure_text_lm(tokens: np.ndarray, tokenizer, *, directory=None, recipe: dic
     """Path of the cached encoder of this corpus, training and recording it on first use.
 
     ``tokens``: the corpus the encoder learns (a dataset's training pool, padded int64 rows);
-    ``tokenizer``: the run's :class:`madlab.tokenizer.Tokenizer`. The first caller takes the lock and
+    ``tokenizer``: the run's :class:`madlab.core.tokenizer.Tokenizer`. The first caller takes the lock and
     trains in a pinned child process; concurrent callers block on the lock, then read its file.
     """
     recipe = resolve_recipe(recipe)

@@ -6,7 +6,7 @@ against a fixed real reference set: low-dimensional data are scored on the raw c
 """
 from __future__ import annotations
 
-from madlab.errors import ConfigError
+from madlab.core.errors import ConfigError
 from madlab.features import check_extractor, default_extractor
 from madlab.features.feature_extractor_text_lm import NAME as TEXT_LM
 from madlab.metrics.feature import feature_metrics

@@ -21,7 +21,7 @@ import torch
 from torch_fidelity.metric_fid import fid_features_to_statistics
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metric
 
-from madlab.errors import ConfigError
+from madlab.core.errors import ConfigError
 from madlab.metrics.knn import knn_radii, prdc
 from madlab.metrics.vendi import vendi_cosine
 

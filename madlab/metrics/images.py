@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from madlab.errors import ConfigError, MadlabError, RunFailed
+from madlab.core.errors import ConfigError, MadlabError, RunFailed
+from madlab.core.files import atomic_write_bytes
+from madlab.core.samples import Samples
 from madlab.features import create_extractor, default_extractor, extract_features, extractor_identity, to_pixels
-from madlab.files import atomic_write_bytes
 from madlab.metrics.feature import (METRIC_NAMES, RealStats, check_k, explicit_kid_subset_size, feature_metrics,
                                     resolve_kid_subset_size)
-from madlab.samples import Samples
 
 
 class ImageEvaluator:

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from madlab.core.tokenizer import lengths, token_frequencies
 from madlab.features.feature_extractor_text_lm import TextEncoder, ensure_text_lm
 from madlab.metrics.feature import (RealStats, check_k, explicit_kid_subset_size, feature_metrics,
                                     resolve_kid_subset_size)
-from madlab.tokenizer import lengths, token_frequencies
 
 #: Generated documents scored by self-BLEU (each against the other SELF_BLEU_DOCS - 1): O(n²) in this.
 SELF_BLEU_DOCS = 100

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from madlab.errors import MadlabError
-from madlab.files import atomic_write_bytes, cache_root
+from madlab.core.errors import MadlabError
+from madlab.core.files import atomic_write_bytes, cache_root
 from madlab.report import text_panels
 from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
 from madlab.report.plots import (DPI, Missing, axis_label, ess_panels, final_vs_total_panel, image_grid_panel,
@@ -28,7 +28,7 @@ from madlab.report.plots import (DPI, Missing, axis_label, ess_panels, final_vs_
                                  theory_panel, tsne_panel)
 from madlab.report.results import Results, has_text_runs, open_results
 from madlab.report.summary import generation_table, headline_metrics, reference_shared, theory_rank, what_ran
-from madlab.storage import Location
+from madlab.store.storage import Location
 
 __all__ = ["make_report", "open_results", "Results", "CATALOGUE", "MadFigure"]
 
@@ -104,7 +104,7 @@ def _report_local(results_dir: str) -> list[str]:
     return written + [str(index)]
 
 
-#: per-generation rows of a curated loop (madlab.curation.stage), drawn in their own panel
+#: per-generation rows of a curated loop (madlab.engine.curation_stage), drawn in their own panel
 CURATION_METRICS = ("reward_before", "reward_after", "acceptance_rate", "candidates")
 
 #: sweep slices (combinations of axes beyond colour and line style) drawn as separate figures

@@ -9,12 +9,12 @@ import re
 import numpy as np
 import pandas as pd
 
+from madlab.core.samples import Samples
 from madlab.datasets import get_dataset_class
+from madlab.engine.theory import expected_moments
 from madlab.report.results import Results
 from madlab.report.summary import BOUNDED, reference_level
-from madlab.samples import Samples
 from madlab.schema.schemes import display_order
-from madlab.theory import expected_moments
 
 _MAX_GROUPS = 6      # sample panels: representative runs shown
 _MAX_GENERATIONS = 6  # sample panels: generations shown per run
@@ -165,7 +165,7 @@ def metrics_panel(results: Results, metrics: list[str], hue: str = "bias"):
 
 def theory_panel(results: Results):
     """Gaussian generator: measured trace of the fitted covariance and mean shift beside their
-    exact expectations (madlab.theory.expected_moments; E tr Σ_t = λ^(t-1) d fully-synthetic)."""
+    exact expectations (madlab.engine.theory.expected_moments; E tr Σ_t = λ^(t-1) d fully-synthetic)."""
     plt = pyplot()
     vals = results.values
     if "generator" in vals and not (vals["generator"].astype(str) == "gaussian").any():

@@ -16,12 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from madlab.batched.records import BatchedSamples
-from madlab.errors import MadlabError
-from madlab.samples import Samples
-from madlab.storage import CONFIG, FAILED, Location, RunStore, last_done
-from madlab.table import BASE_COLUMNS, NOT_AXES, PROVENANCE, TABLE, run_rows
-from madlab.text_run import TOKENIZER_FILE
+from madlab.core.errors import MadlabError
+from madlab.core.samples import Samples
+from madlab.engine.batched.records import BatchedSamples
+from madlab.store.storage import CONFIG, FAILED, Location, RunStore, last_done
+from madlab.store.table import BASE_COLUMNS, NOT_AXES, PROVENANCE, TABLE, run_rows
+from madlab.store.tokenizer_file import TOKENIZER_FILE
 
 ESS_TABLE = "ess.parquet"
 ESS_CURVE = "ess_curve.parquet"

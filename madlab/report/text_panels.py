@@ -12,7 +12,7 @@ import numpy as np
 from madlab.datasets import open_dataset
 from madlab.report.plots import Missing, pick_generations, pyplot, representative_runs
 from madlab.report.results import Results, is_text_run
-from madlab.text_run import load_tokenizer
+from madlab.store.tokenizer_file import load_tokenizer
 
 _EXCERPT_CHARS = 90
 _EXCERPTS = 2

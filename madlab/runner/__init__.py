@@ -1,4 +1,4 @@
-"""The runner: schedules the runs of a sweep; all the work is in :mod:`madlab.loop`.
+"""The runner: schedules the runs of a sweep; all the work is in :mod:`madlab.engine.loop`.
 
 One module per concern:
 

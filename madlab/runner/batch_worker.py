@@ -2,7 +2,7 @@
 
 The batched counterpart of :func:`madlab.runner.jobs.run_jobs`, with the same guarantees:
 
-* resume at generation granularity from the batch's published records (:mod:`madlab.batched.records`);
+* resume at generation granularity from the batch's published records (:mod:`madlab.engine.batched.records`);
 * a run that raises (non-finite samples, an injected ``raise`` fault) is recorded in its FAILED
   marker and the table; it stays frozen at its last good generation and the other runs go on;
   running the sweep again retries it, as for a run of its own;
@@ -23,13 +23,13 @@ import time
 
 import numpy as np
 
-from madlab.batched.loop import BatchLoop
-from madlab.batched.records import BatchStore, batch_rows, keep_samples
-from madlab.errors import RunFailed
-from madlab.loop import compute_threads
+from madlab.core.errors import RunFailed
+from madlab.engine.batched.loop import BatchLoop
+from madlab.engine.batched.records import BatchStore, batch_rows, keep_samples
+from madlab.engine.loop import compute_threads
 from madlab.runner.outcome import Outcome
 from madlab.schema.config import RunConfig
-from madlab.storage import RunStore
+from madlab.store.storage import RunStore
 
 #: the most seconds of generations a killed worker redoes on resume (see the module docstring)
 STATE_EVERY_SECONDS = 10.0

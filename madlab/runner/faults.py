@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from madlab.errors import MadlabError, RunFailed
+from madlab.core.errors import MadlabError, RunFailed
 
 FAULT_ENV = "MADLAB_FAULT"
 MODES = ("kill", "crash", "raise", "sleep")

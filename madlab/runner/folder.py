@@ -10,13 +10,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from madlab import __version__
-from madlab.batched.plan import assign_batches
-from madlab.errors import MadlabError
-from madlab.provenance import check_resume, config_record
+from madlab.core.errors import MadlabError
+from madlab.engine.batched.plan import assign_batches
 from madlab.runner.jobs import Job, batched_done
 from madlab.schema.config import Spec
-from madlab.storage import CONFIG, Location, last_done
-from madlab.text_run import check_resumed_tokenizers
+from madlab.store.provenance import check_resume, config_record
+from madlab.store.storage import CONFIG, Location, last_done
+from madlab.store.tokenizer_file import check_resumed_tokenizers
 
 
 def results_location(out_dir) -> Location:
@@ -29,7 +29,7 @@ def results_location(out_dir) -> Location:
         raise MadlabError(f"--out {out_dir}: {exc}") from None
 
 
-#: cheap runs that differ only in seed and bias are vectorised (madlab.batched) when at least this
+#: cheap runs that differ only in seed and bias are vectorised (madlab.engine.batched) when at least this
 #: many share a shape; smaller groups keep a folder per run and generation
 BATCH_MIN_RUNS = 16
 

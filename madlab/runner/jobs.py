@@ -5,7 +5,7 @@ shipped to any process. A *unit* is a list of jobs one worker runs one after ano
 *cheap* generator (Gaussian, GMM: milliseconds per generation) are packed many to a unit, so a
 sweep of thousands pays a handful of worker start-ups and no per-generation scheduling
 traffic; other runs get a unit each. Cheap vector runs of one shape (``BATCH_MIN_RUNS`` or more)
-are assigned to fixed batches when the jobs are planned (:mod:`madlab.batched.plan`); a batch is
+are assigned to fixed batches when the jobs are planned (:mod:`madlab.engine.batched.plan`); a batch is
 one unit, advanced by the vectorised engine (:mod:`madlab.runner.batch_worker`) and retried whole.
 """
 from __future__ import annotations
@@ -14,17 +14,17 @@ import math
 import time
 from dataclasses import dataclass
 
-from madlab.batched.records import BatchStore, batch_rows
-from madlab.errors import RunFailed
-from madlab.loop import Loop
-from madlab.registry import get_generator_class
+from madlab.core.errors import RunFailed
+from madlab.engine.batched.records import BatchStore, batch_rows
+from madlab.engine.loop import Loop
+from madlab.engine.shared_generation import first_generation_key
+from madlab.plugins.registry import get_generator_class
 from madlab.runner.batch_worker import run_batch
 from madlab.runner.faults import fault_hook
 from madlab.runner.outcome import Outcome
 from madlab.schema.config import RunConfig
-from madlab.shared_generation import first_generation_key
-from madlab.storage import Location, RunStore
-from madlab.table import run_rows
+from madlab.store.storage import Location, RunStore
+from madlab.store.table import run_rows
 
 
 @dataclass
@@ -116,7 +116,7 @@ def pack(jobs: list[Job], n_workers: int) -> list[list[Job]]:
 
 def spread_shared_first(jobs: list[Job]) -> list[Job]:
     """Expensive runs in an order that starts the runs sharing one generation 1
-    (:mod:`madlab.shared_generation`) apart: the first run of every group, then the second of
+    (:mod:`madlab.engine.shared_generation`) apart: the first run of every group, then the second of
     every group, and so on. Started side by side, the second run of a group would hold a worker
     while it waits for the first to publish the shared generation; started apart, the workers
     train different generation-1 models at once and the followers find theirs ready."""

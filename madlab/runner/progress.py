@@ -5,7 +5,7 @@ import math
 import sys
 import time
 
-from madlab.eta import CostModel
+from madlab.runner.eta import CostModel
 
 #: how often a worker sends progress to the driver (never per generation for cheap runs)
 PROGRESS_FLUSH_S = 2.0
@@ -14,7 +14,7 @@ PROGRESS_FLUSH_S = 2.0
 class Progress:
     """One status line: runs and generations done / total, failures, elapsed, ETA.
 
-    The ETA is weighted by what each kind of run costs per generation (:class:`madlab.eta.CostModel`):
+    The ETA is weighted by what each kind of run costs per generation (:class:`madlab.runner.eta.CostModel`):
     a sweep of cheap Gaussian fits and minute-long DDPM fits is not priced as if every generation
     cost the same. Kinds not yet timed are counted (``+N kinds untimed``) instead of guessed.
     On a terminal the line is redrawn in place; in a log it is printed at most every ``every``

@@ -6,7 +6,7 @@ Ray for exactly that, so runs of different shapes are scheduled side by side and
 task frees its share at once. A worker runs its generator on the device Ray assigned it
 (``cuda`` when it holds a GPU share, else ``cpu``); with a fraction of a GPU it caps its process at
 that fraction of the card's memory. On a cluster (``--address``) the pending tasks are the demand
-that makes the autoscaler add (GPU) nodes. What fits is counted per node (:mod:`madlab.placement`);
+that makes the autoscaler add (GPU) nodes. What fits is counted per node (:mod:`madlab.runner.placement`);
 runs of a shape that no alive node fits are waited for up to ``$MADLAB_PLACEMENT_TIMEOUT_S``, then
 fail with one line.
 
@@ -15,7 +15,7 @@ generator stack are imported once per process, not once per unit. Not for GPU ta
 keeps the GPU it first initialised CUDA on, whatever Ray assigns it next, so a GPU unit gets a
 fresh process (``max_calls=1``, Ray's own default for GPU tasks).
 
-Fault tolerance. A generation is published atomically (:mod:`madlab.storage`) and a worker
+Fault tolerance. A generation is published atomically (:mod:`madlab.store.storage`) and a worker
 resumes every run from its last published generation, so redoing a unit is always safe:
 
 * a worker process that dies (node lost, spot preemption, OOM kill) has its task retried by
@@ -38,10 +38,10 @@ import logging
 import os
 from collections import Counter, defaultdict
 
-from madlab.errors import MadlabError
-from madlab.placement import (PlacementWatch, alive_nodes, cap_gpu_memory, capacity as node_capacity, describe,
-                              describe_nodes)
+from madlab.core.errors import MadlabError
 from madlab.runner.jobs import Job, finished, give_up, pack, run_jobs
+from madlab.runner.placement import (PlacementWatch, alive_nodes, cap_gpu_memory, capacity as node_capacity, describe,
+                                     describe_nodes)
 from madlab.runner.progress import Reporter, merge_report
 
 #: times Ray retries a unit whose worker process died

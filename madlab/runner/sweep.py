@@ -4,7 +4,7 @@
                    -> run the rest (Ray tasks, or one after another here with ``--no-ray``)
                    -> write the table
 
-All the work is in :mod:`madlab.loop`; how units reach workers is :mod:`madlab.runner.ray_tasks`.
+All the work is in :mod:`madlab.engine.loop`; how units reach workers is :mod:`madlab.runner.ray_tasks`.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from madlab.eta import CostModel, run_kind
-from madlab.registry import get_generator_class
+from madlab.plugins.registry import get_generator_class
+from madlab.runner.eta import CostModel, run_kind
 from madlab.runner.faults import FAULT_ENV, parse_faults
 from madlab.runner.folder import BATCH_MIN_RUNS, plan_jobs, prepare, results_location, scan_done
 from madlab.runner.jobs import Job, batched_rows, finished, pack, run_jobs
@@ -23,8 +23,8 @@ from madlab.runner.progress import Progress, observe_report, report_of
 from madlab.runner.ray_tasks import connect, run_on_ray
 from madlab.runner.warmup import prepare_extractors
 from madlab.schema.config import Spec
-from madlab.storage import Location
-from madlab.table import write_table
+from madlab.store.storage import Location
+from madlab.store.table import write_table
 
 #: how often the table is rewritten while a sweep runs (for `madlab report` on a live folder)
 TABLE_EVERY_S = 60.0

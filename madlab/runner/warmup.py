@@ -1,6 +1,6 @@
 """Warm-up of the reference networks a sweep needs, while its runs start.
 
-madlab trains its own pinned feature networks on first use (:mod:`madlab.pinned`): the LeNet MNIST
+madlab trains its own pinned feature networks on first use (:mod:`madlab.core.pinned`): the LeNet MNIST
 extractor and each corpus's ``text-lm`` encoder. The runner announces that work and, on this machine,
 does it once before (or while) the runs start, so every worker loads the same cached weights.
 """

@@ -2,7 +2,7 @@
 
 :class:`RunConfig` is one fully resolved run; :class:`Run` pairs it with the sweep values that
 produced it and :class:`Spec` is a whole validated spec. Reading YAML, presets, sweeps and the
-checks that open datasets are :mod:`madlab.spec`'s.
+checks that open datasets are :mod:`madlab.specs`'s.
 """
 from __future__ import annotations
 

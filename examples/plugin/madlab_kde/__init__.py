@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from madlab.errors import ConfigError
-from madlab.protocol import Generator, Params
-from madlab.samples import Samples
+from madlab.core.errors import ConfigError
+from madlab.core.samples import Samples
+from madlab.plugins.generator import Generator, Params
 
 __version__ = "0.1.0"
 
