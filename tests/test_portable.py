@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from madlab import portable
+from madlab.core import portable
 from madlab.store.provenance import differences
 
 pytestmark = pytest.mark.fp_exact
