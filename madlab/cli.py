@@ -102,10 +102,11 @@ def _dispatch(args, argv) -> int:
         resumable = ""
         if args.out:
             from madlab.runner.folder import check_resumable, plan_jobs, results_location
+            from madlab.store.storage import RUN_INFO
 
             location = results_location(args.out)
             check_resumable(plan_jobs(spec, location), location)
-            resumable = f"; {args.out}: " + ("resumable" if location.exists("run.json") else "a new results folder")
+            resumable = f"; {args.out}: " + ("resumable" if location.exists(RUN_INFO) else "a new results folder")
         print(f"ok: {spec.path}: {len(spec.runs)} run(s), "
               f"{sum(r.config.loop.generations for r in spec.runs)} generation(s){resumable}")
         return 0

@@ -27,17 +27,18 @@ from madlab.engine.curation_stage import CurationStage, round_seed
 from madlab.engine.shared_generation import SharedFirstGeneration
 from madlab.metrics import make_evaluator
 from madlab.schema.config import RunConfig, eval_size
-from madlab.schema.schemes import Part, Plan, plan
+from madlab.schema.schemes import Part, Plan, history_needed, plan
 from madlab.specs import make_components
 from madlab.store.storage import RunStore
 from madlab.store.tokenizer_file import store_tokenizer
 
-_PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7}
+#: the purposes a run draws random numbers for; each is its own stream (derive_seed)
+PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7}
 
 
 def derive_seed(seed: int, purpose: str, generation: int = 0) -> int:
     """A 63-bit seed for one purpose of one generation of a run."""
-    state = np.random.SeedSequence([seed, _PURPOSES[purpose], generation]).generate_state(2, np.uint32)
+    state = np.random.SeedSequence([seed, PURPOSES[purpose], generation]).generate_state(2, np.uint32)
     return int((int(state[0]) << 31) ^ int(state[1])) & (2**63 - 1)
 
 
@@ -149,7 +150,7 @@ class Loop:
         self.store.publish(t, generator.state_dict(), kept, record, self.image, extra=extra)
         record["seconds"]["publish"] = time.perf_counter() - t_metrics
         self._synthetic[t] = kept
-        for old in [g for g in self._synthetic if g < t - self._history_needed()]:
+        for old in [g for g in self._synthetic if g < t - history_needed(self.config.loop)]:
             del self._synthetic[old]
         return record
 
@@ -168,12 +169,6 @@ class Loop:
                                  real=Samples.concat([self._materialise(p) for p in real_parts]),
                                  seed=derive_seed(seed, "curation", t), generation=t,
                                  finish=lambda kept: self._check(kept, t))
-
-    def _history_needed(self) -> int:
-        loop = self.config.loop
-        if loop.scheme in ("accumulate", "accumulate-subsample") or loop.accumulate_synthetic:
-            return loop.generations
-        return loop.memory
 
     def _check(self, samples: Samples, t: int) -> Samples:
         if self.tokens:

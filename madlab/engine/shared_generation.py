@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from madlab.schema.config import RunConfig, eval_size
-from madlab.store.storage import RunStore
+from madlab.store.storage import RUNS, RunStore
 
 #: loop fields that cannot change generation 1 (it trains on the first ``first_size`` real rows only)
 _LATER_ONLY = ("scheme", "generations", "n_real", "n_initial", "memory", "accumulate_synthetic", "train_size",
@@ -55,7 +55,7 @@ class SharedFirstGeneration:
     def for_run(cls, config: RunConfig, store: RunStore, generator_cls) -> "SharedFirstGeneration | None":
         """Sharing for this run, or None where it does not apply (cheap generator, object store,
         a run folder outside a results folder's ``runs/``)."""
-        if generator_cls.cheap or not store.local or Path(store.dir).parent.name != "runs":
+        if generator_cls.cheap or not store.local or Path(store.dir).parent.name != RUNS:
             return None
         return cls(store, first_generation_key(config))
 

@@ -48,11 +48,13 @@ from madlab import __version__
 from madlab.core.errors import ConfigError, MadlabError
 from madlab.core.files import atomic_write_json, atomic_write_table
 from madlab.specs import parse_override
-
-ESS_TABLE = "ess.parquet"
-
+from madlab.store.storage import ESS_CURVE, ESS_TABLE, RUN_INFO
 
 # ----------------------------------------------------------------------------- closed form
+
+
+#: the schemes :func:`expected_moments` has a closed form for
+CLOSED_FORM_SCHEMES = ("fully-synthetic", "fixed-real", "fresh-real")
 
 
 def expected_moments(generations: int, *, scheme: str, n_real: int, n_synthetic: int, bias: float = 1.0,
@@ -66,7 +68,7 @@ def expected_moments(generations: int, *, scheme: str, n_real: int, n_synthetic:
     c_t = E[mu_t · m_r] (the correlation with the real mean, nonzero only when the same real
     rows are reused, i.e. fixed-real).
     """
-    if scheme not in ("fully-synthetic", "fixed-real", "fresh-real"):
+    if scheme not in CLOSED_FORM_SCHEMES:
         raise ConfigError(f"scheme: no closed form for {scheme!r} (fully-synthetic, fixed-real, fresh-real)")
     d = float(dim)
     n_r = 0 if scheme == "fully-synthetic" else n_real
@@ -414,8 +416,8 @@ def run_ess_spec(path: str, preset: str | None = None, overrides: list[str] | No
     out_dir.mkdir(parents=True, exist_ok=True)
     frame["seconds_total"] = seconds
     atomic_write_table(out_dir / ESS_TABLE, frame)
-    atomic_write_table(out_dir / "ess_curve.parquet", curve)
-    atomic_write_json(out_dir / "run.json", {
+    atomic_write_table(out_dir / ESS_CURVE, curve)
+    atomic_write_json(out_dir / RUN_INFO, {
         "spec": path, "name": raw.get("name", "fig11_12_ess"), "preset": preset,
         "command": command or f"madlab run {path}" + (f" --preset {preset}" if preset else ""),
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "madlab_version": __version__,

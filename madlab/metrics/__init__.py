@@ -12,14 +12,12 @@ from madlab.features.feature_extractor_text_lm import NAME as TEXT_LM
 from madlab.metrics.feature import feature_metrics
 from madlab.metrics.images import ImageEvaluator
 from madlab.metrics.lowdim import LowDimEvaluator
-from madlab.metrics.text import TEXT_LM_METRICS, TEXT_METRICS, TextEvaluator
+from madlab.metrics.registry import metric_names
+from madlab.metrics.text import TEXT_LM_METRICS, TextEvaluator
 
 #: what each data kind's evaluator computes (madlab.metrics.lowdim / madlab.metrics.images)
-EVALUATOR_METRICS: dict[str, tuple[str, ...]] = {
-    "vector": ("w2", "precision", "recall", "density", "coverage", "vendi"),
-    "image": ("fid", "kid", "precision", "recall", "density", "coverage", "vendi"),
-    "tokens": TEXT_METRICS + TEXT_LM_METRICS,  # the text-lm metrics only when metrics.names asks
-}
+EVALUATOR_METRICS: dict[str, tuple[str, ...]] = {  # the text-lm metrics of tokens only when metrics.names asks
+    kind: metric_names(kind) + metric_names(kind, on_request=True) for kind in ("vector", "image", "tokens")}
 #: data kinds whose metrics are computed on the features of a feature extractor
 EXTRACTOR_KINDS = frozenset({"image"})
 

@@ -23,9 +23,11 @@ from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, kid_features_to_metri
 
 from madlab.core.errors import ConfigError
 from madlab.metrics.knn import knn_radii, prdc
+from madlab.metrics.linalg import psd_sqrt
+from madlab.metrics.registry import metric_names
 from madlab.metrics.vendi import vendi_cosine
 
-METRIC_NAMES = ("fid", "kid", "precision", "recall", "density", "coverage", "vendi")
+METRIC_NAMES = metric_names("image")
 #: torch-fidelity's defaults, kept so numbers are comparable with its tables.
 KID_SUBSETS, KID_SUBSET_SIZE, KID_SEED = 100, 1000, 2020
 
@@ -46,7 +48,7 @@ class RealStats:
         if len(features) < 2:
             raise ConfigError(f"metrics need at least 2 real samples, got {len(features)}")
         stats = fid_features_to_statistics(torch.from_numpy(features))
-        stats = cls(features, stats["mu"], stats["sigma"], _psd_sqrt(stats["sigma"]))
+        stats = cls(features, stats["mu"], stats["sigma"], psd_sqrt(stats["sigma"]))
         if k is not None:
             stats.radii_for(k)
         return stats
@@ -75,11 +77,6 @@ def _check_features(x, which: str) -> np.ndarray:
     if not np.isfinite(x).all():
         raise ValueError(f"{which} features contain NaN or inf")
     return np.ascontiguousarray(x)
-
-
-def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh(sigma)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
 def frechet_distance(real: RealStats, mu: np.ndarray, sigma: np.ndarray) -> float:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-_CHUNK = 2048
+#: rows of a distance block computed at once (the real-fake block never exists whole)
+CHUNK = 2048
 
 
 def _as_tensor(x) -> torch.Tensor:
@@ -23,18 +24,14 @@ def _as_tensor(x) -> torch.Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-def _chunked_cdist(a: torch.Tensor, b: torch.Tensor, chunk: int = _CHUNK) -> torch.Tensor:
-    return torch.cat([torch.cdist(a[i:i + chunk], b) for i in range(0, len(a), chunk)])
-
-
 def knn_radii(x, k: int) -> np.ndarray:
     """Distance of each row to its k-th nearest neighbour in the same set (itself excluded)."""
     x = _as_tensor(x)
     if k >= len(x):
         raise ValueError(f"k={k} must be smaller than the number of samples ({len(x)})")
     # topk is ~10x faster than kthvalue on CPU for small k.
-    radii = [torch.topk(torch.cdist(x[i:i + _CHUNK], x), k + 1, dim=1, largest=False).values[:, k]
-             for i in range(0, len(x), _CHUNK)]
+    radii = [torch.topk(torch.cdist(x[i:i + CHUNK], x), k + 1, dim=1, largest=False).values[:, k]
+             for i in range(0, len(x), CHUNK)]
     return torch.cat(radii).double().numpy()
 
 
@@ -55,13 +52,13 @@ def prdc(real, fake, k: int = 5, real_radii: np.ndarray | None = None) -> dict[s
     fake_ball_count = torch.zeros(len(fake_t), dtype=torch.float64)
     real_in_fake_ball = torch.empty(len(real_t), dtype=torch.bool)
     real_covered = torch.empty(len(real_t), dtype=torch.bool)
-    for i in range(0, len(real_t), _CHUNK):
-        d = torch.cdist(real_t[i:i + _CHUNK], fake_t)  # (chunk of real, n_fake)
-        r = r_radii[i:i + _CHUNK, None]
+    for i in range(0, len(real_t), CHUNK):
+        d = torch.cdist(real_t[i:i + CHUNK], fake_t)  # (chunk of real, n_fake)
+        r = r_radii[i:i + CHUNK, None]
         fake_in_real_ball |= (d <= r).any(0)
         fake_ball_count += (d < r).sum(0)
-        real_in_fake_ball[i:i + _CHUNK] = (d <= f_radii[None, :]).any(1)
-        real_covered[i:i + _CHUNK] = d.min(1).values < r[:, 0]
+        real_in_fake_ball[i:i + CHUNK] = (d <= f_radii[None, :]).any(1)
+        real_covered[i:i + CHUNK] = d.min(1).values < r[:, 0]
     return {"precision": fake_in_real_ball.double().mean().item(),
             "recall": real_in_fake_ball.double().mean().item(),
             "density": fake_ball_count.mean().item() / k,

@@ -6,6 +6,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import pdist
 
 from madlab.metrics.knn import knn_radii, prdc
+from madlab.metrics.linalg import psd_sqrt, symmetrised
 from madlab.metrics.vendi import vendi_rbf
 
 #: Largest sample the exact empirical W2 and the RBF Vendi score are computed on (O(n^3), O(n^2)).
@@ -20,16 +21,11 @@ def w2_gaussian(mean1, cov1, mean2, cov2) -> float:
     no matrix square root; about 3x cheaper at d = 100, which theory sweeps pay every generation).
     """
     mean1, mean2 = np.asarray(mean1, float), np.asarray(mean2, float)
-    root2 = _psd_sqrt(np.asarray(cov2, float))
+    root2 = psd_sqrt(symmetrised(np.asarray(cov2, float)))
     product = root2 @ np.asarray(cov1, float) @ root2
     cross = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.T) / 2), 0, None)).sum()
     value = np.sum((mean1 - mean2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * cross
     return float(np.sqrt(max(value, 0.0)))
-
-
-def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
-    w, v = np.linalg.eigh((matrix + matrix.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0, None))) @ v.T
 
 
 def w2_empirical(x, y) -> float:

@@ -29,22 +29,24 @@ import numpy as np
 
 from madlab.core.tokenizer import lengths, token_frequencies
 from madlab.features.feature_extractor_text_lm import TextEncoder, ensure_text_lm
-from madlab.metrics.feature import (RealStats, check_k, explicit_kid_subset_size, feature_metrics,
+from madlab.metrics.feature import (METRIC_NAMES, RealStats, check_k, explicit_kid_subset_size, feature_metrics,
                                     resolve_kid_subset_size)
+from madlab.metrics.registry import metric_names
 
 #: Generated documents scored by self-BLEU (each against the other SELF_BLEU_DOCS - 1): O(n²) in this.
 SELF_BLEU_DOCS = 100
 #: The real token mass that defines the rare tokens of ``tail_mass``.
 TAIL_FRACTION = 0.1
 
-TEXT_METRICS = ("perplexity", "distinct_1", "distinct_2", "distinct_3", "distinct_4", "self_bleu",
-                "unigram_entropy", "vocab_used", "tail_mass", "mean_length")
-#: computed on text-lm features when metrics.names includes them (madlab.metrics.feature.METRIC_NAMES)
-TEXT_FEATURE_METRICS = ("fid", "kid", "precision", "recall", "density", "coverage", "vendi")
-#: every metric that needs the corpus's text-lm encoder: the feature metrics and ``ref_perplexity``, the
-#: perplexity of the *generated* text under text-lm, the reference language model trained on the real
-#: corpus (a quality figure: real-like text scores low; the report's real-vs-real row is real text's)
-TEXT_LM_METRICS = TEXT_FEATURE_METRICS + ("ref_perplexity",)
+#: what the evaluator of token data computes by default (madlab.metrics.registry)
+TEXT_METRICS = metric_names("tokens")
+#: every metric that needs the corpus's text-lm encoder, computed when metrics.names lists it: the
+#: feature metrics and ``ref_perplexity``, the perplexity of the *generated* text under text-lm, the
+#: reference language model trained on the real corpus (a quality figure: real-like text scores low;
+#: the report's real-vs-real row is real text's)
+TEXT_LM_METRICS = metric_names("tokens", on_request=True)
+#: those computed on text-lm features (madlab.metrics.feature.METRIC_NAMES)
+TEXT_FEATURE_METRICS = tuple(name for name in TEXT_LM_METRICS if name in METRIC_NAMES)
 
 
 def distinct_n(x: np.ndarray, n: int) -> float:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 
 
-def _entropy_exp(eigenvalues: np.ndarray) -> float:
+def entropy_exp(eigenvalues: np.ndarray) -> float:
+    """exp of the entropy of a spectrum normalised to sum 1 (eigenvalues below 1e-12 dropped): the Vendi score."""
     p = np.clip(eigenvalues, 0, None)
     p = p[p > 1e-12]
     p = p / p.sum()
@@ -16,7 +17,7 @@ def vendi_cosine(features) -> float:
     eigenvalues with X^T X / n, so the cost is O(n d^2) instead of O(n^2 d)."""
     x = np.asarray(features, dtype=np.float64)
     x = x / np.linalg.norm(x, axis=1, keepdims=True).clip(1e-12)
-    return _entropy_exp(np.linalg.eigvalsh(x.T @ x / len(x)))
+    return entropy_exp(np.linalg.eigvalsh(x.T @ x / len(x)))
 
 
 def vendi_rbf(samples, bandwidth: float) -> float:
@@ -27,4 +28,4 @@ def vendi_rbf(samples, bandwidth: float) -> float:
     sq = (x * x).sum(1)
     d2 = np.clip(sq[:, None] + sq[None, :] - 2 * x @ x.T, 0, None)
     k = np.exp(-d2 / (2 * bandwidth**2))
-    return _entropy_exp(np.linalg.eigvalsh(k / len(x)))
+    return entropy_exp(np.linalg.eigvalsh(k / len(x)))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from madlab.core.errors import MadlabError
 from madlab.core.files import atomic_write_bytes, cache_root
+from madlab.metrics.registry import headline
 from madlab.report import text_panels
 from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
 from madlab.report.plots import (DPI, Missing, axis_label, ess_panels, final_vs_total_panel, image_grid_panel,
@@ -28,7 +29,8 @@ from madlab.report.plots import (DPI, Missing, axis_label, ess_panels, final_vs_
                                  theory_panel, tsne_panel)
 from madlab.report.results import Results, has_text_runs, open_results
 from madlab.report.summary import generation_table, headline_metrics, reference_shared, theory_rank, what_ran
-from madlab.store.storage import Location
+from madlab.store.storage import (BATCHES, CONFIG, DONE, ESS_CURVE, ESS_TABLE, FAILED, RUN_INFO, RUNS, SAMPLES, TABLE,
+                                  TOKENIZER, Location)
 
 __all__ = ["make_report", "open_results", "Results", "CATALOGUE", "MadFigure"]
 
@@ -42,11 +44,11 @@ class Panel:
 
 
 #: what the report reads from a results location (never checkpoints or feature caches)
-REPORT_INPUTS = ("metrics.parquet", "ess.parquet", "ess_curve.parquet", "run.json", "spec.yaml",
-                 "runs/*/config.json", "runs/*/FAILED", "runs/*/gen-*/DONE", "runs/*/gen-*/samples.npz",
-                 "runs/*/tokenizer.json", "batches/*/members.json", "batches/*/gen-*.npz")
+REPORT_INPUTS = (TABLE, ESS_TABLE, ESS_CURVE, RUN_INFO, "spec.yaml", f"{RUNS}/*/{CONFIG}", f"{RUNS}/*/{FAILED}",
+                 f"{RUNS}/*/gen-*/{DONE}", f"{RUNS}/*/gen-*/{SAMPLES}", f"{RUNS}/*/{TOKENIZER}",
+                 f"{BATCHES}/*/members.json", f"{BATCHES}/*/gen-*.npz")
 #: files that never change once written (a generation is immutable after its DONE marker)
-_IMMUTABLE = ("config.json", "DONE", "samples.npz", "members.json")
+_IMMUTABLE = (CONFIG, DONE, SAMPLES, "members.json")
 
 
 def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
@@ -67,7 +69,7 @@ def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
 def _report_remote(location, local_dir: str | None) -> list[str]:
     import re
 
-    if not any(location.exists(name) for name in ("metrics.parquet", "ess.parquet", "run.json")):
+    if not any(location.exists(name) for name in (TABLE, ESS_TABLE, RUN_INFO)):
         raise MadlabError(f"{location.uri}: not a madlab results folder (no metrics.parquet, ess.parquet or run.json)")
     if local_dir is None:
         local_dir = cache_root() / "reports" / re.sub(r"[^A-Za-z0-9._-]+", "_", location.uri).strip("_")
@@ -79,7 +81,7 @@ def _report_remote(location, local_dir: str | None) -> list[str]:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(target, location.read_bytes(rel))
-    for stale in (mirror / "runs").glob("*/FAILED") if (mirror / "runs").is_dir() else []:
+    for stale in (mirror / RUNS).glob(f"*/{FAILED}") if (mirror / RUNS).is_dir() else []:
         if str(stale.relative_to(mirror)) not in wanted:  # the run was retried since
             stale.unlink()
     written = _report_local(str(mirror))
@@ -268,7 +270,8 @@ def _summary_html(results: Results, figure: MadFigure | None) -> str:
     return "".join(out)
 
 
-_HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fraction")
+#: the headline panels: the summary's headline but trace_cov, which the theory panel draws
+_HEADLINE = headline(panels=True)
 
 
 def _headline(results: Results) -> tuple[str, ...]:

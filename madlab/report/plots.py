@@ -11,7 +11,7 @@ import pandas as pd
 
 from madlab.core.samples import Samples
 from madlab.datasets import get_dataset_class
-from madlab.engine.theory import expected_moments
+from madlab.engine.theory import CLOSED_FORM_SCHEMES, expected_moments
 from madlab.report.results import Results
 from madlab.report.summary import BOUNDED, reference_level
 from madlab.schema.schemes import display_order
@@ -236,7 +236,7 @@ def _theory_for(cfg: dict, generations: int, expected_moments):
         return None
     if loop.get("memory", 1) != 1 or loop.get("accumulate_synthetic"):
         return None
-    if loop.get("scheme") not in ("fully-synthetic", "fixed-real", "fresh-real"):
+    if loop.get("scheme") not in CLOSED_FORM_SCHEMES:
         return None
     return expected_moments(generations, scheme=loop["scheme"], n_real=loop["n_real"],
                             n_synthetic=loop["n_synthetic"], bias=loop.get("bias", 1.0),

@@ -19,12 +19,10 @@ import pandas as pd
 from madlab.core.errors import MadlabError
 from madlab.core.samples import Samples
 from madlab.engine.batched.records import BatchedSamples
-from madlab.store.storage import CONFIG, FAILED, Location, RunStore, last_done
+from madlab.store.storage import (CONFIG, ESS_CURVE, ESS_TABLE, FAILED, RUN_INFO, RUNS, Location, RunStore, last_done,
+                                  run_folder)
 from madlab.store.table import BASE_COLUMNS, NOT_AXES, PROVENANCE, TABLE, run_rows
 from madlab.store.tokenizer_file import TOKENIZER_FILE
-
-ESS_TABLE = "ess.parquet"
-ESS_CURVE = "ess_curve.parquet"
 
 
 @dataclass
@@ -167,7 +165,7 @@ class Results:
             failed = self.table[self.table["status"].astype(str) == "failed"]
             for row in failed.drop_duplicates("run_id").itertuples(index=False):
                 found[row.run_id] = str(getattr(row, "error", "") or "")
-        for rel in self.location.glob(f"runs/*/{FAILED}"):
+        for rel in self.location.glob(f"{RUNS}/*/{FAILED}"):
             run_id = rel.split("/")[1]
             try:
                 found.setdefault(run_id, str(self.run(run_id).failure().get("error", "")))
@@ -179,10 +177,10 @@ class Results:
     @property
     def run_ids(self) -> list[str]:
         """Runs with a config.json record in the folder."""
-        return [rel.split("/")[1] for rel in self.location.glob(f"runs/*/{CONFIG}")]
+        return [rel.split("/")[1] for rel in self.location.glob(f"{RUNS}/*/{CONFIG}")]
 
     def run(self, run_id: str) -> RunStore:
-        return RunStore(self.location.child("runs", run_id))
+        return RunStore(self.location.child(run_folder(run_id)))
 
     def config(self, run_id: str) -> dict:
         try:
@@ -231,9 +229,9 @@ def open_results(results_dir) -> Results:
     if not location.fs.isdir(""):
         raise MadlabError(f"{results_dir}: not a madlab results folder (no such directory)")
     info = {}
-    if location.exists("run.json"):
+    if location.exists(RUN_INFO):
         try:
-            info = location.read_json("run.json")
+            info = location.read_json(RUN_INFO)
         except ValueError:
             info = {}
         if not isinstance(info, dict):
@@ -248,7 +246,7 @@ def open_results(results_dir) -> Results:
         ess = _read_parquet(location, ESS_TABLE, results_dir)
         if location.exists(ESS_CURVE):
             curve = _read_parquet(location, ESS_CURVE, results_dir)
-    live = location.exists("run.json") and location.fs.isdir("runs")
+    live = location.exists(RUN_INFO) and location.fs.isdir(RUNS)
     if table is None and ess is None and not live:
         raise MadlabError(f"{results_dir}: not a madlab results folder (no metrics.parquet)")
     if live:
@@ -265,10 +263,10 @@ def _with_live_runs(location: Location, table: pd.DataFrame | None, sweep: str) 
     """
     in_table = table.groupby("run_id")["generation"].max().to_dict() if table is not None and len(table) else {}
     fresh, replaced = [], set()
-    for run_id, done in sorted(last_done(location, runs="runs").items()):
+    for run_id, done in sorted(last_done(location, runs=RUNS).items()):
         if done <= in_table.get(run_id, 0):
             continue
-        store = RunStore(location.child("runs", run_id))
+        store = RunStore(location.child(run_folder(run_id)))
         try:
             record = store.config()
             fresh += run_rows(store.location, record.get("config", record), record.get("swept", {}), sweep)

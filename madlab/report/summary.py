@@ -13,17 +13,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from madlab.metrics.registry import bounded, headline
 from madlab.report.results import Results, has_text_runs
 from madlab.schema.schemes import display_order
 
-#: metrics the summary table shows, in this order, when the folder has them
-HEADLINE = ("fid", "w2", "precision", "recall", "coverage", "modes", "hq_fraction", "trace_cov")
+#: metrics the summary table shows, in this order, when the folder has them (madlab.metrics.registry)
+HEADLINE = headline()
 #: the same for text runs (the ``tokens`` kind): Shumailov's perplexity on real text first, then the
 #: feature-space metrics on the ``text-lm`` encoder, then lexical diversity (Guo et al. 2023)
-TEXT_HEADLINE = ("perplexity", "ref_perplexity", "fid", "precision", "recall", "coverage", "vendi", "distinct_4",
-                 "self_bleu")
+TEXT_HEADLINE = headline(text=True)
 #: metrics bounded to [0, 1]: their axes are fixed to it
-BOUNDED = {"precision", "recall", "coverage", "hq_fraction"}
+BOUNDED = bounded()
 #: generators that are closed-form "theory" models (MAD §3): shown before the neural ones
 THEORY_GENERATORS = ("gaussian", "gmm")
 

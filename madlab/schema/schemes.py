@@ -51,6 +51,11 @@ def history_needed(loop) -> int:
     return loop.memory
 
 
+def pool_size(loop) -> int:
+    """Rows of the whole pool after the last generation: the fixed real rows and every synthetic set."""
+    return loop.n_real + (loop.generations - 1) * loop.n_synthetic
+
+
 def pooled(loop) -> bool:
     """True when generation t's training set is generation t-1's plus its newest samples."""
     return loop.scheme == "accumulate" or (loop.scheme == "fixed-real" and loop.accumulate_synthetic)

@@ -55,9 +55,29 @@ from madlab.core.image import to_float, to_uint8
 from madlab.core.samples import Samples
 from madlab.store.checkpoint import state_bytes, state_from_bytes
 
-DONE = "DONE"
-FAILED = "FAILED"
-CONFIG = "config.json"
+# The results folder's layout (the module docstring): every name below DIR is spelled here.
+#: what produced the folder (spec, command, dates, version)
+RUN_INFO = "run.json"
+#: the tidy table of every run's metrics (madlab.store.table)
+TABLE = "metrics.parquet"
+#: an effective-sample-size study's tables (madlab.engine.theory)
+ESS_TABLE, ESS_CURVE = "ess.parquet", "ess_curve.parquet"
+#: the folder of the runs, and of the batches of the vectorised engine (madlab.engine.batched.records)
+RUNS, BATCHES = "runs", "batches"
+#: a run folder's resolved config, failure marker and (text runs) tokenizer
+CONFIG, FAILED, TOKENIZER = "config.json", "FAILED", "tokenizer.json"
+#: a generation folder's publication record, and its samples
+DONE, SAMPLES = "DONE", "samples.npz"
+
+
+def run_folder(run_id: str) -> str:
+    """``runs/<run_id>``: a run's folder below the results folder."""
+    return f"{RUNS}/{run_id}"
+
+
+def batch_folder(batch_id: str) -> str:
+    """``batches/<batch_id>``: a batch's records below the results folder."""
+    return f"{BATCHES}/{batch_id}"
 _GENERATION = re.compile(r"gen-(\d+)")
 
 
@@ -327,7 +347,7 @@ class RunStore:
         return state_from_bytes(self.location.read_bytes(self._file(t, "state.safetensors")), as_numpy=True)
 
     def samples(self, t: int) -> Samples:
-        return decode_samples(self.location.read_bytes(self._file(t, "samples.npz")))
+        return decode_samples(self.location.read_bytes(self._file(t, SAMPLES)))
 
     def publish(self, t: int, state: dict, samples: Samples, record: dict, image: bool,
                 extra: dict[str, bytes] | None = None) -> bool:
@@ -335,7 +355,7 @@ class RunStore:
 
         ``image``: the samples are stored as 8-bit pixels. False if it was already published.
         """
-        files = {"state.safetensors": state_bytes(state), "samples.npz": encode_samples(samples, image),
+        files = {"state.safetensors": state_bytes(state), SAMPLES: encode_samples(samples, image),
                  **(extra or {})}
         return self.location.publish(generation_folder(t), files, json_bytes(record, indent=None))
 

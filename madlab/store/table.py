@@ -12,9 +12,8 @@ import json
 import numpy as np
 import pandas as pd
 
-from madlab.store.storage import RunStore, location_of
+from madlab.store.storage import TABLE, RunStore, location_of
 
-TABLE = "metrics.parquet"
 #: the contract columns, in order (README "Results folder")
 BASE_COLUMNS = ["sweep", "run_id", "generator", "dataset", "scheme", "bias", "n_real", "n_synthetic",
                 "n_initial", "seed", "generation", "metric", "value"]

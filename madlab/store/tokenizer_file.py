@@ -6,8 +6,9 @@ import json
 from madlab.core.errors import ConfigError
 from madlab.core.tokenizer import Tokenizer
 from madlab.datasets import get_dataset_class, open_dataset
+from madlab.store.storage import TOKENIZER, run_folder
 
-TOKENIZER_FILE = "tokenizer.json"
+TOKENIZER_FILE = TOKENIZER
 
 
 def check_stored_tokenizer(location, tokenizer: Tokenizer) -> bool:
@@ -49,12 +50,12 @@ def check_resumed_tokenizers(jobs, location) -> None:
     for job in jobs:
         section = job.config["dataset"]
         cls = get_dataset_class(section["name"])
-        if cls.kind != "tokens" or not location.exists(f"runs/{job.run_id}/{TOKENIZER_FILE}"):
+        if cls.kind != "tokens" or not location.exists(f"{run_folder(job.run_id)}/{TOKENIZER_FILE}"):
             continue
         key = json.dumps(section, sort_keys=True)
         if key not in opened:
             opened[key] = open_dataset(section).tokenizer
-        check_stored_tokenizer(location.child("runs", job.run_id), opened[key])
+        check_stored_tokenizer(location.child(run_folder(job.run_id)), opened[key])
 
 
 def load_tokenizer(store) -> Tokenizer:

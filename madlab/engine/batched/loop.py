@@ -27,13 +27,8 @@ from madlab.engine.batched.plan import batch_key
 from madlab.engine.batched.seeds import derive_seeds
 from madlab.plugins.batched import PerRunGenerators, batched_family
 from madlab.schema.config import RunConfig, eval_size
-from madlab.schema.schemes import plan
+from madlab.schema.schemes import history_needed, plan, pool_size, pooled
 from madlab.specs import make_components
-
-
-def pooled(loop) -> bool:
-    """True when generation t's training set is generation t-1's plus its newest samples."""
-    return loop.scheme == "accumulate" or (loop.scheme == "fixed-real" and loop.accumulate_synthetic)
 
 
 @dataclass
@@ -89,7 +84,7 @@ class BatchLoop:
         self.states: list[dict | None] = [None] * self.size  # warm start (per-run fallback) only
         self.pool = self.model.empty_statistics() if self.use_statistics else None
         #: accumulate-subsample: every row a later generation may draw, in pool order
-        self.pool_rows = (np.empty((self.size, self.loop.n_real + (self.loop.generations - 1) * self.loop.n_synthetic)
+        self.pool_rows = (np.empty((self.size, pool_size(self.loop))
                                    + tuple(self.dataset.shape)) if self.loop.scheme == "accumulate-subsample" else None)
         self._real: dict[tuple[int, int], np.ndarray] = {}
         self._evaluator = None
@@ -151,9 +146,7 @@ class BatchLoop:
         loop = self.loop
         if self.use_statistics or self.pool_rows is not None:
             return 1
-        if loop.scheme == "accumulate" or loop.accumulate_synthetic:
-            return loop.generations
-        return loop.memory
+        return history_needed(loop)
 
     # ------------------------------------------------------------------ the step
     def step(self, t: int, slots=None) -> GenerationResult:

@@ -16,9 +16,10 @@ import torch
 from scipy.spatial.distance import pdist
 
 from madlab.core.samples import Samples
-from madlab.metrics.knn import _CHUNK
-from madlab.metrics.lowdim import MAX_EXACT, _psd_sqrt, w2_empirical
-from madlab.metrics.vendi import _entropy_exp
+from madlab.metrics.knn import CHUNK
+from madlab.metrics.linalg import psd_sqrt, symmetrised
+from madlab.metrics.lowdim import MAX_EXACT, w2_empirical
+from madlab.metrics.vendi import entropy_exp
 from madlab.plugins.dataset import Dataset
 
 #: largest distance/kernel block (slots x n x n float64 elements) held at once: 128 MB
@@ -37,8 +38,8 @@ def batched_knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
         raise ValueError(f"k={k} must be smaller than the number of samples ({x.shape[1]})")
     # The (k+1)-th smallest value is one number however it is selected; np.partition finds it
     # ~3x faster than torch.topk on (B, 100, 100) blocks.
-    return torch.cat([torch.from_numpy(np.partition(torch.cdist(x[:, i:i + _CHUNK], x).numpy(), k, axis=2)[..., k])
-                      for i in range(0, x.shape[1], _CHUNK)], dim=1)
+    return torch.cat([torch.from_numpy(np.partition(torch.cdist(x[:, i:i + CHUNK], x).numpy(), k, axis=2)[..., k])
+                      for i in range(0, x.shape[1], CHUNK)], dim=1)
 
 
 def batched_prdc(real: torch.Tensor, fake: torch.Tensor, k: int, real_radii: torch.Tensor) -> dict[str, np.ndarray]:
@@ -49,13 +50,13 @@ def batched_prdc(real: torch.Tensor, fake: torch.Tensor, k: int, real_radii: tor
     fake_ball_count = torch.zeros((b, n_fake), dtype=torch.float64)
     real_in_fake_ball = torch.empty(real.shape[:2], dtype=torch.bool)
     real_covered = torch.empty(real.shape[:2], dtype=torch.bool)
-    for i in range(0, real.shape[1], _CHUNK):
-        d = torch.cdist(real[:, i:i + _CHUNK], fake)
-        r = real_radii[:, i:i + _CHUNK, None]
+    for i in range(0, real.shape[1], CHUNK):
+        d = torch.cdist(real[:, i:i + CHUNK], fake)
+        r = real_radii[:, i:i + CHUNK, None]
         fake_in_real_ball |= (d <= r).any(1)
         fake_ball_count += (d < r).sum(1)
-        real_in_fake_ball[:, i:i + _CHUNK] = (d <= f_radii[:, None, :]).any(2)
-        real_covered[:, i:i + _CHUNK] = d.min(2).values < r[..., 0]
+        real_in_fake_ball[:, i:i + CHUNK] = (d <= f_radii[:, None, :]).any(2)
+        real_covered[:, i:i + CHUNK] = d.min(2).values < r[..., 0]
     return {"precision": fake_in_real_ball.double().mean(1).numpy(),
             "recall": real_in_fake_ball.double().mean(1).numpy(),
             "density": fake_ball_count.mean(1).numpy() / k,
@@ -77,12 +78,12 @@ def batched_vendi_rbf(x: np.ndarray, bandwidth: np.ndarray) -> np.ndarray:
     np.exp(kernel, out=kernel)
     kernel /= x.shape[1]
     eigenvalues = np.linalg.eigvalsh(kernel)
-    return np.array([_entropy_exp(e) for e in eigenvalues])
+    return np.array([entropy_exp(e) for e in eigenvalues])
 
 
 def batched_w2_gaussian(mean1, cov1, mean2, cov2) -> np.ndarray:
     """(B,) closed-form W2 between B Gaussians and one reference Gaussian (mean2, cov2)."""
-    root2 = _psd_sqrt(np.asarray(cov2, float))
+    root2 = psd_sqrt(symmetrised(np.asarray(cov2, float)))
     product = root2 @ cov1 @ root2
     cross = np.sqrt(np.clip(np.linalg.eigvalsh((product + product.transpose(0, 2, 1)) / 2), 0, None)).sum(1)
     value = (((mean1 - mean2) ** 2).sum(1) + np.trace(cov1, axis1=1, axis2=2) + np.trace(cov2) - 2 * cross)

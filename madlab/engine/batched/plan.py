@@ -10,8 +10,10 @@ import math
 import numpy as np
 
 from madlab.datasets import get_dataset_class
+from madlab.metrics.registry import batched_names, metric_names
 from madlab.plugins.registry import get_generator_class
 from madlab.schema.config import RunConfig, eval_size
+from madlab.schema.schemes import pool_size
 from madlab.specs import make_components
 
 #: the loop fields the batched engine implements; a run that sets any other (``curation``, or an
@@ -23,8 +25,10 @@ ENGINE_LOOP_FIELDS = frozenset({"scheme", "generations", "n_real", "n_synthetic"
 
 def batch_key(config: RunConfig) -> str | None:
     """Runs with equal keys can share a batch; None for a run that cannot be batched at all
-    (an expensive generator, image data, a loop option the engine does not implement)."""
+    (an expensive generator, image data, a loop option or a metric the engine does not implement)."""
     if not _batchable(json.dumps(config.dataset, sort_keys=True), json.dumps(config.generator, sort_keys=True)):
+        return None
+    if set(config.metrics.names or ()) & set(metric_names("vector")) - set(batched_names()):
         return None
     loop = config.loop
     if any(getattr(loop, name) != info.default for name, info in type(loop).model_fields.items()
@@ -54,7 +58,7 @@ def run_bytes(config: RunConfig, dim: int) -> int:
     loop = config.loop
     rows = loop.first_size + 2 * eval_size(config) + max(loop.n_synthetic, eval_size(config))
     if loop.scheme == "accumulate-subsample" or (loop.scheme == "fixed-real" and loop.accumulate_synthetic):
-        rows += loop.n_real + (loop.generations - 1) * loop.n_synthetic
+        rows += pool_size(loop)
     else:
         rows += loop.memory * loop.n_synthetic
     return 8 * (rows * dim + 4 * dim * dim)

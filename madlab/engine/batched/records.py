@@ -33,6 +33,7 @@ import numpy as np
 
 from madlab.core.samples import Samples
 from madlab.engine.batched.loop import BatchLoop, GenerationResult
+from madlab.store.storage import BATCHES, batch_folder
 from madlab.store.table import common_columns
 
 #: samples of a run's generation are stored when n_synthetic x dim is at most this
@@ -63,7 +64,7 @@ class BatchStore:
         self.location = location
         self.run_ids = list(run_ids)
         self.id = batch_id(self.run_ids)
-        self.dir = f"batches/{self.id}"
+        self.dir = batch_folder(self.id)
 
     # ------------------------------------------------------------------ writing
     def write_members(self) -> None:
@@ -241,7 +242,7 @@ class BatchedSamples:
 
         self.dir = Path(results_dir)
         self._slots: dict[str, tuple] = {}
-        for members in sorted(self.dir.glob("batches/*/members.json")):
+        for members in sorted(self.dir.glob(f"{BATCHES}/*/members.json")):
             try:
                 runs = json.loads(members.read_text())["runs"]
             except (OSError, ValueError, KeyError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from madlab.engine.loop import _PURPOSES, derive_seed
+from madlab.engine.loop import PURPOSES, derive_seed
 
 _INIT_A, _MULT_A = np.uint32(0x43B0D7E5), np.uint32(0x931E8875)
 _INIT_B, _MULT_B = np.uint32(0x8B51F9DD), np.uint32(0x58F38DED)
@@ -45,7 +45,7 @@ def derive_seeds(seeds, purpose: str, generation: int = 0) -> list[int]:
     if seeds.min() < 0 or seeds.max() >= 2**32 or not 0 <= generation < 2**32:
         return [derive_seed(int(s), purpose, generation) for s in seeds]
     with np.errstate(over="ignore"):
-        words = [seeds.astype(np.uint32), np.full(len(seeds), _PURPOSES[purpose], np.uint32),
+        words = [seeds.astype(np.uint32), np.full(len(seeds), PURPOSES[purpose], np.uint32),
                  np.full(len(seeds), generation, np.uint32)]
         hashmix = _Hash()
         pool = [hashmix(words[i]) if i < len(words) else hashmix(np.zeros(len(seeds), np.uint32))
