@@ -125,7 +125,7 @@ class Loop:
             curated = self._curate(generator, training_plan, samples, t)
             kept = curated.kept
         t_curated = time.perf_counter()
-        metrics = self._metrics(generator, samples.take(slice(0, self.n_eval)))  # the model's own samples
+        metrics = self._metrics(generator, samples.take(slice(0, self.n_eval)), train=train)  # the model's own samples
         t_metrics = time.perf_counter()
         record = {
             "generation": t,
@@ -138,7 +138,7 @@ class Loop:
         if t == 1:  # once per run: the report's reference row (what "good" scores), timed as metrics work
             real, shared = self.dataset.real_vs_real_set(self.n_eval, seed=derive_seed(seed, "eval", 1),
                                                          reference_seed=derive_seed(seed, "eval"))
-            record["metadata"]["real_vs_real"] = self._metrics(generator, real, real=True)
+            record["metadata"]["real_vs_real"] = self._metrics(generator, real, real=True, train=train)
             if shared:  # the real data ran out: that many of its rows are also in the reference set
                 record["metadata"]["real_vs_real_shared"] = shared
             t_reference = time.perf_counter()
@@ -182,19 +182,20 @@ class Loop:
             samples = Samples(quantise(samples.x), samples.y)
         return samples
 
-    def _metrics(self, generator, fake: Samples, real: bool = False) -> dict[str, float]:
-        """Metrics of ``fake`` against the reference set; ``real=True`` scores a real set the same way
-        (a closed-form W2 where the generator's is: that of the Gaussian fitted to the real set)."""
+    def _metrics(self, generator, fake: Samples, real: bool = False, train: Samples | None = None) -> dict[str, float]:
+        """Metrics of ``fake`` against the reference set (memorisation metrics also against ``train``, the
+        generation's training set); ``real=True`` scores a real set the same way (a closed-form W2 where the
+        generator's is: that of the Gaussian fitted to the real set)."""
         if self.image:
-            scores = dict(self.evaluator(fake))
+            scores = dict(self.evaluator(fake, train=train))
         elif self.tokens:  # perplexity is the model's on held-out text, not the sample's: no real analogue
-            scores = dict(self.evaluator(fake, generator=None if real else generator))
+            scores = dict(self.evaluator(fake, generator=None if real else generator, train=train))
         else:
             gaussian = generator.sampling_gaussian(self.config.loop.bias)
             if real and gaussian is not None:
                 x = fake.x.astype(np.float64)
                 gaussian = (x.mean(0), np.atleast_2d(np.cov(x, rowvar=False)))
-            scores = dict(self.evaluator(fake, sampling_gaussian=gaussian))
+            scores = dict(self.evaluator(fake, sampling_gaussian=gaussian, train=train))
         if not real:
             scores.update(generator.model_metrics(self.dataset))
         scores.update(self.dataset.extra_metrics(fake))

@@ -22,6 +22,7 @@ from madlab.core.samples import Samples
 from madlab.features import create_extractor, default_extractor, extract_features, extractor_identity, to_pixels
 from madlab.metrics.feature import (METRIC_NAMES, RealStats, check_k, explicit_kid_subset_size, feature_metrics,
                                     resolve_kid_subset_size)
+from madlab.metrics.memorisation import METRICS as MEMORISATION, Reference, memorisation_metrics
 
 
 class ImageEvaluator:
@@ -34,11 +35,13 @@ class ImageEvaluator:
     def __init__(self, dataset, metrics_cfg, real_eval: Samples, *, cache_dir: str, device: str = "cpu"):
         self.k = int(getattr(metrics_cfg, "k", 5))
         names = getattr(metrics_cfg, "names", None)
+        self.memorisation = tuple(n for n in MEMORISATION if n in (names or ()))  # only when metrics.names asks
+        self._heldout = None
         if names is not None:
-            unknown = sorted(set(names) - set(METRIC_NAMES))
+            unknown = sorted(set(names) - set(METRIC_NAMES) - set(MEMORISATION))
             if unknown:
                 raise ConfigError(f"metrics.names: {', '.join(unknown)} not available for image data "
-                                  f"(image metrics: {', '.join(METRIC_NAMES)})")
+                                  f"(image metrics: {', '.join(METRIC_NAMES + MEMORISATION)})")
             names = [n for n in METRIC_NAMES if n in names]
         self.names = tuple(names) if names is not None else METRIC_NAMES
         self.kid_subset_size = explicit_kid_subset_size(metrics_cfg)
@@ -83,11 +86,20 @@ class ImageEvaluator:
     def _features(self, images: np.ndarray) -> np.ndarray:
         return extract_features(self.extractor, images)
 
-    def __call__(self, fake: Samples) -> dict[str, float]:
+    def __call__(self, fake: Samples, train: Samples | None = None) -> dict[str, float]:
+        """Scores of ``fake``; ``train`` (the generation's training set) for the memorisation metrics."""
         x = np.asarray(fake.x)
         if tuple(x.shape[1:]) != self.real_shape:
             raise MadlabError(f"generated images have shape {tuple(x.shape[1:])}, the real set {self.real_shape}")
         if not np.isfinite(x).all():
             raise RunFailed("generated samples contain NaN or inf")
-        return feature_metrics(self.real, self._features(x), k=self.k, names=self.names,
-                               kid_subset_size=self.kid_subset_size)
+        features = self._features(x)
+        scores = feature_metrics(self.real, features, k=self.k, names=self.names,
+                                 kid_subset_size=self.kid_subset_size) if self.names else {}
+        if self.memorisation:
+            if self._heldout is None:
+                self._heldout = Reference.of(self.real.features)
+            train_features = None if train is None else self._features(np.asarray(train.x))
+            scores.update(memorisation_metrics(features, train_features, self._heldout, k=self.k,
+                                               wanted=self.memorisation.__contains__))
+        return scores

@@ -6,6 +6,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.spatial.distance import pdist
 
 from madlab.metrics.knn import knn_radii, prdc
+from madlab.metrics.memorisation import Reference, memorisation_metrics, wants_memorisation
 from madlab.metrics.linalg import psd_sqrt, symmetrised
 from madlab.metrics.vendi import vendi_rbf
 
@@ -63,11 +64,25 @@ class LowDimEvaluator:
         self.true_gaussian = dataset.true_gaussian()
         self.names = set(metrics_cfg.names) if metrics_cfg.names is not None else None
         self.metadata = {"extractor": "identity", "extractor_hash": ""}
+        #: the memorisation metrics are computed only when metrics.names lists them
+        self.memorisation_wanted = (lambda name: False) if self.names is None else self.names.__contains__
+        self._heldout = None
 
-    def __call__(self, fake, sampling_gaussian=None) -> dict[str, float]:
+    @property
+    def heldout(self) -> Reference:
+        """The held-out real set as a memorisation reference (its nearest-neighbour distances), computed once."""
+        if self._heldout is None:
+            self._heldout = Reference.of(self.real)
+        return self._heldout
+
+    def __call__(self, fake, sampling_gaussian=None, train=None) -> dict[str, float]:
+        """Scores of ``fake``; ``train`` (the generation's training set) for the memorisation metrics."""
         x = np.asarray(fake.x, dtype=np.float64)
         wanted = (lambda name: True) if self.names is None else self.names.__contains__
         scores = {}
+        if wants_memorisation(self.memorisation_wanted):
+            scores.update(memorisation_metrics(x, None if train is None else np.asarray(train.x, dtype=np.float64),
+                                               self.heldout, k=self.k, wanted=self.memorisation_wanted))
         if any(wanted(m) for m in ("precision", "recall", "density", "coverage")):
             scores.update(prdc(self.real, x, k=self.k, real_radii=self.real_radii))
         if wanted("vendi"):

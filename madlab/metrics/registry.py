@@ -75,6 +75,10 @@ def bounded() -> frozenset[str]:
 
 _FEATURE = ("image",)
 _TEXT_LM = ("tokens",)
+_MEMORISATION = ("vector", "image", "tokens")
+#: the memorisation metrics (madlab.metrics.memorisation: ``_heldout`` against held-out real data)
+MEMORISATION_NAMES = ("authenticity", "novelty", "novelty_q10", "novelty_q50", "novelty_q90", "copy_rate",
+                       "authenticity_heldout", "novelty_heldout", "copy_rate_heldout", "train_entropy")
 for _metric in (
     # feature-space and k-NN metrics (madlab.metrics.feature, knn, vendi; lowdim on raw coordinates)
     Metric("fid", kinds=_FEATURE, on_request=_TEXT_LM, headline=0, text_headline=2),
@@ -88,6 +92,10 @@ for _metric in (
     Metric("coverage", kinds=("vector",) + _FEATURE, on_request=_TEXT_LM, bounded=True, headline=4,
            text_headline=5, batched=True),
     Metric("vendi", kinds=("vector",) + _FEATURE, on_request=_TEXT_LM, text_headline=6, batched=True),
+    # memorisation and novelty (madlab.metrics.memorisation), against the generation's training set and
+    # held-out real data: computed when metrics.names lists them (they need the training set's k-NN)
+    *(Metric(name, on_request=_MEMORISATION, bounded=name.startswith(("authenticity", "copy_rate")), batched=True)
+      for name in MEMORISATION_NAMES),
     # text metrics (madlab.metrics.text)
     Metric("perplexity", kinds=("tokens",), text_headline=0),
     Metric("distinct_1", kinds=("tokens",)),

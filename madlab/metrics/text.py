@@ -31,6 +31,7 @@ from madlab.core.tokenizer import lengths, token_frequencies
 from madlab.features.feature_extractor_text_lm import TextEncoder, ensure_text_lm
 from madlab.metrics.feature import (METRIC_NAMES, RealStats, check_k, explicit_kid_subset_size, feature_metrics,
                                     resolve_kid_subset_size)
+from madlab.metrics.memorisation import METRICS as MEMORISATION, Reference, memorisation_metrics
 from madlab.metrics.registry import metric_names
 
 #: Generated documents scored by self-BLEU (each against the other SELF_BLEU_DOCS - 1): O(n²) in this.
@@ -150,6 +151,7 @@ class TextEvaluator:
                          "tokenizer": self.tokenizer.kind, "tokenizer_hash": self.tokenizer.digest,
                          "vocab_size": str(self.vocab_size), "n_real_eval": str(len(self.real))}
         self.feature_names = tuple(n for n in TEXT_FEATURE_METRICS if n in self.names)
+        self.memorisation = tuple(n for n in MEMORISATION if n in self.names)
         self.uses_encoder = bool(self.names & set(TEXT_LM_METRICS))
         if self.uses_encoder:
             self._load_encoder(metrics_cfg, device)
@@ -166,9 +168,12 @@ class TextEvaluator:
         device = getattr(metrics_cfg, "device", None) or device
         self.encoder = TextEncoder(ensure_text_lm(self.dataset.encoder_corpus(), self.tokenizer, verbose=True), device)
         self.real_stats = RealStats.from_features(self.encoder.features(self.real), k=self.k)
+        self.heldout = Reference.of(self.real_stats.features) if self.memorisation else None
         self.metadata.update(self.encoder.identity)
 
-    def __call__(self, fake, generator=None) -> dict[str, float]:
+    def __call__(self, fake, generator=None, train=None) -> dict[str, float]:
+        """Scores of ``fake``; ``generator`` for perplexity, ``train`` (the generation's training set) for the
+        memorisation metrics (on text-lm features)."""
         x = np.asarray(fake.x)
         out: dict[str, float] = {}
         want = self.names.__contains__
@@ -196,6 +201,10 @@ class TextEvaluator:
                                            kid_subset_size=self.kid_subset_size))
             if want("ref_perplexity"):
                 out["ref_perplexity"] = float(np.exp(nll / count)) if count else float("nan")
+            if self.memorisation:
+                train_features = None if train is None else self.encoder.features(np.asarray(train.x))
+                out.update(memorisation_metrics(features, train_features, self.heldout, k=self.k,
+                                                wanted=self.memorisation.__contains__))
         return out
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from madlab.engine.batched.metrics import BatchedLowDimEvaluator
 from madlab.engine.batched.plan import batch_key
 from madlab.engine.batched.seeds import derive_seeds
+from madlab.metrics.memorisation import METRICS as MEMORISATION
 from madlab.plugins.batched import PerRunGenerators, batched_family
 from madlab.schema.config import RunConfig, eval_size
 from madlab.schema.schemes import history_needed, plan, pool_size, pooled
@@ -76,7 +77,9 @@ class BatchLoop:
         kwargs = {"data_shape": self.dataset.shape, "size": self.size, "num_classes": self.dataset.num_classes}
         self.model = (family(self.generator_params, **kwargs) if family is not None
                       else PerRunGenerators(self.generator_cls, self.generator_params, **kwargs))
-        self.use_statistics = pooled(self.loop) and self.model.has_statistics
+        # the memorisation metrics score each generation's training set, so it is materialised
+        self.use_statistics = (pooled(self.loop) and self.model.has_statistics
+                               and not set(self.names or ()) & set(MEMORISATION))
         self.done = np.zeros(self.size, dtype=np.int64)
         self.failed = np.zeros(self.size, dtype=bool)
         self.advancing = False  # see _advance
@@ -160,6 +163,7 @@ class BatchLoop:
         # the Gaussian fit draws nothing: only a per-run fallback is handed its fit seeds
         fit_seeds = derive_seeds(seeds, "fit", t) if isinstance(self.model, PerRunGenerators) else []
         warm = [self.states[s] for s in slots] if loop.warm_start and t > 1 else None
+        train = None
         if self.use_statistics and t > 1:
             provenance = [plan(loop, t).provenance()] * len(slots)
             t_data = time.perf_counter()
@@ -176,10 +180,10 @@ class BatchLoop:
                     for s, ok in zip(slots, finite) if not ok}
         t_sample = time.perf_counter()
         scored = samples if finite.all() else np.where(finite[:, None, None], samples, 0.0)  # no copy when finite
-        metrics = self._metrics(scored[:, :self.n_eval], slots)
+        metrics = self._metrics(scored[:, :self.n_eval], slots, train)
         for name in metrics:
             metrics[name][~finite] = np.nan
-        real_vs_real = self._real_vs_real(slots) if t == 1 else None
+        real_vs_real = self._real_vs_real(slots, train) if t == 1 else None
         t_metrics = time.perf_counter()
         stored = samples[:, :loop.n_synthetic]
         self._advance(t, slots[finite], stored[finite])
@@ -188,7 +192,7 @@ class BatchLoop:
                                 {"data": t_data - clock, "fit": t_fit - t_data, "sample": t_sample - t_fit,
                                  "metrics": t_metrics - t_sample}, real_vs_real)
 
-    def _real_vs_real(self, slots: np.ndarray) -> dict[str, np.ndarray]:
+    def _real_vs_real(self, slots: np.ndarray, train: np.ndarray | None) -> dict[str, np.ndarray]:
         """As the per-run loop: a second real sample (``real_vs_real_set``) scored like a generation's samples (closed-form
         W2 of the Gaussian fitted to it where the generator's W2 is closed-form; no model metrics)."""
         seeds = np.asarray(self.seeds)[slots]
@@ -198,7 +202,7 @@ class BatchLoop:
         gaussian = None
         if self.model.sampling_gaussian(slots, self.bias[slots]) is not None:
             gaussian = (real.mean(1), np.stack([np.atleast_2d(np.cov(x, rowvar=False)) for x in real]))
-        scores = self.evaluator(real, slots, sampling_gaussian=gaussian)
+        scores = self.evaluator(real, slots, sampling_gaussian=gaussian, train=train)
         if self.names is not None:
             scores = {k: v for k, v in scores.items() if k in self.names}
         return {k: np.asarray(v, dtype=np.float64) for k, v in scores.items()}
@@ -242,8 +246,9 @@ class BatchLoop:
         for g in [g for g in self.history if g < oldest]:
             del self.history[g]
 
-    def _metrics(self, fake: np.ndarray, slots: np.ndarray) -> dict[str, np.ndarray]:
-        scores = self.evaluator(fake, slots, sampling_gaussian=self.model.sampling_gaussian(slots, self.bias[slots]))
+    def _metrics(self, fake: np.ndarray, slots: np.ndarray, train: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        scores = self.evaluator(fake, slots, sampling_gaussian=self.model.sampling_gaussian(slots, self.bias[slots]),
+                                train=train)
         scores.update(self.model.model_metrics(self.dataset, slots))
         if self.names is not None:
             scores = {k: v for k, v in scores.items() if k in self.names}

@@ -19,6 +19,7 @@ from madlab.core.samples import Samples
 from madlab.metrics.knn import CHUNK
 from madlab.metrics.linalg import psd_sqrt, symmetrised
 from madlab.metrics.lowdim import MAX_EXACT, w2_empirical
+from madlab.metrics.memorisation import METRICS as MEMORISATION, Reference, memorisation_metrics
 from madlab.metrics.vendi import entropy_exp
 from madlab.plugins.dataset import Dataset
 
@@ -102,6 +103,9 @@ class BatchedLowDimEvaluator:
         self.metadata = {"extractor": "identity", "extractor_hash": ""}
         self._extra = type(dataset).extra_metrics is not _base_extra_metrics()
         self._radii = self._bandwidth = None
+        #: the memorisation metrics asked for (only when metrics.names lists them)
+        self.memorisation = tuple(n for n in MEMORISATION if n in (self.names or ()))
+        self._heldout: dict[int, Reference] = {}
 
     @property
     def real_radii(self) -> torch.Tensor:
@@ -122,9 +126,24 @@ class BatchedLowDimEvaluator:
     def wanted(self, name: str) -> bool:
         return self.names is None or name in self.names
 
-    def __call__(self, fake: np.ndarray, slots: np.ndarray, sampling_gaussian=None) -> dict[str, np.ndarray]:
+    def memorisation_scores(self, x: np.ndarray, slots: np.ndarray, train: np.ndarray | None) -> dict[str, np.ndarray]:
+        """The memorisation metrics run by run, with the per-run function (so the same bits as the per-run loop):
+        their cost is the k-NN search over each run's own training set, not per-call overhead."""
+        rows = []
+        for j, s in enumerate(slots):
+            if int(s) not in self._heldout:
+                self._heldout[int(s)] = Reference.of(self.real[s])
+            rows.append(memorisation_metrics(x[j], None if train is None else train[j], self._heldout[int(s)],
+                                             k=self.k, wanted=self.memorisation.__contains__))
+        return {name: np.array([r.get(name, np.nan) for r in rows], dtype=np.float64) for name in sorted(set().union(*rows))}
+
+    def __call__(self, fake: np.ndarray, slots: np.ndarray, sampling_gaussian=None,
+                 train: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Scores of B runs' samples; ``train`` (B, N, d), the runs' training sets, for the memorisation metrics."""
         x = np.asarray(fake, dtype=np.float64)
         scores: dict[str, np.ndarray] = {}
+        if self.memorisation:
+            scores.update(self.memorisation_scores(x, slots, None if train is None else np.asarray(train, np.float64)))
         if any(self.wanted(m) for m in PRDC):
             parts = [batched_prdc(torch.from_numpy(self.real[slots[s]]), torch.from_numpy(x[s]), self.k,
                                   self.real_radii[slots[s]]) for s in _chunks(len(x), max(x.shape[1], self.real.shape[1]))]
