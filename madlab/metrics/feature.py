@@ -9,6 +9,12 @@ torch-fidelity's PR with ``prc_neighborhood=k``. Vendi: cosine kernel in the d x
 (:func:`madlab.metrics.vendi.vendi_cosine`), on the fake features as given (the loop always passes
 the same number, ``metrics.n_eval``, so values are comparable across generations).
 
+Exact copies (a memorising or collapsed loop; tests/test_duplicates.py): FID sees the empirical
+distribution, so identical sets score 0, one repeated point ``|mu_r - x|^2 + tr S_r`` (its covariance is
+0), and a set repeated m times keeps its mean while np.cov's 1/(N - 1) scales its covariance by
+(n - 1) m / (m n - 1). Vendi counts a repeated set once (the kernel's spectrum is unchanged) and one
+repeated point as 1. Precision, recall, density and coverage: :func:`madlab.metrics.knn.ball_counts`.
+
 Everything that depends on the real set alone (features, mean/covariance and its square root,
 k-NN radii) lives in :class:`RealStats`, computed once per run and reused by every generation.
 """

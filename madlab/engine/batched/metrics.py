@@ -16,7 +16,7 @@ import torch
 from scipy.spatial.distance import pdist
 
 from madlab.core.samples import Samples
-from madlab.metrics.knn import CHUNK
+from madlab.metrics.knn import CHUNK, atom_weights, ball_counts, exact_cdist, row_ids
 from madlab.metrics.linalg import psd_sqrt, symmetrised
 from madlab.metrics.lowdim import MAX_EXACT, w2_empirical
 from madlab.metrics.memorisation import METRICS as MEMORISATION, Reference, memorisation_metrics
@@ -33,31 +33,41 @@ def _chunks(total: int, n: int):
     return [slice(i, min(total, i + step)) for i in range(0, total, step)]
 
 
+def batched_row_ids(*stacks: torch.Tensor) -> list[torch.Tensor]:
+    """:func:`madlab.metrics.knn.row_ids` of each run's sets (slot by slot): (B, n) ids per stack."""
+    per_slot = [row_ids(*(stack[b].numpy() for stack in stacks)) for b in range(stacks[0].shape[0])]
+    return [torch.stack([ids[i] for ids in per_slot]) for i in range(len(stacks))]
+
+
 def batched_knn_radii(x: torch.Tensor, k: int) -> torch.Tensor:
-    """(B, n) distance of each row to its k-th nearest neighbour in its own run's set."""
+    """(B, n) distance of each row to its k-th nearest neighbour in its own run's set (exact duplicates at 0)."""
     if k >= x.shape[1]:
         raise ValueError(f"k={k} must be smaller than the number of samples ({x.shape[1]})")
+    (ids,) = batched_row_ids(x)
     # The (k+1)-th smallest value is one number however it is selected; np.partition finds it
     # ~3x faster than torch.topk on (B, 100, 100) blocks.
-    return torch.cat([torch.from_numpy(np.partition(torch.cdist(x[:, i:i + CHUNK], x).numpy(), k, axis=2)[..., k])
+    return torch.cat([torch.from_numpy(np.partition(exact_cdist(x[:, i:i + CHUNK], x, ids[:, i:i + CHUNK], ids).numpy(),
+                                                    k, axis=2)[..., k])
                       for i in range(0, x.shape[1], CHUNK)], dim=1)
 
 
 def batched_prdc(real: torch.Tensor, fake: torch.Tensor, k: int, real_radii: torch.Tensor) -> dict[str, np.ndarray]:
     """Precision, recall, density, coverage of B (real, fake) pairs; as :func:`madlab.metrics.knn.prdc`."""
     f_radii = batched_knn_radii(fake, k)
+    real_ids, fake_ids = batched_row_ids(real, fake)
+    weights = atom_weights(real_ids, real_radii, k)
     b, n_fake = fake.shape[0], fake.shape[1]
     fake_in_real_ball = torch.zeros((b, n_fake), dtype=torch.bool)
     fake_ball_count = torch.zeros((b, n_fake), dtype=torch.float64)
     real_in_fake_ball = torch.empty(real.shape[:2], dtype=torch.bool)
     real_covered = torch.empty(real.shape[:2], dtype=torch.bool)
     for i in range(0, real.shape[1], CHUNK):
-        d = torch.cdist(real[:, i:i + CHUNK], fake)
-        r = real_radii[:, i:i + CHUNK, None]
-        fake_in_real_ball |= (d <= r).any(1)
-        fake_ball_count += (d < r).sum(1)
-        real_in_fake_ball[:, i:i + CHUNK] = (d <= f_radii[:, None, :]).any(2)
-        real_covered[:, i:i + CHUNK] = d.min(2).values < r[..., 0]
+        rows = slice(i, i + CHUNK)
+        d = exact_cdist(real[:, rows], fake, real_ids[:, rows], fake_ids)
+        fake_in_real_ball |= (d <= real_radii[:, rows, None]).any(1)
+        count, real_covered[:, rows] = ball_counts(d, real_radii[:, rows], weights[:, rows])
+        fake_ball_count += count
+        real_in_fake_ball[:, rows] = (d <= f_radii[:, None, :]).any(2)
     return {"precision": fake_in_real_ball.double().mean(1).numpy(),
             "recall": real_in_fake_ball.double().mean(1).numpy(),
             "density": fake_ball_count.mean(1).numpy() / k,
