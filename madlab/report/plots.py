@@ -8,6 +8,9 @@ import re
 
 import numpy as np
 import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 from madlab.core.samples import Samples
 from madlab.datasets import get_dataset_class
@@ -434,11 +437,6 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
     points in grey, so drift away from the data is visible; points are coloured by class label
     (a digit legend) where the samples carry labels.
     """
-    from matplotlib.lines import Line2D
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
-
     plt = pyplot()
     reps = representative_runs(results, limit=3)
     if not reps:
@@ -451,45 +449,15 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
     fig, axes = plt.subplots(len(reps), cols, figsize=(2.3 * cols, 2.3 * len(reps) + 0.6), squeeze=False)
     labelled = False
     for i, (label, run_id) in enumerate(reps):
-        gens = pick_generations(results.generations(run_id), generations)
-        parts = [results.samples(run_id, g) for g in gens]
-        real = _real_reference(results, run_id, per_generation, images=images)
-        if real is not None and not images:
-            real = Samples(np.asarray(real, np.float32), None)
-        if real is not None and real.x.shape[1:] != parts[0].x.shape[1:]:
-            real = None
-        sets = ([real] if real is not None else []) + parts
-        names = (["real"] if real is not None else []) + [f"t={g}" for g in gens]
+        sets, names, has_real = _tsne_sets(results, run_id, per_generation, generations, images)
         xs = [p.x[:per_generation].reshape(min(per_generation, len(p)), -1) for p in sets]
         ys = [p.y[:per_generation] if p.y is not None else None for p in sets]
-        stacked = np.concatenate(xs).astype(np.float64)
-        owner = np.concatenate([np.full(len(x), k) for k, x in enumerate(xs)])
-        if stacked.shape[1] > 50:
-            stacked = PCA(50, random_state=0).fit_transform(stacked)
-        perplexity = float(min(30, max(2, (len(stacked) - 1) // 3)))
-        with threadpool_limits(1):  # OpenMP spin-waiting on a busy machine costs 100x here
-            emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(stacked)
-        background = owner == 0 if real is not None else np.zeros(len(owner), bool)
-        for j in range(cols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j >= len(sets):
-                ax.axis("off")
-                continue
-            mine = owner == j
-            other = background & ~mine if real is not None else ~mine
-            ax.scatter(emb[other, 0], emb[other, 1], s=2, c="0.82", rasterized=True)
-            if ys[j] is not None:
-                labelled = True
-                ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c=ys[j], cmap="tab10", vmin=0, vmax=9, rasterized=True)
-            else:
-                ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c="0.2" if names[j] == "real" else "tab:blue",
-                           rasterized=True)
-            ax.set_title(names[j], fontsize=8)
-            if j == 0:
-                ax.set_ylabel(label, fontsize=7)
+        emb, owner = _joint_tsne(xs)
+        labelled |= _tsne_row(axes[i], emb, owner, ys, names, has_real)
+        axes[i, 0].set_ylabel(label, fontsize=7)
     if labelled:
+        from matplotlib.lines import Line2D  # matplotlib is loaded through pyplot() (the Agg backend first)
+
         cmap = plt.get_cmap("tab10")
         handles = [Line2D([], [], ls="", marker="o", ms=5, color=cmap(d)) for d in range(10)]
         fig.legend(handles, [str(d) for d in range(10)], title="class", fontsize=7, title_fontsize=7,
@@ -498,6 +466,55 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
                  "(grey: the real points)", fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def _tsne_sets(results: Results, run_id: str, per_generation: int, generations: int, images: bool):
+    """(sample sets, their column names, whether the first is the real reference) of one run's row."""
+    gens = pick_generations(results.generations(run_id), generations)
+    parts = [results.samples(run_id, g) for g in gens]
+    real = _real_reference(results, run_id, per_generation, images=images)
+    if real is not None and not images:
+        real = Samples(np.asarray(real, np.float32), None)
+    if real is not None and real.x.shape[1:] != parts[0].x.shape[1:]:
+        real = None
+    sets = ([real] if real is not None else []) + parts
+    names = (["real"] if real is not None else []) + [f"t={g}" for g in gens]
+    return sets, names, real is not None
+
+
+def _joint_tsne(xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One 2-D t-SNE of the stacked sets (PCA to 50 dimensions first), and which set owns each point."""
+    stacked = np.concatenate(xs).astype(np.float64)
+    owner = np.concatenate([np.full(len(x), k) for k, x in enumerate(xs)])
+    if stacked.shape[1] > 50:
+        stacked = PCA(50, random_state=0).fit_transform(stacked)
+    perplexity = float(min(30, max(2, (len(stacked) - 1) // 3)))
+    with threadpool_limits(1):  # OpenMP spin-waiting on a busy machine costs 100x here
+        emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(stacked)
+    return emb, owner
+
+
+def _tsne_row(row, emb: np.ndarray, owner: np.ndarray, ys: list, names: list[str], has_real: bool) -> bool:
+    """Draw one run's columns (each set over the others in grey); True when points carry labels."""
+    labelled = False
+    background = owner == 0 if has_real else np.zeros(len(owner), bool)
+    for j, ax in enumerate(row):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j >= len(names):
+            ax.axis("off")
+            continue
+        mine = owner == j
+        other = background & ~mine if has_real else ~mine
+        ax.scatter(emb[other, 0], emb[other, 1], s=2, c="0.82", rasterized=True)
+        if ys[j] is not None:
+            labelled = True
+            ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c=ys[j], cmap="tab10", vmin=0, vmax=9, rasterized=True)
+        else:
+            ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c="0.2" if names[j] == "real" else "tab:blue",
+                       rasterized=True)
+        ax.set_title(names[j], fontsize=8)
+    return labelled
 
 
 def final_vs_total_panel(results: Results, metric: str = "w2", last: int = 3):
