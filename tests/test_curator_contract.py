@@ -45,6 +45,13 @@ CASES: dict[str, list[CuratorCase]] = {
         CuratorCase({"name": "detector", "b": 1.0, "features": "linear", "replace": False, "pool": 1.5},
                     dataset=ROSEN),
     ],
+    "entropy-select": [
+        CuratorCase({"name": "entropy-select", "pool": 3},
+                    bad=({"name": "entropy-select", "pool": 0.5}, {"name": "entropy-select", "pool": 100}),
+                    wrong_data=({"name": "zipf-text"},)),
+        CuratorCase({"name": "entropy-select", "pool": 1.5}, dataset=GMM),
+        CuratorCase({"name": "entropy-select"}, dataset=MNIST, n_keep=20),
+    ],
 }
 
 
