@@ -125,6 +125,19 @@ class ImageDataset(Dataset):
                                f"lower metrics.n_eval")
         return rows(np.sort(order[:n]))
 
+    def eval_source(self) -> str:
+        if self._test_split() is not None:
+            return "test split"
+        return "held-out split" if self._holdout else "training pool (no held-out split)"
+
+    def training_pool_eval_set(self, n: int, *, seed: int) -> Samples:
+        """``n`` images of the training pool (a permutation of its own), whatever split the dataset has."""
+        train, _ = self._split
+        if n > len(train):
+            raise DatasetError(f"{self.name}: metrics want {n} real evaluation images but its training pool has "
+                               f"{len(train)}; lower metrics.n_eval")
+        return self._rows(np.sort(train[_permutation(len(train), seed, _EVAL_SALT)[:n]]))
+
     def real_vs_real_set(self, n: int, *, seed: int, reference_seed: int) -> tuple[Samples, int]:
         """Images the reference set ``eval_set(n, seed=reference_seed)`` does not hold: the rest of the
         evaluation pool, then (with a test or held-out split) training-pool images (order ``seed``)."""

@@ -164,6 +164,16 @@ class CorpusDataset(TokenDataset):
     def eval_set(self, n, *, seed):
         return Samples(self._encoded[self.eval_indices(n, seed=seed)])
 
+    def eval_source(self) -> str:
+        return "held-out split"
+
+    def training_pool_eval_set(self, n, *, seed):
+        """``n`` training documents (a permutation of their own): ``metrics.reference: training-pool``."""
+        if n > self.size:
+            raise DatasetError(f"{self.name}: metrics want {n} real documents but the training pool has {self.size}; "
+                               f"lower metrics.n_eval")
+        return Samples(self._encoded[np.sort(self._train_idx[_permutation(self.size, seed, _EVAL_SALT)][:n])])
+
     def real_vs_real_set(self, n, *, seed, reference_seed):
         """Documents the reference set ``eval_set(n, seed=reference_seed)`` does not hold: the rest of the
         held-out split, then training documents (order ``seed``)."""
@@ -184,7 +194,11 @@ class CorpusDataset(TokenDataset):
         """Validate-time check: the held-out split holds the documents the metrics score."""
         super().check_run(run)
         n = eval_size(run)
-        if n > self.heldout_size:
+        if getattr(run.metrics, "reference", "heldout") == "training-pool":
+            if n > self.size:
+                raise DatasetError(f"metrics.n_eval: metrics want {n} real documents but {self.name}'s training pool "
+                                   f"has {self.size}; lower metrics.n_eval")
+        elif n > self.heldout_size:
             raise DatasetError(f"metrics.n_eval: metrics want {n} held-out documents but {self.name} holds out "
                                f"{self.heldout_size}; lower metrics.n_eval or raise dataset.heldout")
 

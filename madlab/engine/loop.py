@@ -25,7 +25,7 @@ from madlab.core.samples import Samples
 from madlab.core.tokenizer import check_tokens
 from madlab.engine.curation_stage import CurationStage, round_seed
 from madlab.engine.shared_generation import SharedFirstGeneration
-from madlab.metrics import make_evaluator
+from madlab.metrics import make_evaluator, reference_set, reference_source
 from madlab.schema.config import RunConfig, eval_size
 from madlab.schema.schemes import Part, Plan, history_needed, plan
 from madlab.specs import make_components
@@ -90,9 +90,11 @@ class Loop:
     @property
     def evaluator(self):
         if self._evaluator is None:
-            real_eval = self.dataset.eval_set(self.n_eval, seed=derive_seed(self.config.seed, "eval"))
+            real_eval = reference_set(self.dataset, self.config.metrics, self.n_eval,
+                                      seed=derive_seed(self.config.seed, "eval"))
             self._evaluator = make_evaluator(self.dataset, self.config.metrics, real_eval,
                                              cache_dir=self.cache_dir, device=self.device)
+            self._evaluator.metadata["reference"] = reference_source(self.dataset, self.config.metrics)
         return self._evaluator
 
     # ------------------------------------------------------------------ the step

@@ -71,6 +71,21 @@ def _check_text_features(names, extractor, weights_path, dataset) -> None:
                               f"to train on, and {dataset.name!r} has none")
 
 
+def reference_set(dataset, metrics_cfg, n: int, *, seed: int):
+    """The metrics' real reference set of a run: held out from training wherever the dataset has a split
+    (``eval_set``), or drawn from the training pool when ``metrics.reference: training-pool`` (MAD's protocol)."""
+    if getattr(metrics_cfg, "reference", "heldout") == "training-pool":
+        return dataset.training_pool_eval_set(n, seed=seed)
+    return dataset.eval_set(n, seed=seed)
+
+
+def reference_source(dataset, metrics_cfg) -> str:
+    """Where that reference set comes from, in words (recorded in every generation's metadata as ``reference``)."""
+    if getattr(metrics_cfg, "reference", "heldout") == "training-pool" and dataset.size is not None:
+        return "training pool (metrics.reference: training-pool)"
+    return dataset.eval_source()
+
+
 def make_evaluator(dataset, metrics_cfg, real_eval, *, cache_dir: str, device: str = "cpu"):
     """The evaluator for one run: ``evaluator(fake: Samples) -> dict[str, float]``."""
     if dataset.kind == "tokens":
@@ -80,4 +95,4 @@ def make_evaluator(dataset, metrics_cfg, real_eval, *, cache_dir: str, device: s
     return LowDimEvaluator(dataset, metrics_cfg, real_eval)
 
 
-__all__ = ["EVALUATOR_METRICS", "check_metrics_config", "feature_metrics", "known_metric_names", "make_evaluator"]
+__all__ = ["EVALUATOR_METRICS", "check_metrics_config", "reference_set", "reference_source", "feature_metrics", "known_metric_names", "make_evaluator"]

@@ -48,6 +48,17 @@ class Dataset(ABC):
         """A held-out real reference set for metrics, independent of every training draw."""
         return self.draw(n, seed=seed, offset=_EVAL_OFFSET)
 
+    def eval_source(self) -> str:
+        """Where :meth:`eval_set` takes the metrics' reference set from, in words (every run records it in
+        its metadata as ``reference``; the report shows it): analytic sources draw fresh samples."""
+        return "fresh draws"
+
+    def training_pool_eval_set(self, n: int, *, seed: int) -> Samples:
+        """The reference set drawn from the training pool itself (``metrics.reference: training-pool``: MAD's
+        protocol, which scores generators against the data they train on). Analytic sources have no pool
+        to reuse: :meth:`eval_set`'s fresh draws."""
+        return self.eval_set(n, seed=seed)
+
     def real_vs_real_set(self, n: int, *, seed: int, reference_seed: int) -> tuple[Samples, int]:
         """The report's real-vs-real sample: ``n`` real samples to score against the reference set
         ``eval_set(n, seed=reference_seed)`` exactly as a generation's samples are (what a perfect

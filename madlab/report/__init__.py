@@ -310,6 +310,7 @@ def _index_html(results: Results, figure: MadFigure | None, panels: list[Panel])
             ("scale", results.scale), ("generators", ", ".join(results.generators) or "unknown"),
             ("metric extractor", ", ".join(results.extractors) or ("none (low-dimensional metrics)" if len(results.values)
                                                                    else "unknown (no generation yet)")),
+            ("metric reference set", ", ".join(results.references) or "not recorded"),
             ("run date", results.date), ("madlab version", str(results.info.get("madlab_version", "unknown")))]
     if results.table is not None:
         with_data = results.values["run_id"].nunique()

@@ -107,6 +107,18 @@ class Results:
         pairs = self.table[cols].dropna(subset=["extractor"]).drop_duplicates()
         return [" ".join(str(v) for v in row if v is not None and v == v and str(v)) for row in pairs.itertuples(index=False)]
 
+    @cached_property
+    def references(self) -> list[str]:
+        """Where the runs' metric reference sets came from (generation 1's ``metadata.reference``: a test or
+        held-out split, the training pool, fresh draws); runs from before it was recorded are left out."""
+        found = set()
+        for run_id in self.runs["run_id"] if "run_id" in self.runs else []:
+            try:
+                found.add((self.run(str(run_id)).record(1).get("metadata") or {}).get("reference"))
+            except (OSError, ValueError, KeyError):  # a batched run (no run folder record) or none yet
+                found.add(self._batched.metadata(str(run_id)).get("reference"))
+        return sorted(found - {None})
+
     # ------------------------------------------------------------------ the table
     @cached_property
     def values(self) -> pd.DataFrame:

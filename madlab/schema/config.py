@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -95,6 +95,10 @@ class MetricsConfig(_Strict):
     extractor: str | None = Field(None, description="image feature extractor (default per dataset)")
     weights_path: str | None = Field(None, description="local weights file for the extractor")
     kid_subset_size: int | None = Field(None, ge=2, description="KID subset size (default min(1000, n_eval))")
+    reference: Literal["heldout", "training-pool"] = Field(
+        "heldout", description="the metrics' real reference set: held out from training wherever the dataset has "
+                               "a split (test or held-out), or 'training-pool', MAD's protocol of scoring against "
+                               "the data the models train on")
     device: str | None = None
 
 
@@ -122,6 +126,8 @@ class RunConfig(_Strict):
         """What determines a run's results (resources do not)."""
         data = self.model_dump(mode="json", exclude={"resources"})
         data["metrics"].pop("device", None)
+        if data["metrics"].get("reference") == "heldout":  # the default: run ids from before the key stay valid
+            data["metrics"].pop("reference")
         return data
 
     def run_hash(self) -> str:

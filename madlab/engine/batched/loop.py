@@ -25,6 +25,7 @@ import numpy as np
 from madlab.engine.batched.metrics import BatchedLowDimEvaluator
 from madlab.engine.batched.plan import batch_key
 from madlab.engine.batched.seeds import derive_seeds
+from madlab.metrics import reference_set, reference_source
 from madlab.metrics.memorisation import METRICS as MEMORISATION
 from madlab.plugins.batched import PerRunGenerators, batched_family
 from madlab.schema.config import RunConfig, eval_size
@@ -105,9 +106,11 @@ class BatchLoop:
     @property
     def evaluator(self) -> BatchedLowDimEvaluator:
         if self._evaluator is None:
-            real_eval = np.stack([np.asarray(self.dataset.eval_set(self.n_eval, seed=s).x)
+            metrics = self.configs[0].metrics
+            real_eval = np.stack([np.asarray(reference_set(self.dataset, metrics, self.n_eval, seed=s).x)
                                   for s in derive_seeds(self.seeds, "eval")])
-            self._evaluator = BatchedLowDimEvaluator(self.dataset, self.configs[0].metrics, real_eval)
+            self._evaluator = BatchedLowDimEvaluator(self.dataset, metrics, real_eval)
+            self._evaluator.metadata["reference"] = reference_source(self.dataset, metrics)
         return self._evaluator
 
     def training_sets(self, t: int, slots: np.ndarray) -> tuple[np.ndarray, list[dict]]:

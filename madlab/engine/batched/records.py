@@ -272,6 +272,13 @@ class BatchedSamples:
                 return {str(k): float(v) for k, v in zip(z["real_vs_real_names"], z["real_vs_real"][row])}
         return {}
 
+    def metadata(self, run_id: str) -> dict:
+        """The metadata of a batched run's generation-1 record (extractor, reference set), or {}."""
+        for _, path, _ in self._records(run_id, "metadata", generation=1):
+            with np.load(path, allow_pickle=False) as z:
+                return json.loads(str(z["metadata"]))
+        return {}
+
     def generations(self, run_id: str) -> list[int]:
         return sorted({t for t, _, _ in self._records(run_id)})
 
