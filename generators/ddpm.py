@@ -17,9 +17,22 @@ guidance, so ``sample`` rejects λ = 0 with a :class:`~madlab.core.errors.Config
 clamping it to an arbitrary w. Without class labels (e.g. ``rosenbrock``, or a conditional
 model fitted on unlabelled samples, which then trains and samples the null class only) λ has
 nothing to guide: it is ignored, with a warning.
+
+SIMS (``loop.sims``; Alemohammad et al. 2024, "Self-Improving Diffusion Models with Synthetic Data",
+arXiv 2408.16333): after fitting, the loop has the model draw ``sims.size`` samples of its own and
+:meth:`DDPMGenerator.fit_auxiliary` fine-tunes a copy of the (EMA) model on them for ``sims.steps`` steps;
+sampling then uses the guided prediction
+
+    s = (1 + ω) s_model − ω s_auxiliary,
+
+steering away from what the model's own synthetic data taught. The mix is affine in ε (and so in v and
+x_0 at fixed x_t), so it holds for every ``prediction``. With classifier-free guidance (λ < 1) each model
+is guided first, s_m = s_m(x, ∅) + (1 + w)(s_m(x, c) − s_m(x, ∅)), then the two are mixed as above.
+ω = 0 skips the auxiliary model altogether: the plain sampler, the same operations.
 """
 from __future__ import annotations
 
+import copy
 import math
 import warnings
 from typing import ClassVar, Literal
@@ -32,7 +45,8 @@ from torch import nn
 
 from madlab.core.errors import ConfigError, RunFailed
 from madlab.plugins.torch import (EMA, NeuralParams, TorchGenerator, autocast, endless_batches, load_module_state,
-                                  maybe_compile, module_state, randn, steps_per_epoch, tensors_to_samples)
+                                  maybe_compile, module_state, randn, samples_to_tensors, steps_per_epoch,
+                                  tensors_to_samples, torch_generator)
 
 
 class MLPDenoiser(nn.Module):
@@ -71,6 +85,7 @@ class DDPMGenerator(TorchGenerator):
     min_bias_exclusive = 0.0  # λ = 0 is infinite guidance: refused at config time
     data_kinds = frozenset({"vector", "image"})
     min_fit_samples = 2
+    supports_sims = True
 
     class Params(NeuralParams):
         # Sizes left unset (None) come from PRESETS[preset][kind].
@@ -161,6 +176,8 @@ class DDPMGenerator(TorchGenerator):
         self.null_class = int(num_classes) if self.conditional else None
         self.train_scheduler = DDPMScheduler(**self._scheduler_config())
         self.label_freq: torch.Tensor | None = None
+        self.aux: nn.Module | None = None  # SIMS: the auxiliary model fine-tuned on the model's own samples
+        self.sims_omega = 0.0
 
     # -- construction ---------------------------------------------------------------------
 
@@ -195,6 +212,7 @@ class DDPMGenerator(TorchGenerator):
     def _train(self, x, y, generator):
         p, dev = self.p, self.torch_device
         n = len(x)
+        self.aux, self.sims_omega = None, 0.0  # a fresh fit has no SIMS auxiliary until fit_auxiliary
         if not self.normalised:
             # Vector data are standardised once, on the first fit; a warm-started model keeps
             # the coordinates it was trained in.
@@ -231,6 +249,21 @@ class DDPMGenerator(TorchGenerator):
         return y
 
     def _train_step(self, model, optimizer, x, labels, index, generator):
+        loss = self._loss(model, x, labels, index, generator)
+        self._update(self.model, optimizer, loss)
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return loss.detach()
+
+    def _update(self, module, optimizer, loss):
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.p.grad_clip:
+            torch.nn.utils.clip_grad_norm_(module.parameters(), self.p.grad_clip)
+        optimizer.step()
+
+    def _loss(self, model, x, labels, index, generator):
+        """The denoising loss on rows ``index`` (noise, timesteps and condition dropout drawn from ``generator``)."""
         p, dev = self.p, self.torch_device
         index = index.to(dev)
         x0 = x[index]
@@ -250,15 +283,25 @@ class DDPMGenerator(TorchGenerator):
             target = x0
         else:
             target = self.train_scheduler.get_velocity(x0, noise, t)
-        loss = torch.nn.functional.mse_loss(pred.float(), target)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if p.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), p.grad_clip)
-        optimizer.step()
-        if self.ema is not None:
-            self.ema.update(self.model)
-        return loss.detach()
+        return torch.nn.functional.mse_loss(pred.float(), target)
+
+    def fit_auxiliary(self, data, *, omega, steps, seed):
+        """SIMS: fine-tune a copy of the sampled (EMA) weights on ``data``, the model's own samples, in the
+        model's coordinates; ``sample`` then mixes (1 + omega) s_model - omega s_auxiliary."""
+        generator = torch_generator(seed)
+        x, y = samples_to_tensors(data, self.torch_device)
+        x = (x - self.shift) / self.scale
+        labels = None
+        if self.conditional:
+            labels = y if y is not None and self._guidable else torch.full(
+                (len(x),), self.null_class, dtype=torch.int64, device=self.torch_device)
+        aux = copy.deepcopy(self.ema.module if self.ema is not None else self.model)
+        aux.requires_grad_(True).train()
+        optimizer = torch.optim.Adam(aux.parameters(), lr=self.p.lr)
+        batches = endless_batches(len(x), self.p.batch_size, generator)
+        for _ in range(steps):
+            self._update(aux, optimizer, self._loss(aux, x, labels, next(batches), generator))
+        self.aux, self.sims_omega = aux.eval().requires_grad_(False), float(omega)
 
     # -- sampling -------------------------------------------------------------------------
 
@@ -335,13 +378,20 @@ class DDPMGenerator(TorchGenerator):
         for t in sched.timesteps:
             tt = torch.full((len(c) if c is not None else b,), int(t), device=dev, dtype=torch.int64)
             inp = torch.cat([xt, xt]) if guidance is not None else xt
-            with autocast(dev, p.amp):
-                out = self._forward(module, inp, tt, c).float()
-            if guidance is not None:  # affine in ε at fixed x_t, so the same mix holds for v and x_0
-                out_c, out_u = out.chunk(2)
-                out = out_u + guidance * (out_c - out_u)
+            out = self._predict(module, inp, tt, c, guidance)
+            if self.aux is not None and self.sims_omega > 0:  # SIMS; ω = 0 leaves the plain path untouched
+                out = (1 + self.sims_omega) * out - self.sims_omega * self._predict(self.aux, inp, tt, c, guidance)
             xt = sched.step(out, int(t), xt, generator=generator, **step_kwargs).prev_sample
         return xt
+
+    def _predict(self, module, inp, tt, c, guidance):
+        """One network's prediction, classifier-free guided when ``guidance`` = 1 + w is set."""
+        with autocast(self.torch_device, self.p.amp):
+            out = self._forward(module, inp, tt, c).float()
+        if guidance is not None:  # affine in ε at fixed x_t, so the same mix holds for v and x_0
+            out_c, out_u = out.chunk(2)
+            out = out_u + guidance * (out_c - out_u)
+        return out
 
     # -- state ----------------------------------------------------------------------------
 
@@ -353,6 +403,9 @@ class DDPMGenerator(TorchGenerator):
         state["data.scale"] = self.scale.detach().cpu()
         if self.label_freq is not None:
             state["data.label_freq"] = self.label_freq.clone()
+        if self.aux is not None:
+            state.update(module_state("aux", self.aux))
+            state["sims.omega"] = torch.tensor(self.sims_omega, dtype=torch.float64)
         return state
 
     def _load(self, state):
@@ -372,6 +425,12 @@ class DDPMGenerator(TorchGenerator):
         self.normalised = True
         freq = state.get("data.label_freq")
         self.label_freq = None if freq is None else freq.double().cpu()
+        self.aux, self.sims_omega = None, 0.0
+        if "sims.omega" in state:
+            self.aux = copy.deepcopy(self.model)
+            load_module_state("aux", self.aux, state)
+            self.aux.eval().requires_grad_(False)
+            self.sims_omega = float(state["sims.omega"])
 
     @classmethod
     def min_train_size(cls, params):

@@ -33,7 +33,8 @@ from madlab.store.storage import RunStore
 from madlab.store.tokenizer_file import store_tokenizer
 
 #: the purposes a run draws random numbers for; each is its own stream (derive_seed)
-PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7}
+PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7, "sims": 8,
+            "sims_fit": 9}
 
 
 def derive_seed(seed: int, purpose: str, generation: int = 0) -> int:
@@ -117,6 +118,8 @@ class Loop:
             generator.load_state_dict(self.store.state(t - 1))
         t_data = time.perf_counter()
         generator.fit(train, seed=derive_seed(seed, "fit", t))
+        if loop.sims is not None:
+            self._fit_sims(generator, t)
         t_fit = time.perf_counter()
         samples = generator.sample(max(loop.n_synthetic, self.n_eval), bias=loop.bias,
                                    seed=derive_seed(seed, "sample", t))
@@ -155,6 +158,13 @@ class Loop:
         for old in [g for g in self._synthetic if g < t - history_needed(self.config.loop)]:
             del self._synthetic[old]
         return record
+
+    def _fit_sims(self, generator, t: int) -> None:
+        """loop.sims: the auxiliary model of SIMS, fine-tuned on ``sims.size`` samples the fitted model draws
+        itself (plain sampler, the loop's bias); later sampling guides away from it (generator.fit_auxiliary)."""
+        sims, seed = self.config.loop.sims, self.config.seed
+        own = self._check(generator.sample(sims.size, bias=self.config.loop.bias, seed=derive_seed(seed, "sims", t)), t)
+        generator.fit_auxiliary(own, omega=sims.omega, steps=sims.steps, seed=derive_seed(seed, "sims_fit", t))
 
     def _curate(self, generator, training_plan: Plan, samples: Samples, t: int):
         """loop.curation on generation t's samples (madlab.engine.curation_stage); the curator's real

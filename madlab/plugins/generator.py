@@ -75,6 +75,14 @@ class Generator(ABC):
 
     #: sampling biases this family cannot realise (e.g. λ = 0 is infinite guidance for diffusion)
     min_bias_exclusive: ClassVar[float | None] = None
+    #: a diffusion family that implements ``fit_auxiliary`` (``loop.sims``: SIMS guidance)
+    supports_sims: ClassVar[bool] = False
+
+    def fit_auxiliary(self, data: Samples, *, omega: float, steps: int, seed: int) -> None:
+        """SIMS (``loop.sims``, only where ``supports_sims``): fine-tune an auxiliary copy of the fitted model on
+        ``data`` (the generation's own samples) for ``steps`` steps; ``sample`` then guides away from it with
+        weight ``omega``. Part of the state (checkpoints and resume keep it)."""
+        raise NotImplementedError(f"generator {self.name!r} has no SIMS auxiliary model")
     #: names :meth:`model_metrics` can return (``metrics.names`` is checked against them)
     model_metric_names: ClassVar[frozenset[str]] = frozenset()
 

@@ -50,6 +50,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
+class SimsConfig(_Strict):
+    """SIMS (Alemohammad et al. 2024, "Self-Improving Diffusion Models with Synthetic Data"): each generation's
+    diffusion model gets an auxiliary copy fine-tuned on ``size`` of its own samples, and samples with the
+    guided prediction (1 + omega) s_model - omega s_auxiliary (omega = 0: the plain model)."""
+
+    omega: float = Field(ge=0.0, description="guidance away from the auxiliary (synthetic-data) model; 0 = off")
+    size: int = Field(ge=2, description="samples of the generation's own model the auxiliary is fine-tuned on "
+                                        "(at most loop.n_synthetic)")
+    steps: int = Field(100, ge=1, description="optimizer steps fine-tuning the auxiliary model")
+
+
 class LoopConfig(_Strict):
     scheme: Scheme
     generations: int = Field(ge=1)
@@ -63,6 +74,8 @@ class LoopConfig(_Strict):
     train_size: int | None = Field(None, ge=1, description="accumulate-subsample: fixed training-set size")
     curation: dict | None = Field(None, description="{name: <curator>, <params>}: selects or corrects each "
                                                     "generation's synthetic samples (madlab.curation)")
+    sims: SimsConfig | None = Field(None, description="SIMS guidance for diffusion generators (madlab.schema.config"
+                                                      ".SimsConfig)")
 
     @model_validator(mode="after")
     def _consistent(self):
@@ -78,6 +91,9 @@ class LoopConfig(_Strict):
             raise FieldProblem("n_initial", "only applies to scheme fresh-real (other schemes start from n_real)")
         if self.train_size is not None and self.scheme != "accumulate-subsample":
             raise FieldProblem("train_size", "only applies to scheme accumulate-subsample")
+        if self.sims is not None and self.sims.size > max(self.n_synthetic, 1):
+            raise FieldProblem("sims.size", f"{self.sims.size} is more than the loop.n_synthetic={self.n_synthetic} "
+                                            f"samples a generation makes")
         if self.scheme == "fresh-real" and self.generations > 1 and self.n_real < 1:
             raise FieldProblem("n_real", "fresh-real needs n_real > 0 new real samples per generation")
         return self
@@ -126,6 +142,8 @@ class RunConfig(_Strict):
         """What determines a run's results (resources do not)."""
         data = self.model_dump(mode="json", exclude={"resources"})
         data["metrics"].pop("device", None)
+        if data["loop"].get("sims") is None:  # off: run ids from before the key stay valid
+            data["loop"].pop("sims", None)
         if data["metrics"].get("reference") == "heldout":  # the default: run ids from before the key stay valid
             data["metrics"].pop("reference")
         return data

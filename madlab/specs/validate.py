@@ -51,6 +51,9 @@ def validate_run(config: dict, context: str = "") -> RunConfig:
         raise ConfigError(f"loop.bias: generator {generator_cls.name!r} needs λ > {floor:g}, got {run.loop.bias:g}{where}")
     if run.loop.curation is not None:
         validate_curation(run.loop.curation, dataset_cls(ds_params), where)
+    if run.loop.sims is not None and not generator_cls.supports_sims:
+        raise ConfigError(f"loop.sims: generator {generator_cls.name!r} is not a diffusion model; SIMS guides a "
+                          f"diffusion model's score by an auxiliary one (generators with SIMS: ddpm){where}")
     return run
 
 
