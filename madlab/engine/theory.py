@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import yaml
 
 from madlab import __version__
 from madlab.core.errors import ConfigError, MadlabError
@@ -306,7 +308,6 @@ def _loggrid(lo: int, hi: int, k: int) -> list[int]:
 
 def run_ess_study(study: EssStudy, log=print):
     """Both grids as one tidy table (pandas), with timing and Monte-Carlo error columns."""
-    import pandas as pd
 
     t0 = time.perf_counter()
     cells = study.cells()
@@ -372,7 +373,6 @@ ESS_TOP_LEVEL = ("name", "ess", "presets", "out")
 
 
 def _load_study(path: str, preset: str | None, overrides: list[str]) -> tuple[EssStudy, dict]:
-    import yaml
 
     p = Path(path)
     if not p.is_file():
@@ -399,7 +399,6 @@ def _load_study(path: str, preset: str | None, overrides: list[str]) -> tuple[Es
 
 def is_ess_spec(path: str) -> bool:
     """True when ``path`` is a YAML mapping with a top-level ``ess`` key (an ESS study, not a loop)."""
-    import yaml
 
     try:
         raw = yaml.safe_load(Path(path).read_text())

@@ -15,6 +15,7 @@ import base64
 import html
 import io
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,6 @@ def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
 
 
 def _report_remote(location, local_dir: str | None) -> list[str]:
-    import re
 
     if not any(location.exists(name) for name in (TABLE, ESS_TABLE, RUN_INFO)):
         raise MadlabError(f"{location.uri}: not a madlab results folder (no metrics.parquet, ess.parquet or run.json)")
@@ -223,7 +223,7 @@ def _raise(message: str):
 
 
 def _save(fig, stem: Path) -> list[str]:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after plots.pyplot() chose the Agg backend
 
     paths = []
     for ext, kwargs in (("png", {"dpi": DPI}), ("pdf", {})):
