@@ -220,7 +220,7 @@ def test_gillman_toy_correction_lowers_w2(tmp_path):
     """Gillman et al.'s toy as loops/curation_gillman_gaussian.yaml runs it (fixed-real 50 points, 25
     corrected samples a generation, truncated accumulation, MLE fit), 40 generations: γ = 5 ends with
     a lower W2 than γ = 0, paired over 24 seeds (the paired mean difference exceeds 4 standard errors;
-    the cpu-preset run in reports/README.md separates them by about 10 standard errors at 101
+    the cpu-preset run in reports/README.md separates them by about 9 standard errors at 101
     generations, 10 seeds)."""
     w2 = {}
     for gamma in (0.0, 5.0):
