@@ -14,6 +14,7 @@ from madlab.curation.rewards import check_lenet_images, lenet_features
 from madlab.errors import ConfigError
 from madlab.samples import Samples
 
+
 class SelfCorrect(Curator):
     """Self-correction: x' = (1 − t) x + t c(x), c(x) a target the sample is paired with.
 
@@ -26,7 +27,7 @@ class SelfCorrect(Curator):
     puts on the true distribution p*).
 
     madlab's own methods use γ ∈ [0, 1] as t itself and take their targets from the real data the
-    generation trained on: ``method: kmeans`` (the paper's MNIST recipe: 16 k-means centres per digit
+    generation trained on: ``method: kmeans`` (the paper's MNIST recipe at t = 1: 16 k-means centres per digit
     of the real training data; per class when both real and synthetic samples carry labels; for images
     ``space: lenet`` clusters LeNet features and uses the pixel mean of the nearest feature cluster),
     and ``method: assignment`` (vector data: a minimum-total-*squared*-distance assignment to the real
