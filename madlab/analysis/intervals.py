@@ -8,8 +8,8 @@ within one run are correlated.
 """
 from __future__ import annotations
 
-import itertools
 import math
+from functools import lru_cache
 
 import numpy as np
 from scipy import stats
@@ -59,7 +59,7 @@ def sign_flip_p(diffs, seed: int = 0) -> tuple[float, float]:
         return math.nan, math.nan
     observed = abs(d.mean())
     if n <= EXACT_SIGN_FLIPS:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+        signs = _all_signs(n)
     else:
         signs = np.random.default_rng(seed).choice((1.0, -1.0), size=(SIGN_FLIP_DRAWS, n))
     flipped = np.abs(signs @ d) / n
@@ -67,6 +67,13 @@ def sign_flip_p(diffs, seed: int = 0) -> tuple[float, float]:
     p = float(np.mean(flipped >= observed - tol))
     floor = 2.0 / 2**n if n <= EXACT_SIGN_FLIPS else 1.0 / SIGN_FLIP_DRAWS
     return p, floor
+
+
+@lru_cache(maxsize=EXACT_SIGN_FLIPS + 1)
+def _all_signs(n: int) -> np.ndarray:
+    """The 2^n sign patterns of n values, one per row."""
+    bits = (np.arange(2**n)[:, None] >> np.arange(n)) & 1
+    return 1.0 - 2.0 * bits
 
 
 def bootstrap_indices(n: int, draws: int, seed: int = 0) -> np.ndarray:
