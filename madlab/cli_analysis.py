@@ -203,7 +203,8 @@ def _threshold(args) -> int:
                               tol=args.tol, alpha=args.alpha, seeds=args.seeds, max_seeds=args.max_seeds,
                               scan=args.scan, on_probe=lambda frame: atomic_write_table(out / "probes.parquet", frame))
     atomic_write_table(out / "probes.parquet", result.probes)
-    atomic_write_json(out / "threshold.json", json.loads(json.dumps(result.summary(), default=str)))
+    answer = {k: (None if isinstance(v, float) and v != v else v) for k, v in result.summary().items()}  # NaN: null
+    atomic_write_json(out / "threshold.json", json.loads(json.dumps(answer, default=str)))
     _show(result.probes, None)
     print(f"\ncriterion: {result.criterion}")
     print(result.describe())
