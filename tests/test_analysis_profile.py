@@ -142,3 +142,23 @@ def test_profile_and_metrics_commands_on_a_results_folder(cli, write_spec, tmp_p
     assert code == 2 and "nope" in err and len(err.strip().splitlines()) == 1
     code, stdout, _ = cli("metrics", "--kind", "tokens")
     assert code == 0 and "perplexity" in stdout and "w2 " not in stdout
+
+
+def test_report_summary_shows_seed_spread_and_the_profile(cli, write_spec, tmp_path):
+    from madlab.report import make_report, open_results
+    from madlab.report.summary import generation_table
+
+    spec = gaussian_spec(generations=5)
+    spec["metrics"] = {"names": ["w2", "trace_cov"]}
+    spec["sweep"] = {"loop.bias": [1.0, 0.7], "seed": [0, 1, 2]}
+    out = tmp_path / "out"
+    assert cli("run", write_spec(spec), "--out", out, "--no-ray")[0] == 0
+    results = open_results(out)
+    table = generation_table(results, ("w2", "trace_cov"))
+    values = results.values
+    mine = values[(values.bias == 0.7) & (values.metric == "w2") & (values.generation == 5)]["value"]
+    row = table[table.bias == 0.7].iloc[0]
+    assert row["w2 @last sd"] == pytest.approx(mine.std(ddof=1))
+    make_report(str(out))
+    html = (out / "figures" / "index.html").read_text()
+    assert "Collapse profile" in html and " ± " in html and "variance-collapse" in html

@@ -65,22 +65,27 @@ def rate(curves: Curves, multiplicative: bool, window: tuple[int, int] | None = 
 def crossing_generation(mean: np.ndarray, generations: np.ndarray, level: float, sign: int) -> float:
     """First generation at which ``mean`` is at or past ``level`` in the worse direction (sign +1:
     higher is worse), linearly interpolated; inf if it never gets there."""
-    past = sign * (mean - level) >= 0
-    if not past.any():
-        return math.inf
-    j = int(np.argmax(past))
-    if j == 0:
-        return float(generations[0])
-    y0, y1 = mean[j - 1], mean[j]
-    return float(generations[j - 1] + (level - y0) / (y1 - y0) * (generations[j] - generations[j - 1]))
+    return float(crossing_generations(mean[None, :], generations, level, sign)[0])
+
+
+def crossing_generations(means: np.ndarray, generations: np.ndarray, level: float, sign: int) -> np.ndarray:
+    """:func:`crossing_generation` of each row of ``means`` (bootstrap replicates, at once)."""
+    past = sign * (means - level) >= 0
+    j = np.argmax(past, axis=1)
+    rows = np.arange(len(means))
+    y1, y0 = means[rows, j], means[rows, np.maximum(j - 1, 0)]
+    g1, g0 = generations[j].astype(float), generations[np.maximum(j - 1, 0)].astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = g0 + (level - y0) / (y1 - y0) * (g1 - g0)
+    out = np.where(j == 0, float(generations[0]), between)
+    return np.where(past.any(axis=1), out, math.inf)
 
 
 def crossing(curves: Curves, level: float, sign: int, confidence: float, draws: int = BOOTSTRAP_DRAWS):
     """(generation of the seed-mean curve's crossing, bootstrap interval over seeds)."""
     estimate = crossing_generation(curves.mean, curves.generations, level, sign)
     index = bootstrap_indices(len(curves.seeds), draws)
-    means = curves.values[index].mean(axis=1)  # (draws, generations)
-    replicates = np.array([crossing_generation(m, curves.generations, level, sign) for m in means])
+    replicates = crossing_generations(curves.values[index].mean(axis=1), curves.generations, level, sign)
     return estimate, percentile_interval(replicates, confidence)
 
 
