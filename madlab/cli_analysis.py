@@ -205,9 +205,13 @@ def _threshold(args) -> int:
     atomic_write_table(out / "probes.parquet", result.probes)
     answer = {k: (None if isinstance(v, float) and v != v else v) for k, v in result.summary().items()}  # NaN: null
     atomic_write_json(out / "threshold.json", json.loads(json.dumps(answer, default=str)))
+    from madlab.report.threshold_figure import threshold_figure
+
+    figure = threshold_figure(result, out / "threshold")[0]
     _show(result.probes, None)
     print(f"\ncriterion: {result.criterion}")
     print(result.describe())
     print(f"method: {result.method}")
-    print(f"[madlab] probes: {out / 'probes.parquet'}, answer: {out / 'threshold.json'}", file=sys.stderr)
+    print(f"[madlab] probes: {out / 'probes.parquet'}, answer: {out / 'threshold.json'}, figure: {figure}",
+          file=sys.stderr)
     return 0 if result.status in ("found", "noise-limited") else 1

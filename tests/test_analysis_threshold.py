@@ -136,6 +136,7 @@ def test_threshold_command_runs_probes_as_ordinary_runs_and_resumes(cli, write_s
                                           dim=2)["trace_cov"]
     truth = optimize.brentq(lambda bias: 0.7 * trace(bias)[0] - trace(bias)[-3:].mean(), 0.1, 1.0)
     assert answer["setting"] == "loop.bias" and "Bonferroni" in answer["method"]
+    assert (out / "threshold.png").stat().st_size > 0 and (out / "threshold.pdf").is_file()
     assert answer["low"] <= truth <= answer["high"]  # a >= 95 % interval: this fixed draw covers it
     probes = pd.read_parquet(out / "probes.parquet")
     folders = sorted(p.name for p in (out / "probes").iterdir())
