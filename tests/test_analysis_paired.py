@@ -113,5 +113,8 @@ def test_compare_command_answers_the_accumulate_question(cli, write_spec, tmp_pa
     table = pd.read_csv(tmp_path / "c.csv")
     assert set(table.quantity) == {"value@5", "rate ratio", "stationary"} and set(table.seeds) == {3}
     assert "t interval" in stdout and "sign-flip" in stdout
+    code, stdout, _ = cli("compare", out, "--by", "scheme", "--where", "bias=0.8", "--metric", "trace_cov",
+                          "--quantity", "rate", "--csv", tmp_path / "r.csv")
+    assert code == 0 and list(pd.read_csv(tmp_path / "r.csv").quantity) == ["rate ratio"]
     code, _, err = cli("compare", out, "--by", "scheme", "--a", "accumulate", "--b", "fresh-real")
     assert code == 2 and "accumulate" in err and len(err.strip().splitlines()) == 1

@@ -93,7 +93,8 @@ def compare_curves(ca: Curves, cb: Curves, metric: str, *, generations=(), quant
     direction = worse_direction(metric, worse) if (worse or metric_info(metric)) else ""
     rows = []
     for name in qa:
-        if name not in qb or (quantities and name.split("@")[0] not in quantities and name not in quantities):
+        kind = {"log-rate": "rate"}.get(name, name.split("@")[0])  # what --quantity names it
+        if name not in qb or (quantities and kind not in quantities and name not in quantities):
             continue
         row = {"metric": metric, "quantity": name, "a": labels[0], "b": labels[1],
                "mean_a": float(qa[name].mean()), "mean_b": float(qb[name].mean()),
