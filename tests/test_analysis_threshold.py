@@ -165,3 +165,20 @@ def test_threshold_bad_input_exits_2_before_anything_is_written(cli, write_spec,
     code, _, err = cli(*args)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_fig12_boundary_search_agrees_with_a_direct_monte_carlo_at_its_ends():
+    from madlab.analysis.ess_boundary import ess_boundary
+    from madlab.theory import fresh_real_limit_error, plain_error_curve
+
+    result = ess_boundary(1000, 2154, lo=0.9, hi=1.0, tol=0.01)
+    assert result.status in ("found", "noise-limited") and result.passes == "above"
+    # Independent chains (another seed), 1000 at each end. Each end was decided by a one-sided t bound at
+    # level ~1e-3 on <= 64 chains, so (if the decision was right) its true mean criterion is >= ~3 of those
+    # standard errors (sd / 8) from 0: >= ~12 standard errors (sd / 31.6) of the 1000-chain check, whose
+    # other error, the plain fit's Monte Carlo on 100,000 fits, is 10x smaller still.
+    plain = plain_error_curve(10, [1000], reps=100_000, seed=99)[0]
+    ends = fresh_real_limit_error([1000, 1000], [2154, 2154], [result.low, result.high], dim=10, reps=1000,
+                                  seed=123)["error"]
+    assert ends[0] > plain > ends[1]
