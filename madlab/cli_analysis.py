@@ -1,11 +1,10 @@
 """``madlab profile | compare | threshold | metrics``: the commands of :mod:`madlab.analysis`.
 
-Like :mod:`madlab.cli`, this module imports only argparse at the top so ``madlab --help`` stays
+Like :mod:`madlab.cli`, this module imports only the standard library at the top so ``madlab --help`` stays
 instant; each command imports its machinery when it runs.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
 COMMANDS = ("profile", "compare", "threshold", "metrics")

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
 
 from madlab.analysis import NOT_SEPARATED, compare, paired_interval
 from madlab.analysis.intervals import sign_flip_p

@@ -21,12 +21,14 @@ import pandas as pd
 
 #: key -> what the definition says collapse is (Schaeffer et al. 2025, §2, paraphrased)
 COLLAPSE_DEFINITIONS: dict[str, str] = {
-    "risk-increase": "any increase of the population risk (test loss, distance to the real distribution) over generations",
+    "risk-increase": "any increase of the population risk (test loss, distance to the real distribution) "
+                     "over generations",
     "catastrophic-risk": "the population risk grows without bound (diverges) over generations",
     "variance-collapse": "the model's variance / diversity shrinks towards a point mass",
     "tail-loss": "the tails (rare events) of the real distribution disappear first",
     "mode-loss": "modes / support of the real distribution are lost",
-    "mode-entanglement": "modes blur into each other: samples fall between or off the real modes (quality loss, hallucination)",
+    "mode-entanglement": "modes blur into each other: samples fall between or off the real modes (quality loss, "
+                         "hallucination)",
     "scaling-law-change": "the error's scaling law in the amount of data changes (needs a sweep over data size)",
     "real-performance": "the model's performance on real (held-out) data degrades",
 }

@@ -100,7 +100,8 @@ def stationary(curves: Curves, sign: int, confidence: float, window: int | None 
     level = t_interval(yw.mean(axis=1), confidence)
     drift = t_interval(ols_slopes(gw, yw) * (gw[-1] - gw[0]), confidence)
     mean_curve = curves.mean
-    scale = max(float(mean_curve.max() - mean_curve.min()), float(np.std(yw.mean(axis=1), ddof=1)) if len(y) > 1 else 0.0)
+    spread = float(np.std(yw.mean(axis=1), ddof=1)) if len(y) > 1 else 0.0
+    scale = max(float(mean_curve.max() - mean_curve.min()), spread)
     margin = flat_tol * scale
     status = _flatness(drift[1], drift[2], margin, sign)
     span = f"generations {int(gw[0])}-{int(gw[-1])}"

@@ -32,14 +32,12 @@ between the probes either side of 0.
 """
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from madlab.analysis.curves import arm_curves
 from madlab.analysis.intervals import one_sided_bounds
 from madlab.analysis.metric_info import worse_direction
 from madlab.errors import ConfigError, MadlabError
