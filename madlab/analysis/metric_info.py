@@ -42,6 +42,8 @@ class MetricInfo:
     collapse: tuple[str, ...]           # keys of COLLAPSE_DEFINITIONS
     kinds: tuple[str, ...]              # data kinds that compute it: vector, image, tokens
     multiplicative: bool = False        # a rate is a ratio per generation (log scale), not a slope
+    two_sided: bool = False             # moving away from real data's level either way is worse: ``worse``
+                                        # gives the usual direction, and no arm is called better
 
     @property
     def sign(self) -> int:
@@ -83,7 +85,7 @@ METRIC_INFO: dict[str, MetricInfo] = {
                              ("real-performance", "risk-increase", "catastrophic-risk"), ("tokens",), True),
     "ref_perplexity": MetricInfo("perplexity of the generated text under the reference text-lm (quality side; "
                                  "too low is over-sharpened)", (1, INF), "higher", ("mode-entanglement",),
-                                 ("tokens",), True),
+                                 ("tokens",), True, two_sided=True),
     "self_bleu": MetricInfo("mean sentence BLEU-4 of each generated document against the others", (0, 1), "higher",
                             ("variance-collapse",), ("tokens",)),
     "unigram_entropy": MetricInfo("entropy of the generated unigram distribution (nats)", (0, INF), "lower",
@@ -92,7 +94,8 @@ METRIC_INFO: dict[str, MetricInfo] = {
                              ("variance-collapse", "tail-loss"), ("tokens",)),
     "tail_mass": MetricInfo("generated share of the real set's rare tokens (real text ≈ 0.1)", (0, 1), "lower",
                             ("tail-loss",), ("tokens",)),
-    "mean_length": MetricInfo("mean generated document length (tokens)", (0, INF), "lower", (), ("tokens",)),
+    "mean_length": MetricInfo("mean generated document length (tokens)", (0, INF), "lower", (), ("tokens",),
+                              two_sided=True),
     "tv_truth": MetricInfo("total variation between the model and the true source (synthetic sources)", (0, 1),
                            "higher", ("risk-increase",), ("tokens",)),
     "kl_truth": MetricInfo("KL divergence from the true source to the model (synthetic sources)", (0, INF), "higher",
@@ -123,7 +126,7 @@ def worse_direction(metric: str, override: str | None = None) -> str:
 def metric_table():
     """The table as a tidy frame (one row per metric): for docs and ``madlab metrics``."""
     rows = [{"metric": name, "definition": i.definition, "range": f"[{i.range[0]:g}, {i.range[1]:g}]",
-             "worse": i.worse, "collapse": ", ".join(i.collapse), "kinds": ", ".join(i.kinds),
+             "worse": i.worse + (" (and away from real data either way)" if i.two_sided else ""), "collapse": ", ".join(i.collapse), "kinds": ", ".join(i.kinds),
              "rate": "ratio per generation" if i.multiplicative else "slope per generation"}
             for name, i in METRIC_INFO.items()]
     return pd.DataFrame(rows)

@@ -90,7 +90,9 @@ def compare_curves(ca: Curves, cb: Curves, metric: str, *, generations=(), quant
         generations = [int(min(ca.generations[-1], cb.generations[-1]))]
     qa = per_seed_quantities(ca, metric, generations, window)
     qb = per_seed_quantities(cb, metric, generations, window)
-    direction = worse_direction(metric, worse) if (worse or metric_info(metric)) else ""
+    info = metric_info(metric)
+    # no arm is "better" on a two-sided metric (e.g. ref_perplexity: too low is over-sharpened text)
+    direction = worse_direction(metric, worse) if (worse or (info and not info.two_sided)) else ""
     rows = []
     for name in qa:
         kind = {"log-rate": "rate"}.get(name, name.split("@")[0])  # what --quantity names it

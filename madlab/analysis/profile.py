@@ -166,8 +166,10 @@ def metric_profile(curves: Curves, metric: str, *, level=DEFAULT_LEVEL, confiden
     level_row, drift_row = stationary(curves, sign, confidence, window, flat_tol)
     rows += [{"quantity": "stationary", **level_row}, {"quantity": "drift", **drift_row}]
     tags = info.collapse if info else ()
+    two_sided = " (two-sided: away from real either way)" if info and info.two_sided else ""
     for row in rows:
-        row.update(metric=metric, seeds=n, generations=int(curves.generations[-1]), worse=f"{direction} is worse",
+        row.update(metric=metric, seeds=n, generations=int(curves.generations[-1]),
+                   worse=f"{direction} is worse{two_sided}",
                    collapse=", ".join(tags))
     return rows
 
