@@ -68,6 +68,7 @@ def add_parsers(sub) -> None:
     metrics = sub.add_parser("metrics", help="what each metric means: definition, range, worse direction, collapse "
                                              "definition (Schaeffer et al. 2025)")
     metrics.add_argument("--kind", choices=("vector", "image", "tokens"))
+    metrics.add_argument("--markdown", action="store_true", help="print docs/metrics.md (the whole table)")
 
 
 def _common(parser) -> None:
@@ -151,8 +152,11 @@ def _compare(args) -> int:
 
 
 def _metrics(args) -> int:
-    from madlab.analysis.metric_info import COLLAPSE_DEFINITIONS, metric_table
+    from madlab.analysis.metric_info import COLLAPSE_DEFINITIONS, metric_table, metrics_markdown
 
+    if args.markdown:
+        print(metrics_markdown(), end="")
+        return 0
     table = metric_table()
     if args.kind:
         table = table[table["kinds"].str.contains(args.kind)]

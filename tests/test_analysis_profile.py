@@ -38,6 +38,15 @@ def test_every_metric_row_is_complete():
         assert info.range[0] < info.range[1] and info.definition, name
 
 
+def test_docs_metrics_table_is_generated_from_the_metric_table():
+    from pathlib import Path
+
+    from madlab.analysis.metric_info import metrics_markdown
+
+    docs = Path(__file__).resolve().parent.parent / "docs" / "metrics.md"
+    assert docs.read_text() == metrics_markdown(), "regenerate: madlab metrics --markdown > docs/metrics.md"
+
+
 def test_linear_curve_slope_and_crossing_are_exact():
     # w2 = 0.1 + 0.05 g, no noise: slope 0.05, level 0.4 crossed at g = (0.4 - 0.1) / 0.05 = 6
     g = np.arange(1, 11)

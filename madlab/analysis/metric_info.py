@@ -130,3 +130,17 @@ def metric_table():
              "rate": "ratio per generation" if i.multiplicative else "slope per generation"}
             for name, i in METRIC_INFO.items()]
     return pd.DataFrame(rows)
+
+
+def metrics_markdown() -> str:
+    """docs/metrics.md: the table and the definitions as Markdown (``madlab metrics --markdown``)."""
+    lines = ["# Metrics: meaning, direction, collapse definition", "",
+             "Generated from `madlab.analysis.METRIC_INFO` by `madlab metrics --markdown > docs/metrics.md`;",
+             "`tests/test_analysis_profile.py` checks that this file matches the table.", "",
+             "| metric | worse | range | rate | collapse definitions | kinds | definition |", "|---|---|---|---|---|---|---|"]
+    for row in metric_table().itertuples(index=False):
+        lines.append(f"| `{row.metric}` | {row.worse} | {row.range} | {row.rate} | {row.collapse} | {row.kinds} | "
+                     f"{row.definition} |")
+    lines += ["", "## Collapse definitions (Schaeffer et al. 2025, arXiv 2503.03150; keys are madlab's)", ""]
+    lines += [f"- `{key}`: {meaning}" for key, meaning in COLLAPSE_DEFINITIONS.items()]
+    return "\n".join(lines) + "\n"
