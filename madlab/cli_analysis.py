@@ -15,6 +15,16 @@ def _pairs(parser, flag, help_text):
 
 
 def add_parsers(sub) -> None:
+    _profile_parser(sub)
+    _compare_parser(sub)
+    _threshold_parser(sub)
+    metrics = sub.add_parser("metrics", help="what each metric means: definition, range, worse direction, collapse "
+                                             "definition (Schaeffer et al. 2025)")
+    metrics.add_argument("--kind", choices=("vector", "image", "tokens"))
+    metrics.add_argument("--markdown", action="store_true", help="print docs/metrics.md (the whole table)")
+
+
+def _profile_parser(sub) -> None:
     profile = sub.add_parser("profile", help="collapse profile per arm and metric: rate, first crossing of a level, "
                                              "stationary level and flattening, 95%% intervals over seeds")
     profile.add_argument("dir", help="results folder")
@@ -27,6 +37,8 @@ def add_parsers(sub) -> None:
     profile.add_argument("--rate-window", help="generations the rate is fitted on, FIRST-LAST (default: all)")
     _common(profile)
 
+
+def _compare_parser(sub) -> None:
     compare = sub.add_parser("compare", help="paired comparison of arms that differ in one setting, over shared "
                                              "seeds: difference with 95%% t interval and exact sign-flip p")
     compare.add_argument("dir", help="results folder")
@@ -42,6 +54,8 @@ def add_parsers(sub) -> None:
     compare.add_argument("--window", type=int, help="generations of the stationary window (default: last third)")
     _common(compare)
 
+
+def _threshold_parser(sub) -> None:
     threshold = sub.add_parser("threshold", help="find where a criterion flips along one loop setting, by adaptive "
                                                  "bisection over ordinary runs; answer with a confidence interval")
     threshold.add_argument("config", help="loop spec (YAML) describing one arm (other sweep axes fixed)")
@@ -64,11 +78,6 @@ def add_parsers(sub) -> None:
     threshold.add_argument("--preset")
     threshold.add_argument("--no-ray", action="store_true", help="run the probes in this process")
     threshold.add_argument("--address", help="Ray cluster address (default: one local Ray instance for all probes)")
-
-    metrics = sub.add_parser("metrics", help="what each metric means: definition, range, worse direction, collapse "
-                                             "definition (Schaeffer et al. 2025)")
-    metrics.add_argument("--kind", choices=("vector", "image", "tokens"))
-    metrics.add_argument("--markdown", action="store_true", help="print docs/metrics.md (the whole table)")
 
 
 def _common(parser) -> None:
