@@ -105,6 +105,7 @@ def test_generation_folder_keeps_curated_and_uncurated_samples(tmp_path, name):
         if name == "self-correct":
             assert index is None and not np.array_equal(kept.x, candidates.x)
         else:
+            # exact: the kept samples are stored copies of candidate rows
             np.testing.assert_array_equal(kept.x, candidates.x[index])
         assert {"curation", "candidates"} <= set(record["seconds"])
     rows = set(table.metric)
@@ -114,12 +115,14 @@ def test_generation_folder_keeps_curated_and_uncurated_samples(tmp_path, name):
     assert ((rates > 0) & (rates <= 1)).all()
 
 
+@pytest.mark.fp_exact
 def test_model_metrics_of_a_curated_run_are_the_uncurated_runs_at_generation_1(tmp_path):
     plain = run(tmp_path / "plain", gaussian_spec(generations=1, n_real=60, n_synthetic=40))
     curated = run(tmp_path / "cur", curated_spec(LINEAR, generations=1))
     keep = ["metric", "value"]
     merged = plain[keep].merge(curated[keep], on="metric", suffixes=("_plain", "_cur"))
     assert len(merged) == plain.metric.nunique()
+    # exact: same path — the same generation-1 samples through the same metric code
     np.testing.assert_array_equal(merged.value_plain, merged.value_cur)
 
 
@@ -130,6 +133,7 @@ def test_curated_runs_resume_bit_for_bit(tmp_path, name):
     (r,) = build_spec(spec).runs
     Loop(r.config, tmp_path / "resumed" / "runs" / r.run_id).run(until=2)
     resumed = run(tmp_path / "resumed", spec)
+    # exact: same path — a resume continues from the stored generations on the same machine
     pd.testing.assert_frame_equal(reference, resumed)
     a, b = only_run(tmp_path / "ref"), only_run(tmp_path / "resumed")
     for t in range(1, 5):

@@ -101,9 +101,11 @@ def test_materialised_training_sets_match_the_plan(tmp_path, scheme, extra):
         for part in [q for q in p.parts if q.source != "real"]:
             published = run.store.samples(part.source).x[:part.n]
             expected = published if part.select is None else published[list(part.select)]
+            # exact: training sets are built from stored copies of published samples
             np.testing.assert_array_equal(train.x[offset:offset + part.count], expected)
             offset += part.count
         if scheme in ("fixed-real", "accumulate") or t == 1:
+            # exact: the same real rows, copied
             np.testing.assert_array_equal(train.x[:p.n_real], first_real[:p.n_real])
         if scheme == "fresh-real" and t > 1:  # new real rows, none seen before
             fresh = train.x[:p.n_real]
