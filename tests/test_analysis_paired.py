@@ -37,14 +37,15 @@ def test_paired_interval_covers_the_true_difference_at_the_nominal_rate(seeds):
     assert low <= covered <= high, covered
 
 
+@pytest.mark.fp_exact
 def test_sign_flip_p_is_exact():
+    # p-values are counts of sign patterns / 2^n: exact in binary floating point, so compared exactly
     # all 3 differences positive: of the 2^3 sign patterns, |mean| is as large only for all + and all -
-    assert sign_flip_p([1.0, 2.0, 3.0]) == (pytest.approx(2 / 8), pytest.approx(2 / 8))
+    assert sign_flip_p([1.0, 2.0, 3.0]) == (2 / 8, 2 / 8)
     # 5 seeds cannot reach 0.05: the floor is 2 / 32
-    p, floor = sign_flip_p([0.5, 1.0, 1.5, 2.0, 2.5])
-    assert p == pytest.approx(0.0625) and floor == pytest.approx(0.0625)
+    assert sign_flip_p([0.5, 1.0, 1.5, 2.0, 2.5]) == (0.0625, 0.0625)
     # observed mean exactly 0: every pattern's |mean| is >= 0, so p = 1
-    assert sign_flip_p([1.0, -1.0, 2.0, -2.0])[0] == pytest.approx(1.0)
+    assert sign_flip_p([1.0, -1.0, 2.0, -2.0])[0] == 1.0
 
 
 def test_sign_flip_p_is_a_valid_test_under_the_null():
@@ -68,6 +69,7 @@ def curves(scheme, effect, seeds=5, generations=10, rng=None, bias=0.8):
     return rows
 
 
+@pytest.mark.fp_exact
 def test_compare_finds_a_real_difference_and_says_which_arm_is_better():
     rng = np.random.default_rng(5)
     data = pd.DataFrame(curves("accumulate", 0.0, rng=rng) + curves("fully-synthetic", -0.5, rng=rng))
@@ -77,7 +79,7 @@ def test_compare_finds_a_real_difference_and_says_which_arm_is_better():
     # sqrt(2) x 0.3 = 0.42, so the 95 % t interval (5 seeds: +- 2.78 x 0.42 / sqrt(5) = +-0.53) excludes 0 by far
     assert at10.verdict == "a higher" and at10.better == "accumulate"
     assert at10.ci_low < 4.5 < at10.ci_high and at10.seeds == 5
-    assert at10.sign_flip_p == pytest.approx(0.0625) and at10.min_p == pytest.approx(0.0625)
+    assert at10.sign_flip_p == 0.0625 and at10.min_p == 0.0625  # counts / 2^5: exact
     rate = result[result.quantity == "rate"].iloc[0]
     assert rate.ci_low < 0.5 < rate.ci_high and rate.better == "accumulate"
 
