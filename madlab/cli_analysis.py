@@ -72,6 +72,8 @@ def _threshold_parser(sub) -> None:
     threshold.add_argument("--seeds", type=int, default=8, help="seeds per probe to start with (default 8)")
     threshold.add_argument("--max-seeds", type=int, default=64, help="seeds are doubled up to this (default 64)")
     threshold.add_argument("--scan", type=int, default=5, help="evenly spaced first probes (default 5)")
+    threshold.add_argument("--no-futility", action="store_true", help="double a bisection probe's seeds up to "
+                           "--max-seeds even where that would very likely leave it undecided")
     threshold.add_argument("--alpha", type=float, default=0.05, help="1 - confidence of the interval (default 0.05)")
     threshold.add_argument("--out", help="search folder (default results/threshold-<spec>-<setting>)")
     threshold.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -213,7 +215,7 @@ def _threshold(args) -> int:
     probes.check(lo, hi, args.seeds)  # bad input: one line, exit 2, before anything runs
     result = search_threshold(probes, lo, hi, setting=args.setting, criterion=criterion.describe(), integer=integer,
                               tol=args.tol, alpha=args.alpha, seeds=args.seeds, max_seeds=args.max_seeds,
-                              scan=args.scan, on_probe=lambda frame: atomic_write_table(out / "probes.parquet", frame))
+                              scan=args.scan, futility=not args.no_futility, on_probe=lambda frame: atomic_write_table(out / "probes.parquet", frame))
     atomic_write_table(out / "probes.parquet", result.probes)
     answer = {k: (None if isinstance(v, float) and v != v else v) for k, v in result.summary().items()}  # NaN: null
     atomic_write_json(out / "threshold.json", json.loads(json.dumps(answer, default=str)))

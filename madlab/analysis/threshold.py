@@ -14,7 +14,9 @@ Algorithm (every step a probe: the criterion at one setting value over seeds 0..
 1. **Scan**: ``scan`` evenly spaced values over [lo, hi], both ends included.
 2. **Decide** each probe with one-sided t bounds on the mean statistic: *pass* if the upper bound
    is < 0, *fail* if the lower bound is > 0; otherwise the probe is *uncertain* and its seeds are
-   doubled (the runs of the seeds it already has are reused) up to ``max_seeds``.
+   doubled (the runs of the seeds it already has are reused) up to ``max_seeds``; a bisection probe
+   stops earlier where even ``max_seeds`` would very likely leave it undecided (``futility``: its mean
+   lies within half the bound's half-width at ``max_seeds``).
 3. **Check monotonicity**: the decided probes must split into one pass side and one fail side, and
    no two neighbouring probes may differ significantly in the wrong direction (a paired t bound on
    their per-seed differences: probes share seeds, so common random numbers make this sensitive).
@@ -37,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.stats import t as stats_t
 
 from madlab.analysis.intervals import one_sided_bounds
 from madlab.analysis.metric_info import worse_direction
@@ -121,7 +124,8 @@ class Threshold:
 class Search:
     """The state of one search: probes so far (setting value -> per-seed statistics) and decisions."""
 
-    def __init__(self, evaluate, lo, hi, *, integer, tol, alpha, seeds, max_seeds, scan, max_bisections):
+    def __init__(self, evaluate, lo, hi, *, integer, tol, alpha, seeds, max_seeds, scan, max_bisections,
+                 futility=True):
         if not lo < hi:
             raise ConfigError(f"--range: need low < high (got {lo}, {hi})")
         if seeds < 2 or max_seeds < seeds:
@@ -133,6 +137,7 @@ class Search:
         looks = int(math.floor(math.log2(max_seeds / seeds))) + 1
         self.decisions = self.scan + self.max_bisections
         self.alpha, self.level = alpha, alpha / (self.decisions * looks)
+        self.futility = futility
         self.stats: dict[float, np.ndarray] = {}
         self.rows: list[dict] = []
 
@@ -146,12 +151,21 @@ class Search:
             self.stats[x] = stats
             mean, low, high, _ = one_sided_bounds(stats, self.level)
             decision = PASS if high < 0 else FAIL if low > 0 else UNCERTAIN
-            if decision != UNCERTAIN or 2 * n > self.max_seeds:
+            if decision != UNCERTAIN or 2 * n > self.max_seeds or (phase == "bisect" and self.futile(stats)):
                 break
             n *= 2
         self.rows.append({"order": len(self.rows) + 1, "phase": phase, "value": x, "seeds": len(stats),
                           "criterion_mean": mean, "bound_low": low, "bound_high": high, "decision": decision})
         return decision
+
+    def futile(self, stats: np.ndarray) -> bool:
+        """Stop adding seeds where even max_seeds would very likely stay undecided: the mean is inside half
+        the bound's half-width at max_seeds (estimated with this sd). Saves runs, never validity: every look
+        is already paid for in the Bonferroni level."""
+        if not self.futility or len(stats) < 2:
+            return False
+        half_at_max = stats_t.ppf(1 - self.level, self.max_seeds - 1) * stats.std(ddof=1) / math.sqrt(self.max_seeds)
+        return abs(float(stats.mean())) < 0.5 * half_at_max
 
     def decided(self) -> dict[float, str]:
         return {r["value"]: r["decision"] for r in self.rows}
@@ -187,12 +201,12 @@ class Search:
 def search_threshold(evaluate, lo: float, hi: float, *, setting: str = "x", criterion: str = "",
                      integer: bool = False, tol: float | None = None, alpha: float = 0.05, seeds: int = 8,
                      max_seeds: int = 64, scan: int = 5, max_bisections: int | None = None,
-                     on_probe=None) -> Threshold:
+                     futility: bool = True, on_probe=None) -> Threshold:
     """Find where ``evaluate(x, n) -> per-seed statistics (seeds 0..n-1)`` changes sign in [lo, hi].
 
     ``on_probe(probes_frame)`` is called after every probe (the CLI writes the table then)."""
     s = Search(evaluate, lo, hi, integer=integer, tol=tol, alpha=alpha, seeds=seeds, max_seeds=max_seeds,
-               scan=scan, max_bisections=max_bisections)
+               scan=scan, max_bisections=max_bisections, futility=futility)
     done = (lambda: on_probe(pd.DataFrame(s.rows))) if on_probe else (lambda: None)
     for x in np.linspace(lo, hi, s.scan):
         s.probe(s.value(x), "scan")
