@@ -84,8 +84,11 @@ def crossing_generations(means: np.ndarray, generations: np.ndarray, level: floa
 def crossing(curves: Curves, level: float, sign: int, confidence: float, draws: int = BOOTSTRAP_DRAWS):
     """(generation of the seed-mean curve's crossing, bootstrap interval over seeds)."""
     estimate = crossing_generation(curves.mean, curves.generations, level, sign)
-    index = bootstrap_indices(len(curves.seeds), draws)
-    replicates = crossing_generations(curves.values[index].mean(axis=1), curves.generations, level, sign)
+    n = len(curves.seeds)
+    index = bootstrap_indices(n, draws)
+    weights = np.zeros((draws, n))  # resampled seed means as one product: memory draws x (n + generations)
+    np.add.at(weights, (np.arange(draws)[:, None], index), 1.0 / n)
+    replicates = crossing_generations(weights @ curves.values, curves.generations, level, sign)
     return estimate, percentile_interval(replicates, confidence)
 
 
