@@ -13,6 +13,8 @@ import argparse
 import shlex
 import sys
 
+from madlab.cli_analysis import (COMMANDS as ANALYSIS_COMMANDS, add_parsers as add_analysis_parsers,
+                                 dispatch as analysis_dispatch)
 from madlab.core.errors import MadlabError
 
 EXIT_BAD_INPUT = 2
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("generators", help="list installed generator plugins (madlab.generators entry points)")
     sub.add_parser("curators", help="list installed curator plugins (madlab.curators entry points)")
+    add_analysis_parsers(sub)  # madlab profile | compare | threshold | metrics (madlab.analysis)
     return parser
 
 
@@ -82,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args, argv) -> int:
     if args.command in ("generators", "curators"):
         return _list_plugins(args.command)
+    if args.command in ANALYSIS_COMMANDS:
+        return analysis_dispatch(args, argv)
     if args.command == "report":
         from madlab.report import make_report  # lazy: see the module docstring
 
