@@ -13,6 +13,8 @@ import argparse
 import shlex
 import sys
 
+from madlab.cli_analysis import (COMMANDS as ANALYSIS_COMMANDS, add_parsers as add_analysis_parsers,
+                                 dispatch as analysis_dispatch)
 from madlab.core.errors import MadlabError
 
 EXIT_BAD_INPUT = 2
@@ -60,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("generators", help="list installed generator plugins (madlab.generators entry points)")
     sub.add_parser("curators", help="list installed curator plugins (madlab.curators entry points)")
+    add_analysis_parsers(sub)  # madlab profile | compare | threshold | metrics (madlab.analysis)
     return parser
 
 
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "portable", False):
-            from madlab.core.portable import is_portable, relaunch
+            from madlab.core.portable import is_portable, relaunch  # lazy: see the module docstring
 
             if not is_portable():  # the kernels are chosen when the libraries load: start afresh, pinned
                 return relaunch(argv, replace=as_script)
@@ -82,25 +85,28 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args, argv) -> int:
     if args.command in ("generators", "curators"):
         return _list_plugins(args.command)
+    if args.command in ANALYSIS_COMMANDS:
+        return analysis_dispatch(args, argv)
     if args.command == "report":
-        from madlab.report import make_report
+        from madlab.report import make_report  # lazy: see the module docstring
 
         paths = make_report(args.dir, local_dir=args.local)
         print(f"wrote {len(paths)} files to {args.dir.rstrip('/')}/figures (index: {paths[-1]})")
         return 0
 
-    from madlab.engine.theory import is_ess_spec
+    from madlab.engine.theory import is_ess_spec  # lazy: see the module docstring
 
     if is_ess_spec(args.config or ""):
         return _ess(args, argv)
 
-    from madlab.specs import load_spec
+    from madlab.specs import load_spec  # lazy: see the module docstring
 
     spec = load_spec(args.config, overrides=args.overrides, preset=args.preset,
                      out=getattr(args, "out", None))
     if args.command == "validate":
         resumable = ""
         if args.out:
+            # lazy: see the module docstring
             from madlab.runner.folder import check_resumable, plan_jobs, results_location
             from madlab.store.storage import RUN_INFO
 
@@ -111,7 +117,7 @@ def _dispatch(args, argv) -> int:
               f"{sum(r.config.loop.generations for r in spec.runs)} generation(s){resumable}")
         return 0
 
-    from madlab.runner import Runner
+    from madlab.runner import Runner  # lazy: see the module docstring
 
     print(f"[madlab] {spec.path}: {len(spec.runs)} run(s) -> {args.out or spec.out}", flush=True)
     summary = Runner(spec, args.out, command="madlab " + shlex.join(argv), address=args.address,
@@ -127,7 +133,7 @@ def _dispatch(args, argv) -> int:
 def _ess(args, argv) -> int:
     """A spec with a top-level ``ess`` mapping is a Monte-Carlo study of the Gaussian fresh-real
     loop (MAD Figs. 11/12), not a loop: validate/run it with madlab.engine.theory."""
-    from madlab.engine import theory
+    from madlab.engine import theory  # lazy: see the module docstring
 
     if args.command == "validate":
         study = theory.validate_ess_spec(args.config, args.preset, args.overrides)
@@ -144,7 +150,7 @@ def _ess(args, argv) -> int:
 
 def _list_plugins(command: str) -> int:
     """List the plugins from their entry points and sources, importing none (no torch: well under a second)."""
-    from madlab.plugins.index import GROUPS, installed_plugins
+    from madlab.plugins.index import GROUPS, installed_plugins  # lazy: see the module docstring
 
     for info in installed_plugins(GROUPS[command]):
         if info.problem:  # a broken plugin must not hide the others

@@ -122,6 +122,40 @@ def test_self_correct_assignment_at_gamma_one_returns_distinct_real_samples_at_m
         assert cost <= ((other - cand.x) ** 2).sum()
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_gillman_toy_moves_each_sample_t_of_the_way_to_its_optimally_assigned_fresh_draw(gamma):
+    """method gillman-toy against brute force: over all 7! one-to-one pairings of 7 samples with 7 fresh
+    draws of N(0, I) (the dataset's rows under the curation seed), the minimum total Euclidean distance
+    one, each sample moved t = γ/(1 + γ) of the way; the real training rows play no part."""
+    import itertools
+
+    n, seed = 7, 11
+    cand = Samples(gaussian(n, 3) * 0.3)
+    cur, ds = curator({"name": "self-correct", "gamma": gamma, "method": "gillman-toy"})
+    out = cur.curate(cand, n, real=Samples(gaussian(5, 4)), seed=seed).samples.x
+    fresh = ds.draw(n, seed=seed).x
+    dist = np.sqrt(((cand.x[:, None] - fresh[None]) ** 2).sum(-1))
+    best = min(itertools.permutations(range(n)), key=lambda p: dist[np.arange(n), list(p)].sum())
+    t = gamma / (1 + gamma)
+    # exact: both sides compute (1 - t) x + t c from the same float64 rows (random costs do not tie)
+    np.testing.assert_array_equal(out, (1 - t) * cand.x + t * fresh[list(best)])
+    other = cur.curate(cand, n, real=Samples(gaussian(5, 99)), seed=seed).samples.x
+    np.testing.assert_array_equal(out, other)  # exact: same path; real is not read
+
+
+def test_gillman_toy_draws_fresh_targets_each_seed_and_its_strength_is_gamma_over_one_plus_gamma():
+    """The targets are new draws for every curation seed (a generation), not the training rows; at
+    γ = 1 the samples move half way (t = 1/2), so 2·out − x are the assigned draws, which for a
+    zero sample set are a permutation of the draws themselves."""
+    cur, ds = curator({"name": "self-correct", "gamma": 1.0, "method": "gillman-toy"})
+    zeros = Samples(np.zeros((50, 2)))
+    for seed in (1, 2):
+        out = cur.curate(zeros, 50, real=Samples(gaussian(50, 0)), seed=seed).samples.x
+        # exact: 0.5 * c is a power-of-two scaling of c, and (1 - 0.5) * 0 adds zero
+        np.testing.assert_array_equal(np.sort(2 * out, axis=0), np.sort(ds.draw(50, seed=seed).x, axis=0))
+    assert cur.strength == 0.5
+
+
 def test_verifier_density_threshold_is_the_chi_square_quantile():
     q = 0.3
     cur, _ = curator({"name": "verify", "quantile": q, "reference_size": 20_000})

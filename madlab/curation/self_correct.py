@@ -16,33 +16,46 @@ from madlab.plugins.curator import Curated, Curator, CuratorParams
 
 
 class SelfCorrect(Curator):
-    """Self-correction: x' = x + γ (c(x) − x), c(x) a k-means centre of the real data or an assigned real sample.
+    """Self-correction: x' = (1 − t) x + t c(x), c(x) a target the sample is paired with.
 
-    Gillman et al. correct each synthetic sample towards the data manifold with strength γ ∈ [0, 1]
-    before retraining: on MNIST by snapping to k-means centres (16 per digit) of the real training
-    data, in their Gaussian toy by an optimal-assignment correction. ``method: kmeans`` fits
-    ``clusters`` centres to the generation's real data (per class when both real and synthetic
-    samples carry labels) and takes the nearest; for images ``space: lenet`` clusters LeNet features
-    and uses the pixel mean of the nearest feature cluster. ``method: assignment`` (vector data)
-    pairs candidates one-to-one with real samples by a minimum-total-squared-distance assignment
-    (scipy's ``linear_sum_assignment``; the real set is repeated when it is smaller). γ = 0 is the
-    identity, γ = 1 returns the centres (or the assigned real samples).
+    ``method: gillman-toy`` is Gillman et al.'s Gaussian toy as their code runs it
+    (``nate-gillman/self-correcting-self-consuming``, ``exp_scripts/gaussian_toy_example.py``, first
+    version): the targets are n *fresh draws from the true distribution* (here: the dataset's own
+    stream, which must be unlimited), paired one-to-one with the n samples by a minimum total
+    Euclidean distance assignment (``cdist`` default metric, as the code), and the strength is
+    t = γ / (1 + γ) for the paper's γ ≥ 0 (the weight the paper's operator π_γ = (p + γ p*) / (1 + γ)
+    puts on the true distribution p*).
+
+    madlab's own methods use γ ∈ [0, 1] as t itself and take their targets from the real data the
+    generation trained on: ``method: kmeans`` (the paper's MNIST recipe at t = 1: 16 k-means centres per digit
+    of the real training data; per class when both real and synthetic samples carry labels; for images
+    ``space: lenet`` clusters LeNet features and uses the pixel mean of the nearest feature cluster),
+    and ``method: assignment`` (vector data: a minimum-total-*squared*-distance assignment to the real
+    training rows, the real set repeated when it is smaller; madlab's variant, not the paper's toy).
+    t = 0 is the identity, t = 1 returns the targets.
     """
 
     name = "self-correct"
     data_kinds = frozenset({"vector", "image"})
 
     class Params(CuratorParams):
-        gamma: float = Field(ge=0.0, le=1.0, description="correction strength γ")
-        method: Literal["kmeans", "assignment"] = "kmeans"
+        gamma: float = Field(ge=0.0, description="correction strength: t = γ ∈ [0, 1] (kmeans, assignment), "
+                                                 "t = γ/(1+γ) (gillman-toy)")
+        method: Literal["kmeans", "assignment", "gillman-toy"] = "kmeans"
         clusters: int = Field(16, ge=1, description="k-means centres (per class when labelled)")
         space: Literal["pixel", "lenet"] = Field("pixel", description="images: where k-means clusters")
         n_init: int = Field(3, ge=1, description="k-means restarts")
 
     @classmethod
     def check(cls, params, dataset) -> None:
-        if params.method == "assignment" and dataset.kind != "vector":
-            raise ConfigError("loop.curation.method: 'assignment' is defined for vector data; images use kmeans")
+        if params.method in ("assignment", "gillman-toy") and dataset.kind != "vector":
+            raise ConfigError(f"loop.curation.method: {params.method!r} is defined for vector data; images use kmeans")
+        if params.method == "gillman-toy" and dataset.size is not None:
+            raise ConfigError(f"loop.curation.method: 'gillman-toy' corrects towards fresh draws from the true "
+                              f"distribution; dataset {dataset.name!r} is finite (use an analytic one, e.g. gaussian)")
+        if params.method != "gillman-toy" and params.gamma > 1:
+            raise ConfigError(f"loop.curation.gamma: must be <= 1 for method {params.method!r} (the strength t = γ); "
+                              f"got {params.gamma:g}")
         if params.space == "lenet":
             check_lenet_images(dataset, "loop.curation.space")
 
@@ -50,13 +63,32 @@ class SelfCorrect(Curator):
         batch = candidates.take(slice(0, n_keep))
         x = np.asarray(batch.x)
         flat = x.reshape(len(x), -1).astype(np.float64)
-        if self.params.method == "assignment":
+        if self.params.method == "gillman-toy":
+            targets = self._gillman_targets(flat, seed)
+        elif self.params.method == "assignment":
             targets = self._assigned(flat, real.x.reshape(len(real), -1).astype(np.float64))
         else:
             targets = self._centres(batch, flat, real, seed)
-        gamma = self.params.gamma  # (1 - γ) x + γ c: exactly x at γ = 0 and exactly c at γ = 1
-        corrected = (1.0 - gamma) * flat + gamma * targets
+        t = self.strength  # (1 - t) x + t c: exactly x at t = 0 and exactly c at t = 1
+        corrected = (1.0 - t) * flat + t * targets
         return Curated(Samples(corrected.reshape(x.shape).astype(x.dtype), batch.y))
+
+    @property
+    def strength(self) -> float:
+        """t: the weight of the target; the paper's γ/(1 + γ) for gillman-toy, γ itself otherwise."""
+        gamma = self.params.gamma
+        return gamma / (1.0 + gamma) if self.params.method == "gillman-toy" else gamma
+
+    def _gillman_targets(self, flat: np.ndarray, seed: int) -> np.ndarray:
+        """n fresh draws of the true distribution, row i the one assigned to sample i (min total distance).
+
+        The draws are the dataset's rows under the curation seed (derived from run seed and generation),
+        a stream apart from the run's training rows (drawn under the run's "data" seed)."""
+        fresh = np.asarray(self.dataset.draw(len(flat), seed=seed).x, dtype=np.float64)
+        rows, cols = linear_sum_assignment(cdist(flat, fresh.reshape(len(fresh), -1)))
+        out = np.empty_like(flat)
+        out[rows] = fresh.reshape(len(fresh), -1)[cols]
+        return out
 
     @staticmethod
     def _assigned(flat: np.ndarray, real: np.ndarray) -> np.ndarray:

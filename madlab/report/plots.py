@@ -8,14 +8,16 @@ import re
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
+from madlab.analysis.results import Results
 from madlab.core.samples import Samples
 from madlab.datasets import get_dataset_class
 from madlab.engine.theory import CLOSED_FORM_SCHEMES, expected_moments
-from madlab.report.results import Results
 from madlab.report.summary import BOUNDED, reference_level
 from madlab.schema.schemes import display_order
 
@@ -30,10 +32,10 @@ class Missing(Exception):
 
 
 def pyplot():
-    import matplotlib
+    import matplotlib  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     return plt
 
@@ -55,7 +57,7 @@ REFERENCE_STYLE = dict(color="0.3", lw=1.0, ls=(0, (1, 2)), zorder=0)
 
 def palette_for(labels: list[str]) -> dict[str, tuple]:
     """One colour per hue label, in order: the same mapping in the metric and the theory panels."""
-    import seaborn as sns
+    import seaborn as sns  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     colours = sns.color_palette("colorblind", max(len(labels), 1))
     return dict(zip(labels, colours))
@@ -68,7 +70,6 @@ def dashes_for(labels: list[str]) -> dict[str, object]:
 
 
 def integer_generations(ax) -> None:
-    from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
@@ -128,7 +129,7 @@ def _tidy(results: Results, metrics: list[str], roles: dict) -> pd.DataFrame:
 def metrics_panel(results: Results, metrics: list[str], hue: str = "bias"):
     """Metric vs generation (MAD Figs. 4, 8, 10, 13): mean over seeds, a 95% bootstrap band when
     there are several seeds, bounded metrics on [0, 1], the real-vs-real level as a dotted line."""
-    import seaborn as sns
+    import seaborn as sns  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     pyplot()
     roles = plot_roles(results, hue)
@@ -191,23 +192,7 @@ def theory_panel(results: Results):
         first = group.iloc[0]
         colour = colours.get(axis_label(hue, first[hue], named=False), "tab:blue") if hue else "tab:blue"
         dash = dashes.get(axis_label(style, first[style], named=False), "") if style else ""
-        for ax, metric in zip(axes, ["trace_cov", "mean_shift"]):
-            rows = group[group["metric"] == metric]
-            if rows.empty:
-                continue
-            stats = rows.groupby("generation")["value"].agg(["mean", "std", "count"])
-            line, = ax.plot(stats.index, stats["mean"], "o-", ms=3, color=colour, label=label)
-            if dash:
-                line.set_dashes(dash)
-            if (stats["count"] > 1).any():
-                half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"])
-                ax.fill_between(stats.index, stats["mean"] - half, stats["mean"] + half, color=colour, alpha=0.2)
-        cfg = results.config(group["run_id"].iloc[0])
-        theory = _theory_for(cfg, int(group["generation"].max()), expected_moments)
-        if theory is not None:
-            drawn_theory = True
-            axes[0].plot(theory["generation"], theory["trace_cov"], "-", color=colour, lw=4, alpha=0.25)
-            axes[1].plot(theory["generation"], np.sqrt(theory["mean_sq"]), "-", color=colour, lw=4, alpha=0.25)
+        drawn_theory |= _theory_lines(axes, results, group, label, colour, dash)
     if not drawn_theory:
         plt.close(fig)
         raise Missing("no run with a closed form (gaussian dataset, scheme fully-synthetic/fixed-real/fresh-real, "
@@ -222,6 +207,29 @@ def theory_panel(results: Results):
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _theory_lines(axes, results: Results, group: pd.DataFrame, label: str, colour, dash) -> bool:
+    """One configuration's measured trace_cov and mean_shift (mean, 95% band over seeds) and, where it
+    has one, its closed form as a broad pale line; True when the closed form was drawn."""
+    for ax, metric in zip(axes, ["trace_cov", "mean_shift"]):
+        rows = group[group["metric"] == metric]
+        if rows.empty:
+            continue
+        stats = rows.groupby("generation")["value"].agg(["mean", "std", "count"])
+        line, = ax.plot(stats.index, stats["mean"], "o-", ms=3, color=colour, label=label)
+        if dash:
+            line.set_dashes(dash)
+        if (stats["count"] > 1).any():
+            half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"])
+            ax.fill_between(stats.index, stats["mean"] - half, stats["mean"] + half, color=colour, alpha=0.2)
+    cfg = results.config(group["run_id"].iloc[0])
+    theory = _theory_for(cfg, int(group["generation"].max()), expected_moments)
+    if theory is None:
+        return False
+    axes[0].plot(theory["generation"], theory["trace_cov"], "-", color=colour, lw=4, alpha=0.25)
+    axes[1].plot(theory["generation"], np.sqrt(theory["mean_sq"]), "-", color=colour, lw=4, alpha=0.25)
+    return True
 
 
 def _groups(frame: pd.DataFrame, results: Results, keys: list[str]):
@@ -456,7 +464,6 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
         labelled |= _tsne_row(axes[i], emb, owner, ys, names, has_real)
         axes[i, 0].set_ylabel(label, fontsize=7)
     if labelled:
-        from matplotlib.lines import Line2D  # matplotlib is loaded through pyplot() (the Agg backend first)
 
         cmap = plt.get_cmap("tab10")
         handles = [Line2D([], [], ls="", marker="o", ms=5, color=cmap(d)) for d in range(10)]
@@ -520,7 +527,7 @@ def _tsne_row(row, emb: np.ndarray, owner: np.ndarray, ys: list, names: list[str
 def final_vs_total_panel(results: Results, metric: str = "w2", last: int = 3):
     """MAD Fig. 31: the loop's limit (mean of the last generations) vs total n = n_r + n_s,
     one line per real fraction n_r / n, line style by λ."""
-    import seaborn as sns
+    import seaborn as sns  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     plt = pyplot()
     vals = results.values
@@ -551,7 +558,7 @@ def final_vs_total_panel(results: Results, metric: str = "w2", last: int = 3):
 
 def ess_panels(results: Results):
     """MAD Figs. 11/12: heat maps of n_e / n_r from the Monte-Carlo table."""
-    import seaborn as sns
+    import seaborn as sns  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     plt = pyplot()
     ess = results.ess

@@ -58,7 +58,7 @@ def max_restarts() -> int:
 
 
 def init_ray(address: str | None) -> None:
-    import ray
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     kwargs = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True,
               "configure_logging": True}
@@ -82,7 +82,7 @@ def capacity(resources: tuple, cluster: dict | list) -> int:
 
 def connect(pending: list[Job], address: str | None, stream) -> None:
     """Start or join Ray; refuse (MadlabError) a run the local instance can never hold."""
-    import ray
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     if not ray.is_initialized():
         init_ray(address)
@@ -98,8 +98,8 @@ def connect(pending: list[Job], address: str | None, stream) -> None:
 
 def run_unit(jobs: list[Job], fault: str | None, tracker) -> list:
     """The body of a unit's task, in a Ray worker process."""
-    import ray
-    import torch
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
+    import torch  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     torch.set_num_threads(max(1, int(jobs[0].resources[0])))
     gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
@@ -118,14 +118,14 @@ def run_unit(jobs: list[Job], fault: str | None, tracker) -> list:
 
 @functools.lru_cache(maxsize=None)
 def _remote(gpu: bool):
-    import ray
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     return ray.remote(max_calls=1 if gpu else 0)(run_unit)
 
 
 @functools.lru_cache(maxsize=None)
 def _tracker_class():
-    import ray
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     @ray.remote(num_cpus=0)
     class ProgressTracker:
@@ -190,6 +190,7 @@ def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | N
     packed); ``sweep.tick()`` is called at least every ``wait_s`` seconds.
     """
     import ray  # loaded where a sweep runs on Ray: --no-ray runs and `madlab validate` never load it
+    # Ray loads only where a sweep runs on it: --no-ray and validate never do
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # on the driver's node: losing another node must not take the progress tracker with it
@@ -244,6 +245,7 @@ class _Scheduler:
     def collect(self, ready: list) -> None:
         """Hand finished units' outcomes to the sweep; a lost worker's runs go back to the queue."""
         import ray  # see run_on_ray
+        # Ray loads only where a sweep runs on it: --no-ray and validate never do
         from ray.exceptions import RayError, RayTaskError
 
         for ref in ready:
