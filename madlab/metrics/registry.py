@@ -142,6 +142,7 @@ COLLAPSE_DEFINITIONS: dict[str, str] = {
                          "hallucination)",
     "scaling-law-change": "the error's scaling law in the amount of data changes (needs a sweep over data size)",
     "real-performance": "the model's performance on real (held-out) data degrades",
+    "memorisation": "the model moves from generalising to reproducing its training data (Shi et al. 2025)",
 }
 
 
@@ -211,6 +212,23 @@ METRIC_INFO: dict[str, MetricInfo] = {
                            "higher", ("risk-increase",), ("tokens",)),
     "kl_truth": MetricInfo("KL divergence from the true source to the model (synthetic sources)", (0, INF), "higher",
                            ("risk-increase", "catastrophic-risk"), ("tokens",)),
+    "authenticity": MetricInfo("share of samples farther from their nearest training row than that row is from its "
+                               "own nearest neighbour (Alaa et al. 2022)", (0, 1), "lower", ("memorisation",),
+                               _ALL_KINDS),
+    "authenticity_heldout": MetricInfo("authenticity against the held-out reference set instead of the training set",
+                                       (0, 1), "lower", ("memorisation",), _ALL_KINDS),
+    "novelty": MetricInfo("mean nearest-training-row distance / the training set's mean nearest-neighbour distance "
+                          "(fresh draws ≈ 1, copies 0)", (0, INF), "lower", ("memorisation",), _ALL_KINDS),
+    **{f"novelty_q{q}": MetricInfo(f"{q} % quantile of the novelty ratio", (0, INF), "lower", ("memorisation",),
+                                   _ALL_KINDS) for q in (10, 50, 90)},
+    "novelty_heldout": MetricInfo("novelty against the held-out reference set instead of the training set", (0, INF),
+                                  "lower", ("memorisation",), _ALL_KINDS),
+    "copy_rate": MetricInfo("share of samples whose nearest training row is < 1/3 the distance of the second nearest "
+                            "(Yoon et al. 2023, Gu et al. 2023)", (0, 1), "higher", ("memorisation",), _ALL_KINDS),
+    "copy_rate_heldout": MetricInfo("copy rate against the held-out reference set instead of the training set", (0, 1),
+                                    "higher", ("memorisation",), _ALL_KINDS),
+    "train_entropy": MetricInfo("Kozachenko–Leonenko entropy estimate of the generation's training set (nats)",
+                                (-INF, INF), "lower", ("variance-collapse", "memorisation"), _ALL_KINDS),
     **{f"distinct_{n}": MetricInfo(f"distinct {n}-grams / all {n}-grams of the generated documents", (0, 1), "lower",
                                    ("variance-collapse",), ("tokens",)) for n in range(1, 5)},
 }
