@@ -95,6 +95,18 @@ CATALOGUE: dict[str, MadFigure] = {
         "Gillman et al. 2024", "k-means self-correction (16 centres per digit) of a DDPM loop on MNIST",
         "stronger correction keeps FID lower at a high synthetic ratio", ("fid", "precision", "recall"),
         hue="gamma", panels=("samples",)),
+    "curation_shi_entropy_gmm25": MadFigure(
+        "Shi et al. 2025", "Entropy-based selection (greedy, k = 1 Kozachenko–Leonenko, 2 candidates per kept "
+        "sample) vs none, fully-synthetic GMM loop on the 25-mode grid (a toy, not the paper's diffusion models)",
+        "keeping the synthetic subset of largest estimated entropy keeps the training set's entropy up and slows "
+        "collapse", ("train_entropy", "novelty", "modes", "precision", "recall", "w2"), hue="curation",
+        panels=("curation", "samples")),
+    "memorisation_gmm25": MadFigure(
+        "Shi et al. 2025", "Novelty and training-set entropy over generations, replace (fully-synthetic) vs "
+        "accumulate, GMM on the 25-mode grid (a toy, not the paper's diffusion models)",
+        "the training set's entropy falls over a replace loop and samples move closer to the training data "
+        "(novelty falls); accumulating slows both", ("train_entropy", "novelty", "novelty_q10", "copy_rate",
+                                                      "authenticity", "modes"), hue="scheme", panels=("samples",)),
     "curation_drayson_detector_mnist": MadFigure(
         "Drayson et al. 2025", "Detector importance resampling ∝ (1 - p_synthetic)^b, DDPM loop on MNIST",
         "resampling towards what looks real slows collapse", ("fid", "precision", "recall", "reward_after"),
