@@ -245,3 +245,21 @@ def test_simple_namespace_config_is_accepted(lenet_weights, tmp_path):
     ev = ImageEvaluator(ds, cfg, ds.eval_set(60, seed=0), cache_dir=str(tmp_path))
     assert ev.metadata["extractor"] == "lenet-mnist"
     assert set(ev(ds.draw(60, seed=1))) == set(METRIC_NAMES)
+
+
+def test_image_evaluator_memorisation_metrics_on_lenet_features(lenet_weights, tmp_path):
+    """Against the generation's training set, copies of training digits show (copy_rate, authenticity, novelty
+    near 0); against held-out digits the same samples do not. The copies sit at other batch positions than in
+    the training set, so their features may differ in the last bits: near 0, not exactly 0."""
+    from madlab.metrics.memorisation import METRICS as MEMORISATION
+
+    ds, ev = evaluator_for(lenet_weights, tmp_path, names=["fid", *MEMORISATION])
+    train = ds.draw(600, seed=1)
+    fresh = ds.draw(100, seed=1, offset=600)  # training-pool digits this training set does not hold
+    fake = type(train)(np.concatenate([train.x[:200], fresh.x]), None)
+    out = ev(fake, train=train)
+    assert set(out) == {"fid", *MEMORISATION}
+    assert out["copy_rate"] >= 200 / 300 and out["authenticity"] <= 100 / 300 and out["novelty_q10"] < 0.01
+    assert out["copy_rate_heldout"] < 0.2 and out["novelty_heldout"] > 0.5
+    assert np.isfinite(out["train_entropy"])
+    assert "copy_rate" not in ev(fake)  # without a training set only the held-out twins are scored

@@ -155,3 +155,17 @@ def test_validate_accepts_feature_metrics_without_training(tmp_path, write_spec,
     code, out, err = cli("validate", write_spec(_spec(root, ["fid", "vendi"], extractor="text-lm")))
     assert code == 0, err
     assert not (tmp_path / "cache").exists()  # validate trains nothing
+
+
+def test_loop_rows_carry_memorisation_metrics_on_text_lm_features(tmp_path, write_spec, cli, monkeypatch):
+    """The text kind scores the memorisation metrics on text-lm features against each generation's training
+    documents and the held-out split (the encoder is trained once, as for the feature metrics)."""
+    monkeypatch.setenv("MADLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setitem(text_lm.RECIPE, "steps", 20)
+    root = write_corpus(tmp_path / "corpus", every=12)
+    names = ["authenticity", "novelty", "copy_rate", "train_entropy", "novelty_heldout", "copy_rate_heldout"]
+    code, out, err = cli("run", write_spec(_spec(root, names)), "--out", tmp_path / "out", "--no-ray")
+    assert code == 0, err
+    table = pd.read_parquet(tmp_path / "out" / "metrics.parquet")
+    assert set(table["metric"]) == set(names) and np.isfinite(table["value"]).all()
+    assert set(table["extractor"]) == {"text-lm"}
