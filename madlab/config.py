@@ -29,9 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from madlab.datasets import get_dataset_class, open_dataset
 from madlab.errors import ConfigError
 from madlab.registry import get_generator_class
+from madlab.tracking.targets import parse_targets
 
 SCHEMES = ("fully-synthetic", "fixed-real", "fresh-real", "accumulate", "accumulate-subsample")
-TOP_LEVEL = ("name", "seed", "dataset", "generator", "loop", "metrics", "sweep", "resources", "out", "presets")
+TOP_LEVEL = ("name", "seed", "dataset", "generator", "loop", "metrics", "sweep", "resources", "out", "presets",
+             "tracking")
 
 
 def _default_spec() -> Path:
@@ -153,6 +155,8 @@ class Spec:
     out: str
     runs: list[Run]
     path: str | None = None
+    #: the experiment trackers the sweep feeds (madlab.tracking.Target): no part of any run's config
+    tracking: list = field(default_factory=list)
 
 
 class _KeyError(ValueError):
@@ -254,6 +258,7 @@ def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, 
     raw.pop("out", None)
     if not isinstance(out_dir, str):
         raise ConfigError("out: must be a path string")
+    tracking = parse_targets(raw.pop("tracking", None), out_dir)
 
     runs = []
     for block in blocks:
@@ -278,7 +283,7 @@ def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, 
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ConfigError(f"sweep: two runs resolve to the same config ({dup})")
-    return Spec(base=raw, sweep=sweep, out=out_dir, runs=runs, path=path)
+    return Spec(base=raw, sweep=sweep, out=out_dir, runs=runs, path=path, tracking=tracking)
 
 
 def _sweep_axes(sweep: dict) -> list[tuple[str, list]]:

@@ -1,0 +1,99 @@
+"""TensorBoard: event files under ``DIR/tensorboard/<run_id>``, one scalar per metric with
+``step = generation``, and the run's tags (scheme, λ, seed, sweep keys, ...) as hparams.
+
+Written with torch's ``SummaryWriter`` (torch is a madlab dependency), read back with
+TensorBoard's ``EventAccumulator``. Resume: after each generation's metrics the scalar
+``madlab/generation`` is written; on resume the last one found says what is in, and the new
+writer's ``purge_step`` (the generation after it) tells TensorBoard to drop anything a killed
+driver left of a half-written generation.
+"""
+from __future__ import annotations
+
+import os
+
+from madlab.tracking.base import Points, RunInfo, SweepInfo
+from madlab.tracking.targets import Target
+
+MARKER = "madlab/generation"
+ERROR_TAG = "madlab/error"
+
+
+def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` of a run's event files, as TensorBoard shows them (purged steps dropped)."""
+    # optional dependency (extra `tensorboard`)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0})
+    accumulator.Reload()
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+class TensorBoardSink:
+    def __init__(self, target: Target, sweep: SweepInfo):
+        self.root, self.sweep = target.uri, sweep
+        self.writers: dict = {}
+        self.logged: dict[str, int] = {}
+
+    def start(self) -> dict[str, int]:
+        for run in self.sweep.runs:
+            folder = os.path.join(self.root, run.run_id)
+            if os.path.isdir(folder):
+                steps = [step for step, _ in read_scalars(folder).get(MARKER, [])]
+                self.logged[run.run_id] = max(steps, default=0)
+        return dict(self.logged)
+
+    def _writer(self, run: RunInfo, metrics: list[str]):
+        if run.run_id not in self.writers:
+            # optional dependency (extra `tensorboard`: torch's writer needs the tensorboard package)
+            from torch.utils.tensorboard import SummaryWriter
+
+            folder = os.path.join(self.root, run.run_id)
+            resumed = os.path.isdir(folder)
+            writer = SummaryWriter(folder, purge_step=self.logged.get(run.run_id, 0) + 1 if resumed else None)
+            if not self.logged.get(run.run_id):
+                self._hparams(writer, run, metrics)
+            self.writers[run.run_id] = writer
+        return self.writers[run.run_id]
+
+    @staticmethod
+    def _hparams(writer, run: RunInfo, metrics: list[str]) -> None:
+        from torch.utils.tensorboard.summary import hparams  # optional dependency, see _writer
+
+        values = {**run.tags(), "bias": float(run.config["loop"]["bias"]), "seed": int(run.config["seed"])}
+        experiment, session_start, _ = hparams(values, {m: 0.0 for m in metrics})  # the end comes with end()
+        writer.file_writer.add_summary(experiment)
+        writer.file_writer.add_summary(session_start)
+
+    def log(self, run: RunInfo, points: Points) -> None:
+        writer = self._writer(run, sorted(next(iter(points.values()))))
+        for t, metrics in points.items():
+            for name, value in sorted(metrics.items()):
+                writer.add_scalar(name, value, t)
+            writer.add_scalar(MARKER, t, t)
+        writer.flush()
+        self.logged[run.run_id] = max(points)
+
+    def end(self, run: RunInfo, status: str, error: str | None) -> None:
+        writer = self._writer(run, [])
+        if status == "failed":
+            writer.add_text(ERROR_TAG, error or "failed", self.logged.get(run.run_id, 0))
+        writer.file_writer.add_summary(_session_end(status == "failed"))
+        writer.close()
+        del self.writers[run.run_id]
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+
+
+def _session_end(failed: bool):
+    """The hparams plugin's session-end summary, with its status (torch's ``hparams`` only writes success)."""
+    # optional dependency (extra `tensorboard`)
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+
+    info = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_FAILURE if failed else api_pb2.STATUS_SUCCESS)
+    content = plugin_data_pb2.HParamsPluginData(session_end_info=info, version=metadata.PLUGIN_DATA_VERSION)
+    plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString())
+    return Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin))])
