@@ -141,7 +141,7 @@ class Dispatcher:
             feed.sink.log(run, points)
             feed.logged[run_id] = max(points)
         if finished and finished[1] in ("ok", "failed") and run_id not in feed.ended:
-            error = finished[2] or (failure[1] if failure else None)
+            error = (failure[1] if failure else None) or finished[2]  # the table's reason first
             feed.sink.end(run, finished[1], error.strip().splitlines()[0] if error and error.strip() else error)
             feed.ended.add(run_id)
 
