@@ -4,13 +4,14 @@ A sink mirrors the table into one tracker. The dispatcher (:mod:`madlab.tracking
 calls it from one background thread, in this order::
 
     sink = SinkClass(target, sweep)
-    logged = sink.start()              # {run_id: last generation already in the tracker} (resume)
+    held = sink.start()                # {run_id: (last generation in the tracker, "ok" | "failed" | None)}
     sink.log(run, {t: {metric: value}})  # generations after what is logged, in order, whole
     sink.end(run, "ok" | "failed", reason)
     sink.close()
 
 The no-duplicates rule lives in the dispatcher: it sends a generation only if it is after the
-last one ``start`` (or an earlier ``log``) reported. A sink's part is to make ``log`` of a
+last one ``start`` (or an earlier ``log``) reported, and ends a run again only if its status
+changed (a failed run that a resume finished). A sink's part is to make ``log`` of a
 generation all-or-nothing as seen by its next ``start`` (MLflow: one ``log_batch`` carrying the
 marker tag; TensorBoard: a purge step; W&B: one history record per generation).
 """
@@ -76,7 +77,7 @@ class SweepInfo:
 class Sink(Protocol):
     def __init__(self, target: Target, sweep: SweepInfo): ...
 
-    def start(self) -> dict[str, int]: ...
+    def start(self) -> dict[str, tuple[int, str | None]]: ...
 
     def log(self, run: RunInfo, points: Points) -> None: ...
 

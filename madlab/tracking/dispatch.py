@@ -37,7 +37,7 @@ class _Feed:
     target: Target
     sink: object = None
     logged: dict[str, int] = field(default_factory=dict)
-    ended: set[str] = field(default_factory=set)
+    ended: dict[str, str] = field(default_factory=dict)  # run id -> the status the tracker shows
     dirty: set[str] = field(default_factory=set)
     errors: int = 0
     retry_at: float = 0.0
@@ -78,7 +78,6 @@ class Dispatcher:
                 self._finished[outcome.run_id] = (outcome.rows, outcome.status, outcome.error)
                 for feed in self.feeds:
                     feed.dirty.add(outcome.run_id)
-                    feed.ended.discard(outcome.run_id)  # a retried run ends again
 
     def close(self, timeout: float | None = CLOSE_S) -> None:
         """Send what is left, then close every sink; waits at most ``timeout`` seconds (None: until done)."""
@@ -108,7 +107,9 @@ class Dispatcher:
         try:
             if feed.sink is None:
                 sink = get_sink_class(feed.target.name)(feed.target, self.sweep)
-                feed.logged = {**sink.start(), **feed.logged}
+                held = sink.start()
+                feed.logged = {**{r: t for r, (t, _) in held.items()}, **feed.logged}
+                feed.ended = {**{r: status for r, (_, status) in held.items() if status}, **feed.ended}
                 feed.sink = sink
             with self._lock:
                 dirty, feed.dirty = feed.dirty, set()
@@ -140,10 +141,10 @@ class Dispatcher:
         if points:
             feed.sink.log(run, points)
             feed.logged[run_id] = max(points)
-        if finished and finished[1] in ("ok", "failed") and run_id not in feed.ended:
+        if finished and finished[1] in ("ok", "failed") and feed.ended.get(run_id) != finished[1]:
             error = (failure[1] if failure else None) or finished[2]  # the table's reason first
             feed.sink.end(run, finished[1], error.strip().splitlines()[0] if error and error.strip() else error)
-            feed.ended.add(run_id)
+            feed.ended[run_id] = finished[1]
 
     def _close(self, feed: _Feed) -> None:
         if feed.sink is not None:

@@ -20,6 +20,8 @@ SWEEP_KEY, RUN_ID, ROLE, LOGGED, ERROR = ("madlab.sweep_key", "madlab.run_id", "
 #: MLflow's limits per log_batch request (mlflow.utils.validation)
 BATCH_ENTITIES, BATCH_PARAMS = 1000, 100
 PARAM_CHARS, TAG_CHARS = 6000, 8000
+#: an MLflow run status -> the madlab outcome it shows
+FINAL = {"FINISHED": "ok", "FAILED": "failed"}
 
 
 class MLflowSink:
@@ -37,7 +39,7 @@ class MLflowSink:
         self.errored: set[str] = set()  # madlab runs whose MLflow run carries an error tag
         self.parent = self.experiment_id = None
 
-    def start(self) -> dict[str, int]:
+    def start(self) -> dict[str, tuple[int, str | None]]:
         self.experiment_id = self._experiment()
         found = self.client.search_runs([self.experiment_id], f"tags.`{SWEEP_KEY}` = '{self.sweep.key}' "
                                                               f"and tags.`{ROLE}` = 'sweep'")
@@ -57,7 +59,7 @@ class MLflowSink:
                 madlab_id = run.data.tags.get(RUN_ID)
                 if madlab_id:
                     self.children[madlab_id] = (run.info.run_id, run.info.status)
-                    logged[madlab_id] = int(run.data.tags.get(LOGGED, 0))
+                    logged[madlab_id] = (int(run.data.tags.get(LOGGED, 0)), FINAL.get(run.info.status))
                     if ERROR in run.data.tags:
                         self.errored.add(madlab_id)
             token = page.token

@@ -20,12 +20,29 @@ ERROR_TAG = "madlab/error"
 
 def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
     """``{tag: [(step, value), ...]}`` of a run's event files, as TensorBoard shows them (purged steps dropped)."""
+    accumulator = _accumulator(run_dir)
+    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def read_status(run_dir: str) -> str | None:
+    """"ok" / "failed" from the hparams session end a finished run wrote, else None."""
+    # optional dependency (extra `tensorboard`)
+    from tensorboard.plugins.hparams import api_pb2, metadata
+
+    content = _accumulator(run_dir).PluginTagToContent(metadata.PLUGIN_NAME)
+    if metadata.SESSION_END_INFO_TAG not in content:
+        return None
+    status = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG]).status
+    return {api_pb2.STATUS_SUCCESS: "ok", api_pb2.STATUS_FAILURE: "failed"}.get(status)
+
+
+def _accumulator(run_dir: str):
     # optional dependency (extra `tensorboard`)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     accumulator = EventAccumulator(run_dir, size_guidance={"scalars": 0, "tensors": 0})
     accumulator.Reload()
-    return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+    return accumulator
 
 
 class TensorBoardSink:
@@ -34,13 +51,15 @@ class TensorBoardSink:
         self.writers: dict = {}
         self.logged: dict[str, int] = {}
 
-    def start(self) -> dict[str, int]:
+    def start(self) -> dict[str, tuple[int, str | None]]:
+        held = {}
         for run in self.sweep.runs:
             folder = os.path.join(self.root, run.run_id)
             if os.path.isdir(folder):
                 steps = [step for step, _ in read_scalars(folder).get(MARKER, [])]
                 self.logged[run.run_id] = max(steps, default=0)
-        return dict(self.logged)
+                held[run.run_id] = (self.logged[run.run_id], read_status(folder))
+        return held
 
     def _writer(self, run: RunInfo, metrics: list[str]):
         if run.run_id not in self.writers:

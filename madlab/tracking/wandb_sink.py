@@ -42,14 +42,15 @@ class WandbSink:
         self.entity = target.options.get("entity")
         self.runs: dict = {}
 
-    def start(self) -> dict[str, int]:
-        logged = {}
+    def start(self) -> dict[str, tuple[int, str | None]]:
+        held = {}
         for run in self.sweep.runs:
-            steps = [row["_step"] for folder in run_folders(self.root, wandb_id(self.sweep, run.run_id))
-                     for row in read_run_files(folder)["history"]]
-            if steps:
-                logged[run.run_id] = max(steps)
-        return logged
+            sessions = [read_run_files(f) for f in run_folders(self.root, wandb_id(self.sweep, run.run_id))]
+            if sessions:
+                steps = [row["_step"] for session in sessions for row in session["history"]]
+                exit_code = sessions[-1]["exit_code"]
+                held[run.run_id] = (max(steps, default=0), {0: "ok", 1: "failed"}.get(exit_code))
+        return held
 
     def _run(self, run: RunInfo):
         if run.run_id not in self.runs:
