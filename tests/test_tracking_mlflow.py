@@ -78,12 +78,12 @@ def test_failure_marked_then_resume_continues_without_duplicates(cli, write_spec
 
 
 def test_killed_and_resumed_sweep_logs_each_point_once(write_spec, tmp_path):
-    """The driver dies hard (os._exit, as a node would) at generation 4 of one run, after the
-    tracker has taken earlier generations (each generation sleeps 0.4 s; the dispatcher flushes
-    every 2 s); the resumed sweep's tracker holds the table's points, each once."""
+    """The driver dies hard (os._exit, as a node would) at generation 4 of the last run, after the
+    tracker has taken earlier generations (each generation sleeps 0.5 s: 7.5 s before the kill;
+    the dispatcher flushes every 2 s); the resumed sweep's tracker holds the table's points, each once."""
     out, spec = tmp_path / "out", write_spec(sweep_spec(generations=5))
     command = [sys.executable, "-m", "madlab", "run", str(spec), "--out", str(out), "--no-ray", "--track", "mlflow"]
-    env = {**os.environ, "MADLAB_FAULT": "sleep:*:0.4;kill:bias=1.0,seed=1-*:4"}
+    env = {**os.environ, "MADLAB_FAULT": "sleep:*:0.5;kill:bias=0.8,seed=1-*:4"}
     killed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert killed.returncode == 17, killed.stderr
     client, _, before = mlflow_runs(out)

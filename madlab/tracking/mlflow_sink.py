@@ -32,6 +32,8 @@ class MLflowSink:
         if target.uri.startswith("file:"):  # the user asked for MLflow's legacy file store by name
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.target, self.sweep = target, sweep
+        if target.uri.startswith("sqlite:///"):
+            _create_sqlite_store(target.uri[len("sqlite:///"):])
         self.client = MlflowClient(tracking_uri=target.uri)
         self.experiment = target.options.get("experiment") or sweep.name
         self.children: dict[str, tuple[str, str]] = {}  # madlab run id -> (MLflow run id, status)
@@ -60,6 +62,8 @@ class MLflowSink:
                 if madlab_id:
                     self.children[madlab_id] = (run.info.run_id, run.info.status)
                     logged[madlab_id] = (int(run.data.tags.get(LOGGED, 0)), FINAL.get(run.info.status))
+                    if run.info.status in FINAL:
+                        self.outcomes[madlab_id] = FINAL[run.info.status]
                     if ERROR in run.data.tags:
                         self.errored.add(madlab_id)
             token = page.token
@@ -126,3 +130,21 @@ class MLflowSink:
             return  # an interrupted sweep's parent stays RUNNING; the resume finishes it
         failed = any(s == "failed" for s in self.outcomes.values())
         self.client.set_terminated(self.parent, "FAILED" if failed else "FINISHED")
+
+
+def _create_sqlite_store(path: str) -> None:
+    """Create a new SQLite store whole or not at all: MLflow builds its tables by a few seconds of
+    migrations, and a driver killed half-way would leave a database it cannot open again. So the
+    tables are built in a temporary file, renamed into place."""
+    from mlflow import MlflowClient  # optional dependency, see MLflowSink
+
+    if os.path.exists(path):
+        return
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
