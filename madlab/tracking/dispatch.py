@@ -79,8 +79,10 @@ class Dispatcher:
                 for feed in self.feeds:
                     feed.dirty.add(outcome.run_id)
 
-    def close(self, timeout: float | None = CLOSE_S) -> None:
-        """Send what is left, then close every sink; waits at most ``timeout`` seconds (None: until done)."""
+    def close(self, timeout: float | None = -1.0) -> None:
+        """Send what is left, then close every sink; waits at most ``timeout`` seconds (default
+        ``CLOSE_S``; None: until done)."""
+        timeout = CLOSE_S if timeout == -1.0 else timeout
         self._closing = True
         self._wake.set()
         self._thread.join(timeout)

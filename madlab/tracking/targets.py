@@ -96,19 +96,17 @@ def _local_out(name: str, out_dir: str, where: str) -> str:
 
 
 def _writable_parent(name: str, path: str, out_dir: str, where: str, shown: str) -> None:
-    """``path``'s folder exists, or is (below) the results folder, which the run creates."""
+    """``path``'s folder exists or can be made: its nearest existing ancestor is a writable folder
+    (the results folder counts as existing: the run creates it)."""
     parent = os.path.dirname(os.path.abspath(path)) or "."
     try:
         out = _local_out(name, out_dir, where)
     except ConfigError:
         out = None
-    while not os.path.isdir(parent):
-        if out is not None and parent == out:
-            return
-        up = os.path.dirname(parent)
-        if up == parent:
-            break
-        parent = up
+    while not os.path.exists(parent) and parent != out:
+        parent = os.path.dirname(parent)
+    if parent == out and not os.path.exists(out):
+        return
     if not os.path.isdir(parent) or not os.access(parent, os.W_OK):
         raise ConfigError(f"{where}: {name}: {shown}: cannot write under {parent}")
 
