@@ -80,7 +80,10 @@ class MLflowSink:
             artifacts = "file://" + os.path.join(folder, "mlflow-artifacts")
         return self.client.create_experiment(self.experiment, artifact_location=artifacts)
 
-    def _child(self, run: RunInfo) -> str:
+    def _child(self, run: RunInfo) -> tuple[str, list]:
+        """The MLflow run of a madlab run, created (nested, tagged) on first use; and the params a
+        new one still needs (sent with its first metrics: one request instead of two)."""
+        params = []
         if run.run_id not in self.children:
             from mlflow.entities import Param  # optional dependency, see __init__
 
@@ -88,32 +91,38 @@ class MLflowSink:
                 "mlflow.parentRunId": self.parent, RUN_ID: run.run_id, SWEEP_KEY: self.sweep.key,
                 **{k: v[:TAG_CHARS] for k, v in run.tags().items()}})
             params = [Param(k, str(v)[:PARAM_CHARS]) for k, v in run.params().items()]
-            for i in range(0, len(params), BATCH_PARAMS):
-                self.client.log_batch(created.info.run_id, params=params[i:i + BATCH_PARAMS])
             self.children[run.run_id] = (created.info.run_id, "RUNNING")
         mlflow_id, status = self.children[run.run_id]
         if status != "RUNNING":  # a failed or interrupted run resumed
             self.client.update_run(mlflow_id, status="RUNNING")
             self.children[run.run_id] = (mlflow_id, "RUNNING")
-        return mlflow_id
+        return mlflow_id, params
 
     def log(self, run: RunInfo, points: Points) -> None:
         from mlflow.entities import Metric, RunTag  # optional dependency, see __init__
 
-        mlflow_id = self._child(run)
+        mlflow_id, params = self._child(run)
+        if len(params) > BATCH_PARAMS // 2:  # too many to ride along with metrics
+            params = self._log_params(mlflow_id, params)
         now = int(time.time() * 1000)
         chunk: list = []
         for t, metrics in points.items():
             batch = [Metric(name, value, now, t) for name, value in sorted(metrics.items())]
-            if chunk and len(chunk) + len(batch) >= BATCH_ENTITIES:
-                self.client.log_batch(mlflow_id, metrics=chunk, tags=[RunTag(LOGGED, str(chunk[-1].step))])
-                chunk = []
+            if chunk and len(params) + len(chunk) + len(batch) >= BATCH_ENTITIES:
+                self.client.log_batch(mlflow_id, metrics=chunk, params=params,
+                                      tags=[RunTag(LOGGED, str(chunk[-1].step))])
+                chunk, params = [], []
             chunk += batch
-        if chunk or points:
-            self.client.log_batch(mlflow_id, metrics=chunk, tags=[RunTag(LOGGED, str(max(points)))])
+        self.client.log_batch(mlflow_id, metrics=chunk, params=params, tags=[RunTag(LOGGED, str(max(points)))])
+
+    def _log_params(self, mlflow_id: str, params: list) -> list:
+        for i in range(0, len(params), BATCH_PARAMS):
+            self.client.log_batch(mlflow_id, params=params[i:i + BATCH_PARAMS])
+        return []
 
     def end(self, run: RunInfo, status: str, error: str | None) -> None:
-        mlflow_id = self._child(run)
+        mlflow_id, params = self._child(run)
+        self._log_params(mlflow_id, params)  # a run that failed before its first generation
         if status == "failed":
             self.client.set_tag(mlflow_id, ERROR, (error or "failed")[:TAG_CHARS])
             self.errored.add(run.run_id)
