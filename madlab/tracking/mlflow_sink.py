@@ -27,6 +27,8 @@ FINAL = {"FINISHED": "ok", "FAILED": "failed"}
 class MLflowSink:
     def __init__(self, target: Target, sweep: SweepInfo):
         # optional dependency (extra `mlflow`): imported only when a sweep tracks to MLflow
+        # MLflow's usage telemetry stays off unless the user turned it on: madlab sends nothing of its own accord
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         from mlflow import MlflowClient
 
         if target.uri.startswith("file:"):  # the user asked for MLflow's legacy file store by name
