@@ -214,3 +214,58 @@ def test_cifar10_runs_and_reports_from_local_files(tmp_path, no_md5, cli, write_
     assert set(table.extractor) == {"dinov2-vitb14"}
     code, stdout, _ = cli("report", out)
     assert code == 0 and (out / "figures" / "index.html").is_file()
+
+
+# ---------------------------------------------------------------------- Hugging Face save_to_disk folders
+
+
+def save_hf(root, splits: dict[str, int], size=(12, 10), mode="RGB", dict_of_splits=True):
+    """Small image datasets saved by `datasets` itself; returns {split: (uint8 arrays, labels)}."""
+    datasets = pytest.importorskip("datasets")
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["a", "b", "c"])})
+    saved, parts = {}, {}
+    for split, n in splits.items():
+        shape = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
+        arrays = [RNG.integers(0, 256, shape, dtype=np.uint8) for _ in range(n)]
+        labels = RNG.integers(0, 3, n).tolist()
+        images = [Image.fromarray(a, mode=mode) for a in arrays]
+        parts[split] = datasets.Dataset.from_dict({"image": images, "label": labels}, features=features)
+        saved[split] = (np.stack([a if a.ndim == 3 else a[..., None] for a in arrays]).transpose(0, 3, 1, 2), labels)
+    if dict_of_splits:
+        datasets.DatasetDict(parts).save_to_disk(str(root))
+    else:
+        parts["train"].save_to_disk(str(root))
+    return saved
+
+
+def test_hf_image_folder_train_and_test_splits(tmp_path):
+    from madlab.image import to_uint8
+
+    saved = save_hf(tmp_path / "hf", {"train": 6, "test": 4})
+    data = open_dataset({"name": "hf-images", "root": str(tmp_path / "hf")})
+    assert data.shape == (3, 10, 12) and data.size == 6 and data.num_classes == 3
+    drawn = data.draw(6, seed=0)  # PNG is lossless: the saved pixels come back exactly
+    got = sorted(zip(map(bytes, to_uint8(drawn.x)), drawn.y.tolist()))
+    assert got == sorted(zip(map(bytes, saved["train"][0]), saved["train"][1]))
+    test = data.eval_set(4, seed=0)
+    assert sorted(map(bytes, to_uint8(test.x))) == sorted(map(bytes, saved["test"][0]))
+
+
+def test_hf_image_folder_greyscale_resolution_and_single_split(tmp_path):
+    save_hf(tmp_path / "grey", {"train": 5}, size=(16, 16), mode="L", dict_of_splits=False)
+    data = open_dataset({"name": "hf-images", "root": str(tmp_path / "grey"), "resolution": 8, "holdout": 2})
+    assert data.shape == (1, 8, 8) and data.size == 3 and data.eval_set(2, seed=0).x.shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("params, needle", [
+    ({"root": "{tmp}/absent"}, "is not a folder"),
+    ({"root": "{tmp}/hf", "split": "validation"}, "dataset.split 'validation' is not a split of"),
+    ({"root": "{tmp}/hf", "image_field": "img"}, "has no column 'img'"),
+    ({"root": "{tmp}"}, "is not a Hugging Face datasets folder"),
+])
+def test_hf_image_folder_errors_are_one_line(tmp_path, params, needle):
+    save_hf(tmp_path / "hf", {"train": 3, "test": 2})
+    params = {k: v.replace("{tmp}", str(tmp_path)) for k, v in params.items()}
+    with pytest.raises(DatasetError) as info:
+        open_dataset({"name": "hf-images", **params})
+    assert needle in str(info.value) and "\n" not in str(info.value)

@@ -37,7 +37,7 @@ def open_dataset(section: dict) -> Dataset:
 
 def _load_builtin() -> None:
     # Imported lazily so that `import madlab` stays cheap; each module registers its datasets.
-    from madlab.datasets import images, lowdim, text, torchvision_sets  # noqa: F401
+    from madlab.datasets import hf_images, images, lowdim, text, torchvision_sets  # noqa: F401
 
 
 __all__ = ["Dataset", "register_dataset", "get_dataset_class", "dataset_names", "open_dataset"]

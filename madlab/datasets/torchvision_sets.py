@@ -130,21 +130,22 @@ class SVHN(TorchvisionImages):
         return np.ascontiguousarray(dataset.data, dtype=np.uint8), np.asarray(dataset.labels, dtype=np.int64)
 
 
-class _LazyImages:
-    """CelebA's images as a read-only array of uint8 (n, 3, r, r), decoded on access and kept."""
+class LazyImages:
+    """Images as a read-only array of uint8 (n, *shape): ``decode(j)`` on first access, then kept
+    (``celeba``'s 200k files, the encoded images of a Hugging Face folder)."""
 
-    def __init__(self, files: list[Path], resolution: int):
-        self.files, self.resolution = files, resolution
+    def __init__(self, count: int, decode, shape: tuple[int, ...]):
+        self.count, self.decode, self.shape = count, decode, shape
         self._decoded: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.files)
+        return self.count
 
     def __getitem__(self, index) -> np.ndarray:
-        out = np.empty((len(index), 3, self.resolution, self.resolution), dtype=np.uint8)
+        out = np.empty((len(index), *self.shape), dtype=np.uint8)
         for i, j in enumerate(np.asarray(index).tolist()):
             if j not in self._decoded:
-                self._decoded[j] = center_square(self.files[j], self.resolution)
+                self._decoded[j] = self.decode(j)
             out[i] = self._decoded[j]
         return out
 
@@ -173,7 +174,8 @@ class CelebA(TorchvisionImages):
         missing = next((f for f in files if not f.is_file()), None)
         if missing is not None:
             raise DatasetError(f"celeba: {missing} is listed in list_eval_partition.txt but missing")
-        return _LazyImages(files, self.params.resolution), None
+        r = self.params.resolution
+        return LazyImages(len(files), lambda j: center_square(files[j], r), (3, r, r)), None
 
     @property
     def shape(self):
