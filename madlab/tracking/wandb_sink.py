@@ -81,9 +81,14 @@ class WandbSink:
         del self.runs[run.run_id]
 
     def close(self) -> None:
+        import wandb  # optional dependency, see _run
+
         for handle in self.runs.values():
             handle.finish()
         self.runs.clear()
+        # W&B's service process writes the run files; finish() can return before the last records are
+        # on disk, teardown waits for them (a back-fill, a resume or `wandb sync` then reads whole files)
+        wandb.teardown()
 
 
 def run_folders(root: str, run_id: str) -> list[str]:
