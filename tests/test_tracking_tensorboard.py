@@ -8,7 +8,7 @@ import pytest
 from tracking_common import same_points, sweep_spec, table_points
 
 pytest.importorskip("tensorboard")
-from madlab.tracking.tensorboard_sink import MARKER, read_scalars  # noqa: E402
+from madlab.tracking.tensorboard_sink import MARKER, read_scalars, read_status  # noqa: E402
 
 
 def tensorboard_points(root) -> dict:
@@ -48,6 +48,7 @@ def test_resume_purges_a_half_written_generation(cli, write_spec, tmp_path, monk
     assert cli("run", spec, "--out", out, "--no-ray", "--track", "tensorboard")[0] == 1
     failed = next(p for p in (out / "tensorboard").iterdir() if p.name.startswith("bias=0.8,seed=0-"))
     assert max(step for step, _ in read_scalars(str(failed))[MARKER]) == 2
+    assert read_status(str(failed)) == "failed"  # the hparams session end, STATUS_FAILURE
     from torch.utils.tensorboard import SummaryWriter
 
     stray = SummaryWriter(str(failed))
@@ -60,5 +61,6 @@ def test_resume_purges_a_half_written_generation(cli, write_spec, tmp_path, monk
     monkeypatch.delenv("MADLAB_FAULT")
     assert cli("run", spec, "--out", out, "--no-ray", "--track", "tensorboard")[0] == 0
     assert same_points(tensorboard_points(out / "tensorboard"), table_points(out))
+    assert read_status(str(failed)) == "ok"
     code, _, _ = cli("track", out, "--to", "tensorboard")  # back-fill over a complete tracker: nothing added
     assert code == 0 and same_points(tensorboard_points(out / "tensorboard"), table_points(out))

@@ -18,22 +18,24 @@ MARKER = "madlab/generation"
 ERROR_TAG = "madlab/error"
 
 
-def read_scalars(run_dir: str) -> dict[str, list[tuple[int, float]]]:
+def read_scalars(run_dir: str, accumulator=None) -> dict[str, list[tuple[int, float]]]:
     """``{tag: [(step, value), ...]}`` of a run's event files, as TensorBoard shows them (purged steps dropped)."""
-    accumulator = _accumulator(run_dir)
+    accumulator = accumulator or _accumulator(run_dir)
     return {tag: [(e.step, e.value) for e in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
 
 
-def read_status(run_dir: str) -> str | None:
-    """"ok" / "failed" from the hparams session end a finished run wrote, else None."""
+def read_status(run_dir: str, accumulator=None) -> str | None:
+    """"ok" when the run wrote its hparams session end (a finished run), "failed" when it wrote only
+    its error text, else None. (TensorBoard keeps the first session end of a tag, so a failed run that
+    a resume finishes could not turn one from failure to success: a failure writes none.)"""
     # optional dependency (extra `tensorboard`)
-    from tensorboard.plugins.hparams import api_pb2, metadata
+    from tensorboard.plugins.hparams import metadata
 
-    content = _accumulator(run_dir).PluginTagToContent(metadata.PLUGIN_NAME)
-    if metadata.SESSION_END_INFO_TAG not in content:
-        return None
-    status = metadata.parse_session_end_info_plugin_data(content[metadata.SESSION_END_INFO_TAG]).status
-    return {api_pb2.STATUS_SUCCESS: "ok", api_pb2.STATUS_FAILURE: "failed"}.get(status)
+    accumulator = accumulator or _accumulator(run_dir)
+    if metadata.SESSION_END_INFO_TAG in accumulator.PluginTagToContent(metadata.PLUGIN_NAME):
+        return "ok"
+    tensors = accumulator.Tags()["tensors"]  # torch's add_text writes the tensor tag "<tag>/text_summary"
+    return "failed" if any(tag.startswith(ERROR_TAG + "/") for tag in tensors) else None
 
 
 def _accumulator(run_dir: str):
@@ -56,9 +58,10 @@ class TensorBoardSink:
         for run in self.sweep.runs:
             folder = os.path.join(self.root, run.run_id)
             if os.path.isdir(folder):
-                steps = [step for step, _ in read_scalars(folder).get(MARKER, [])]
+                accumulator = _accumulator(folder)
+                steps = [step for step, _ in read_scalars(folder, accumulator).get(MARKER, [])]
                 self.logged[run.run_id] = max(steps, default=0)
-                held[run.run_id] = (self.logged[run.run_id], read_status(folder))
+                held[run.run_id] = (self.logged[run.run_id], read_status(folder, accumulator))
         return held
 
     def _writer(self, run: RunInfo, metrics: list[str]):
@@ -96,7 +99,8 @@ class TensorBoardSink:
         writer = self._writer(run, [])
         if status == "failed":
             writer.add_text(ERROR_TAG, error or "failed", self.logged.get(run.run_id, 0))
-        writer.file_writer.add_summary(_session_end(status == "failed"))
+        else:
+            writer.file_writer.add_summary(_session_end())
         writer.close()
         del self.writers[run.run_id]
 
@@ -106,13 +110,14 @@ class TensorBoardSink:
         self.writers.clear()
 
 
-def _session_end(failed: bool):
-    """The hparams plugin's session-end summary, with its status (torch's ``hparams`` only writes success)."""
+def _session_end():
+    """The hparams plugin's session-end summary of a finished run (STATUS_SUCCESS), as torch's ``hparams``
+    builds it, written here at the run's end rather than at its start."""
     # optional dependency (extra `tensorboard`)
     from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 
-    info = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_FAILURE if failed else api_pb2.STATUS_SUCCESS)
+    info = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS)
     content = plugin_data_pb2.HParamsPluginData(session_end_info=info, version=metadata.PLUGIN_DATA_VERSION)
     plugin = SummaryMetadata.PluginData(plugin_name=metadata.PLUGIN_NAME, content=content.SerializeToString())
     return Summary(value=[Summary.Value(tag=metadata.SESSION_END_INFO_TAG, metadata=SummaryMetadata(plugin_data=plugin))])
