@@ -104,3 +104,26 @@ def test_backfill_to_a_given_sqlite_uri(cli, write_spec, tmp_path):
     client = mlflow.MlflowClient(f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name("t").experiment_id])
     assert len(runs) == 5  # the sweep's parent and its four runs
+
+
+def test_grids_go_in_as_artifacts(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from madlab.tracking import Target
+    from madlab.tracking.base import RunInfo, SweepInfo
+    from madlab.tracking.mlflow_sink import MLflowSink
+
+    run_dir = tmp_path / "runs" / "r"
+    (run_dir / "gen-0001").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(run_dir / "gen-0001" / "grid.png")
+    config = {"loop": {"scheme": "s", "bias": 1.0}, "seed": 0, "generator": {"name": "g"}, "dataset": {"name": "d"}}
+    run = RunInfo("r", config, {}, 1, str(run_dir))
+    target = Target("mlflow", f"sqlite:///{tmp_path}/m.db", {"grids": True})
+    sink = MLflowSink(target, SweepInfo("s", str(tmp_path), (run,)))
+    assert sink.start() == {}
+    sink.log(run, {1: {"fid": 1.0}})
+    sink.end(run, "ok", None)
+    mlflow_id = sink.children["r"][0]
+    assert [a.path for a in sink.client.list_artifacts(mlflow_id, "grids/gen-0001")] == ["grids/gen-0001/grid.png"]
+    assert (tmp_path / "mlflow-artifacts").is_dir()  # beside the database, not in the working directory

@@ -35,6 +35,8 @@ def test_command_line_replaces_the_spec_entry_of_its_name(tmp_path):
     (["tensorboard=s3://bucket/tb"], "must be a local folder"),
     (["mlflow", "mlflow"], "listed twice"),
     ([42], "each entry is a tracker name"),
+    ([{"name": "mlflow", "grids": "yes"}], "mlflow.grids: must be true or false"),
+    ([{"name": "wandb", "grids": True}], "unknown key 'grids'"),
 ])
 def test_bad_entries_name_the_problem(tmp_path, entries, needle):
     (tmp_path / "no").write_text("a file where a folder should be")

@@ -64,3 +64,30 @@ def test_resume_purges_a_half_written_generation(cli, write_spec, tmp_path, monk
     assert read_status(str(failed)) == "ok"
     code, _, _ = cli("track", out, "--to", "tensorboard")  # back-fill over a complete tracker: nothing added
     assert code == 0 and same_points(tensorboard_points(out / "tensorboard"), table_points(out))
+
+
+def test_grids_go_in_as_images(tmp_path):
+    """`grids: true`: each generation's grid.png (an image run's) becomes the image `samples` at its step."""
+    import numpy as np
+    from PIL import Image
+
+    from madlab.tracking import Target
+    from madlab.tracking.base import RunInfo, SweepInfo
+    from madlab.tracking.tensorboard_sink import TensorBoardSink
+
+    run_dir = tmp_path / "runs" / "r"
+    for t in (1, 2):
+        (run_dir / f"gen-{t:04d}").mkdir(parents=True)
+        Image.fromarray(np.full((6, 8, 3), 40 * t, dtype=np.uint8)).save(run_dir / f"gen-{t:04d}" / "grid.png")
+    config = {"loop": {"scheme": "s", "bias": 1.0}, "seed": 0, "generator": {"name": "g"}, "dataset": {"name": "d"}}
+    run = RunInfo("r", config, {}, 2, str(run_dir))
+    sink = TensorBoardSink(Target("tensorboard", str(tmp_path / "tb"), {"grids": True}), SweepInfo("s", "/x", (run,)))
+    assert sink.start() == {}
+    sink.log(run, {1: {"fid": 1.0}, 2: {"fid": 0.5}})
+    sink.end(run, "ok", None)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(tmp_path / "tb" / "r"), size_guidance={"images": 0})
+    accumulator.Reload()
+    images = accumulator.Images("samples")
+    assert [(i.step, i.width, i.height) for i in images] == [(1, 8, 6), (2, 8, 6)]

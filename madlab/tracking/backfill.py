@@ -39,7 +39,8 @@ def folder_runs(location: Location) -> tuple[SweepInfo, list[_Rows]]:
         if not location.exists(f"runs/{run_id}/{CONFIG}"):
             continue
         record = location.read_json(f"runs/{run_id}/{CONFIG}")
-        run = RunInfo(run_id, record["config"], record.get("swept", {}), record["config"]["loop"]["generations"])
+        run = RunInfo(run_id, record["config"], record.get("swept", {}), record["config"]["loop"]["generations"],
+                      location.path(f"runs/{run_id}") if location.local else None)
         runs.append(run)
         mine = frame[frame["run_id"] == run_id]
         failed = mine[mine["metric"] == FAILED_METRIC]

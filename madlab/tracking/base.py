@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -36,6 +37,15 @@ class RunInfo:
     config: dict
     swept: dict
     generations: int
+    #: the run's local folder (None: vectorised, or on an object store); image runs have a grid per generation
+    run_dir: str | None = None
+
+    def grid(self, t: int) -> str | None:
+        """Generation t's sample grid (``gen-XXXX/grid.png``), when the run has one on this machine."""
+        if self.run_dir is None:
+            return None
+        path = os.path.join(self.run_dir, f"gen-{t:04d}", "grid.png")
+        return path if os.path.isfile(path) else None
 
     def tags(self) -> dict[str, str]:
         """Scheme, λ, seed, generator, dataset, and the sweep keys, as strings."""

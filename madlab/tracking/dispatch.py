@@ -13,6 +13,7 @@ counted), backed off, and retried on later flushes; the sweep and its table neve
 """
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -186,7 +187,9 @@ def open_tracking(targets: list[Target], results: str, name: str, jobs, done: di
     resumed sweep first fills in what an interrupted driver had not sent."""
     if not targets:
         return None
-    sweep = SweepInfo(name, results, tuple(RunInfo(j.run_id, j.config, j.swept, j.generations) for j in jobs))
+    local = {j.run_id: j.run_dir if j.batch is None and os.path.isdir(j.run_dir) else None for j in jobs}
+    sweep = SweepInfo(name, results, tuple(RunInfo(j.run_id, j.config, j.swept, j.generations, local[j.run_id])
+                                           for j in jobs))
     dispatcher = Dispatcher(targets, sweep, {j.run_id: None if j.batch is not None else j.run_dir for j in jobs},
                             stream=stream, flush_s=flush_s)
     for run_id, t in done.items():

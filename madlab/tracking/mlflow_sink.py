@@ -116,6 +116,10 @@ class MLflowSink:
                 chunk, params = [], []
             chunk += batch
         self.client.log_batch(mlflow_id, metrics=chunk, params=params, tags=[RunTag(LOGGED, str(max(points)))])
+        if self.target.options.get("grids"):
+            for t in points:
+                if run.grid(t):  # artifacts after the metrics: a resume re-sends a grid at most, never a point
+                    self.client.log_artifact(mlflow_id, run.grid(t), artifact_path=f"grids/gen-{t:04d}")
 
     def _log_params(self, mlflow_id: str, params: list) -> list:
         for i in range(0, len(params), BATCH_PARAMS):

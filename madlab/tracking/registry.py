@@ -26,9 +26,9 @@ class SinkEntry:
 
 SINKS: dict[str, SinkEntry] = {
     "mlflow": SinkEntry("madlab.tracking.mlflow_sink:MLflowSink", ("mlflow", "sqlalchemy", "alembic"), "mlflow",
-                        "a tracking URI: sqlite:///path.db, file:/folder, or http(s)://server", ("experiment",)),
+                        "a tracking URI: sqlite:///path.db, file:/folder, or http(s)://server", ("experiment", "grids")),
     "tensorboard": SinkEntry("madlab.tracking.tensorboard_sink:TensorBoardSink", ("tensorboard", "torch"),
-                             "tensorboard", "the log folder (default DIR/tensorboard)"),
+                             "tensorboard", "the log folder (default DIR/tensorboard)", ("grids",)),
     "wandb": SinkEntry("madlab.tracking.wandb_sink:WandbSink", ("wandb",), "wandb",
                        "the folder W&B writes its run files under (default DIR, files in DIR/wandb)",
                        ("project", "entity", "mode")),

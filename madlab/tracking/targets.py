@@ -5,7 +5,7 @@ A spec lists trackers by name, or as mappings with a ``name`` (and ``uri`` and t
     tracking:
       - mlflow                                   # DIR/mlflow.db, a local SQLite store
       - {name: wandb, project: mad, mode: offline}
-      - {name: tensorboard, uri: /scratch/tb}
+      - {name: tensorboard, uri: /scratch/tb, grids: true}   # and each generation's sample grid
 
 ``--track NAME[=URI]`` on the command line adds one, or replaces the spec's entry of that name.
 An unknown name, a missing extra or a URI that cannot work is a ConfigError (one line, exit 2)
@@ -23,6 +23,8 @@ from madlab.tracking.registry import SINKS, missing_extra
 #: MLflow stores a URI may name (a tracking server speaks http(s); the rest are SQLAlchemy or files)
 MLFLOW_SCHEMES = ("sqlite", "file", "http", "https", "postgresql", "mysql", "mssql", "databricks")
 WANDB_MODES = ("offline", "online")
+#: options that are switches: ``grids`` sends each image generation's sample grid (``grid.png``)
+BOOLEAN_OPTIONS = ("grids",)
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,10 @@ def _one(entry, out_dir: str, where: str) -> Target:
         if key != "uri" and key not in sink.options:
             allowed = ", ".join(("uri",) + sink.options)
             raise ConfigError(f"{where}: {name}: unknown key {key!r} (allowed: {allowed})")
-        if not isinstance(value, str) or not value:
+        if key in BOOLEAN_OPTIONS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: {name}.{key}: must be true or false")
+        elif not isinstance(value, str) or not value:
             raise ConfigError(f"{where}: {name}.{key}: must be a non-empty string")
     module = missing_extra(name)
     if module is not None:

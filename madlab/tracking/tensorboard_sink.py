@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+from PIL import Image
+
 from madlab.tracking.base import Points, RunInfo, SweepInfo
 from madlab.tracking.targets import Target
 
@@ -50,6 +53,7 @@ def _accumulator(run_dir: str):
 class TensorBoardSink:
     def __init__(self, target: Target, sweep: SweepInfo):
         self.root, self.sweep = target.uri, sweep
+        self.grids = bool(target.options.get("grids"))
         self.writers: dict = {}
         self.logged: dict[str, int] = {}
 
@@ -91,6 +95,8 @@ class TensorBoardSink:
         for t, metrics in points.items():
             for name, value in sorted(metrics.items()):
                 writer.add_scalar(name, value, t)
+            if self.grids and run.grid(t):
+                writer.add_image("samples", _png(run.grid(t)), t, dataformats="HWC")
             writer.add_scalar(MARKER, t, t)
         writer.flush()
         self.logged[run.run_id] = max(points)
@@ -108,6 +114,12 @@ class TensorBoardSink:
         for writer in self.writers.values():
             writer.close()
         self.writers.clear()
+
+
+def _png(path: str) -> np.ndarray:
+    """A PNG as uint8 (H, W, 3)."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def _session_end():
