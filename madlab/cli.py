@@ -9,6 +9,9 @@ import argparse
 import shlex
 import sys
 
+from madlab.cli_analysis import COMMANDS as ANALYSIS_COMMANDS
+from madlab.cli_analysis import add_parsers as add_analysis_parsers
+from madlab.cli_analysis import dispatch as analysis_dispatch
 from madlab.errors import MadlabError
 
 EXIT_BAD_INPUT = 2
@@ -56,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("generators", help="list installed generator plugins (madlab.generators entry points)")
     sub.add_parser("curators", help="list installed curator plugins (madlab.curators entry points)")
+    add_analysis_parsers(sub)  # madlab profile | compare | threshold | metrics (madlab.analysis)
     return parser
 
 
@@ -78,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args, argv) -> int:
     if args.command in ("generators", "curators"):
         return _list_plugins(args.command)
+    if args.command in ANALYSIS_COMMANDS:
+        return analysis_dispatch(args, argv)
     if args.command == "report":
         from madlab.report import make_report
 
