@@ -9,10 +9,20 @@ import argparse
 import shlex
 import sys
 
+from madlab.cli_analysis import COMMANDS as ANALYSIS_COMMANDS
+from madlab.cli_analysis import add_parsers as add_analysis_parsers
+from madlab.cli_analysis import dispatch as analysis_dispatch
 from madlab.errors import MadlabError
 
 EXIT_BAD_INPUT = 2
 EXIT_RUNS_FAILED = 1
+
+
+def _portable_arg(parser):
+    parser.add_argument("--portable", action="store_true",
+                        help="pin the CPU kernels (OpenBLAS, MKL, ATen, oneDNN) so the same run gives the same bits on "
+                             "every x86-64 AVX2 (or every aarch64) CPU, e.g. across a heterogeneous cluster; a run "
+                             "started with it resumes only with it")
 
 
 def _spec_args(parser):
@@ -38,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", help="Ray cluster address (e.g. auto); default: a local Ray instance")
     run.add_argument("--no-ray", action="store_true", help="run in this process, one run after another")
     run.add_argument("--workers", type=int, help="number of Ray worker actors (default: sized to the cluster)")
+    _portable_arg(run)
     _track_arg(run)
 
     validate = sub.add_parser("validate", help="check a spec: exit 0, or 2 with a one-line reason; no CONFIG "
@@ -46,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--out", help="also check that `madlab run --out DIR` could resume into this results "
                                         "folder (stored configs, library versions, text runs' tokenizers); writes nothing")
     _spec_args(validate)
+    _portable_arg(validate)
     _track_arg(validate)
 
     report = sub.add_parser("report", help="draw the figures of a results folder")
@@ -60,13 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("generators", help="list installed generator plugins (madlab.generators entry points)")
     sub.add_parser("curators", help="list installed curator plugins (madlab.curators entry points)")
+    add_analysis_parsers(sub)  # madlab profile | compare | threshold | metrics (madlab.analysis)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    as_script = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "portable", False):
+            from madlab.portable import is_portable, relaunch
+
+            if not is_portable():  # the kernels are chosen when the libraries load: start afresh, pinned
+                return relaunch(argv, replace=as_script)
         return _dispatch(args, argv)
     except MadlabError as exc:
         print(f"madlab: error: {exc}", file=sys.stderr)
@@ -76,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args, argv) -> int:
     if args.command in ("generators", "curators"):
         return _list_plugins(args.command)
+    if args.command in ANALYSIS_COMMANDS:
+        return analysis_dispatch(args, argv)
     if args.command == "report":
         from madlab.report import make_report
 

@@ -63,7 +63,10 @@ class LoopConfig(_Strict):
     n_initial: int | None = Field(None, ge=1, description="fresh-real: real samples at generation 1")
     bias: float = Field(1.0, ge=0.0, le=1.0, description="sampling bias λ, 1 = unbiased")
     warm_start: bool = False
-    accumulate_synthetic: bool = Field(False, description="fixed-real: keep every earlier synthetic set")
+    #: a bool or "truncated" (not a new field: a new field would change every run id)
+    accumulate_synthetic: Literal[False, True, "truncated"] = Field(
+        False, description="fixed-real: keep every earlier synthetic set (true), or the first "
+                           "floor(g n_synthetic / G) rows of set g of G (\"truncated\", Gillman et al.'s toy)")
     memory: int = Field(1, ge=1, description="fresh-real: synthetic samples come from the last K models")
     train_size: int | None = Field(None, ge=1, description="accumulate-subsample: fixed training-set size")
     curation: dict | None = Field(None, description="{name: <curator>, <params>}: selects or corrects each "

@@ -2,7 +2,8 @@
 
 Each ``runs/<run_id>/config.json`` holds the run's resolved config (the generator's parameters
 as it uses them, preset expanded: ``config.generator_resolved``), the swept values, and the
-versions of madlab and of the libraries that determine results. The run id hashes the resolved
+versions of madlab and of the libraries that determine results, and the CPU kernels (native, or
+portable: :mod:`madlab.portable`). The run id hashes the resolved
 config, so editing a preset table gives new run ids; a resume into a folder whose stored record
 differs from the current one (in the config or in a result-determining library version) is
 refused with one line saying what differs, before anything is written, so one run never mixes
@@ -15,6 +16,7 @@ from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 
 from madlab.errors import ConfigError
+from madlab.portable import compute_differences, compute_record
 
 #: libraries whose version changes the numbers a run produces (compared on resume)
 RESULT_LIBRARIES = ("torch", "diffusers", "normflows", "numpy", "scipy", "scikit-learn", "torch-fidelity")
@@ -35,7 +37,7 @@ def library_versions() -> dict[str, str]:
 
 def config_record(config: dict, swept: dict) -> dict:
     """The content of a run's ``config.json``."""
-    return {"config": config, "swept": swept, "versions": library_versions()}
+    return {"config": config, "swept": swept, "versions": library_versions(), "compute": compute_record()}
 
 
 def differences(stored: dict, current: dict) -> list[str]:
@@ -49,6 +51,7 @@ def differences(stored: dict, current: dict) -> list[str]:
         for lib in RESULT_LIBRARIES:
             if lib in old_v and old_v.get(lib) != new_v.get(lib):
                 out.append(f"{lib} {old_v.get(lib)} -> {new_v.get(lib)}")
+    out += compute_differences(stored.get("compute"), current.get("compute") or {"kernels": "native"})
     return out
 
 

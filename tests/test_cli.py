@@ -47,12 +47,14 @@ def test_set_overrides_and_sweep_axes(cli, write_spec, tmp_path):
     assert sorted(table.bias.unique()) == [0.6, 0.9] and table.generation.max() == 2
 
 
+@pytest.mark.fp_exact
 def test_run_through_ray(cli, write_spec, tmp_path, ray_session):
     spec = gaussian_spec(generations=3)
     spec["sweep"] = {"seed": [0, 1, 2]}
     out_ray, out_local = tmp_path / "ray", tmp_path / "local"
     assert cli("run", write_spec(spec), "--out", out_ray)[0] == 0
     assert cli("run", write_spec(spec), "--out", out_local, "--no-ray")[0] == 0
+    # exact: same path — Ray workers and --no-ray run the same operations with the same thread count (compute_threads)
     pd.testing.assert_frame_equal(pd.read_parquet(out_ray / "metrics.parquet"),
                                   pd.read_parquet(out_local / "metrics.parquet"))
 

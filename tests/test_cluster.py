@@ -63,6 +63,7 @@ def test_losing_a_node_mid_sweep_gives_the_uninterrupted_table_and_a_new_node_is
     result = scenario("node_loss", spec, tmp_path, MADLAB_FAULT="sleep:*:0.5")
     assert result["summary"]["failed"] == {}
     assert 2 <= result["done_at_loss"] < result["total"], "the node must be lost mid-sweep"
+    # exact: same path — the lost node's runs resume from their stored generations on this same machine
     pd.testing.assert_frame_equal(reference(spec, tmp_path / "ref"), read_table(tmp_path / "node_loss"))
     table = read_table(tmp_path / "node_loss")
     assert table.groupby(["run_id", "generation", "metric"]).size().max() == 1
@@ -109,6 +110,7 @@ def test_four_quarter_gpu_runs_run_concurrently_through_the_runner(tmp_path):
     spec = sweep(4, range(4), resources={"num_gpus": 0.25, "num_cpus": 0.5})
     result = scenario("fractional_sweep", spec, tmp_path, MADLAB_FAULT="sleep:*:3")
     assert result["summary"]["failed"] == {}
+    # exact: same path — fractional-GPU runs on CPU run the same operations as the reference
     pd.testing.assert_frame_equal(reference(spec, tmp_path / "ref"), read_table(tmp_path / "fractional_sweep"))
     windows = list(result["windows"].values())
     assert len(windows) == 4

@@ -124,6 +124,7 @@ def test_whole_metric_path_with_random_weights_caches_by_weights_hash(weights, t
     assert calls == [12, 12]
     calls.clear()
     second = ImageEvaluator(Dataset(), cfg, real, cache_dir=str(tmp_path))  # same weights: real set from cache
+    # exact: same path — real statistics read back from the cache are the stored bits
     assert calls == [] and second(fake) == values and calls == [12]
 
     other, _ = random_official_and_timm_files(tmp_path, seed=1)  # other weights: their own cache entry

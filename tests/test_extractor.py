@@ -34,11 +34,13 @@ def digits(n=400):
     return x[:: 5000 // n][:n], y[:: 5000 // n][:n]
 
 
+@pytest.mark.fp_exact
 def test_lenet_training_is_deterministic():
     x, y = digits()
     a = lenet.train_lenet(x, y, epochs=1, seed=3).state_dict()
     b = lenet.train_lenet(x, y, epochs=1, seed=3).state_dict()
     c = lenet.train_lenet(x, y, epochs=1, seed=4).state_dict()
+    # exact: same path — the same training, seed and single thread twice in one process
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
@@ -101,6 +103,7 @@ def test_concurrent_workers_on_a_cold_cache_train_once_and_agree(tmp_path):
     assert first["trainer"] == second["trainer"]  # the record was written once, by one of them
 
 
+@pytest.mark.fp_exact
 @pytest.mark.slow
 def test_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
     """Two cold caches filled by processes running 1 and 4 torch threads hold the same bytes."""
@@ -109,6 +112,7 @@ def test_weights_do_not_depend_on_the_callers_thread_count(tmp_path):
     assert one["sha256"] == four["sha256"]
 
 
+@pytest.mark.fp_exact
 def test_features_and_input_conventions(cache):
     ext = create_extractor("lenet-mnist", weights_path=str(lenet.ensure_lenet_weights(recipe=QUICK)))
     x, _ = digits(20)
@@ -116,6 +120,7 @@ def test_features_and_input_conventions(cache):
     f_float = extract_features(ext, x.astype(np.float32) / 127.5 - 1)
     f_rgb = extract_features(ext, np.repeat(x, 3, axis=1))
     assert f_uint8.shape == (20, lenet.FEATURE_DIM) and f_uint8.dtype == np.float32
+    # exact: uint8 -> x / 127.5 - 1 is correctly rounded in numpy and torch alike, so both inputs are the same bits
     np.testing.assert_array_equal(f_uint8, f_float)
     np.testing.assert_allclose(f_uint8, f_rgb, rtol=1e-5, atol=1e-5)
     with pytest.raises(MadlabError, match="28x28"):

@@ -70,6 +70,7 @@ def test_warm_start_continues_training():
     again = _gpt(steps=4, width=6)
     again.load_state_dict(gen.state_dict())
     assert again.step_count == 4
+    # exact: same path — loaded weights are the saved bits; same seed and batch
     np.testing.assert_array_equal(again.sample(5, bias=1.0, seed=1).x, gen.sample(5, bias=1.0, seed=1).x)
     again.fit(data, seed=1)
     assert again.step_count == 8

@@ -77,6 +77,7 @@ def test_compiled_state_dict_loads_into_a_plain_module_and_back(gpu_paths_on_cpu
         plain = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     T.load_module_state("net", plain, state)
     plain.eval(), compiled.eval()
+    # exact: same path — both are eager modules with the same weights (net is the compiled wrapper's original)
     assert torch.equal(plain(x), net(x))
     with T.seeded(7):
         other = torch.nn.Sequential(torch.nn.Linear(3, 8), torch.nn.BatchNorm1d(8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
@@ -104,6 +105,7 @@ def test_ema_of_a_compiled_module_tracks_and_round_trips(gpu_paths_on_cpu):
     assert not torch.equal(averaged, net.weight)  # lags the trained weights
     restored = T.EMA(torch.nn.Linear(4, 4), 0.5)
     restored.load_state_dict(ema.state_dict())
+    # exact: a state_dict copy of the averaged weights
     assert torch.equal(restored.module.weight, averaged)
 
 
@@ -122,10 +124,12 @@ def test_amp_and_compile_train_sample_and_round_trip(gpu_paths_on_cpu, device, n
     plain = build(name, case, device, amp=True, compile=False)
     plain.load_state_dict(state)
     for key, value in plain.state_dict().items():
+        # exact: a state_dict round trip copies tensors
         assert torch.equal(torch.as_tensor(value), torch.as_tensor(state[key])), key
     again = plain.sample(32, bias=1.0, seed=1)  # same weights, same noise; compiled vs eager bf16 rounding only
     assert np.abs(again.x - out.x).max() <= 0.1
     if out.y is not None:
+        # exact: integer labels drawn from the same seed
         assert np.array_equal(again.y, out.y)
 
     back = build(name, case, device, amp=True, compile=True)  # and back into a compiled one, which trains on

@@ -40,13 +40,16 @@ def test_mnist5k_shapes_ranges_labels():
     assert s.x.min() == -1.0 and s.x.max() == 1.0
     assert s.y.dtype == np.int64 and set(np.unique(s.y)) <= set(range(10))
     pixels = img.to_uint8(s.x)
+    # exact: 8-bit pixels map to floats and back losslessly
     np.testing.assert_array_equal(img.to_float(pixels), s.x)  # exact 8-bit round trip
 
 
 def test_mnist5k_draws_are_deterministic_disjoint_and_exhaust_the_pool():
     ds = make("mnist5k")
     a, b = ds.draw(50, seed=1, offset=100), ds.draw(50, seed=1, offset=100)
+    # exact: the same rows read twice from the same seed
     np.testing.assert_array_equal(a.x, b.x)
+    # exact: integer labels
     np.testing.assert_array_equal(a.y, b.y)
     assert not np.array_equal(ds.draw(50, seed=2, offset=100).x, a.x)
     parts = [ds.draw(1000, seed=7, offset=o) for o in range(0, 5000, 1000)]
@@ -195,6 +198,7 @@ def test_ffhq_folder_crop_resize_order_limit(tmp_path):
                                                                            "00/img004.png"]
     s = ds.draw(6, seed=0)
     assert s.x.shape == (6, 3, 16, 16) and s.y is None and -1 <= s.x.min() and s.x.max() <= 1
+    # exact: the same rows read from the same seed
     np.testing.assert_array_equal(s.x, ds.draw(6, seed=0).x)
     limited = make("ffhq", root=str(tmp_path), resolution=16, limit=4)
     assert limited.size == 4 and limited.files == ds.files[:4]
@@ -202,6 +206,7 @@ def test_ffhq_folder_crop_resize_order_limit(tmp_path):
         limited.draw(2, seed=0, offset=3)
     native = make("ffhq", root=str(tmp_path), resolution=30)  # centre crop of 40x30 -> 30x30, no resize
     first = np.asarray(Image.open(native.files[0]).convert("RGB"))[:, 5:35].transpose(2, 0, 1)
+    # exact: 8-bit pixels round trip losslessly
     np.testing.assert_array_equal(img.to_uint8(native._rows(np.array([0])).x[0]), first)
 
 

@@ -27,8 +27,10 @@ def run(out, spec=None, **kw):
     return read_table(out)
 
 
+@pytest.mark.fp_exact
 def test_same_config_and_seed_give_identical_tables(tmp_path):
     a, b = run(tmp_path / "a"), run(tmp_path / "b")
+    # exact: same path — the same config and seed on the same machine
     pd.testing.assert_frame_equal(a, b)
     assert set(a.metric) >= {"w2", "precision", "recall", "vendi", "trace_cov", "mean_shift"}
     assert len(a) == 4 * 5 * a.metric.nunique()
@@ -40,6 +42,7 @@ def test_different_seeds_differ(tmp_path):
     assert (w2[0] != w2[1]).all()
 
 
+@pytest.mark.fp_exact
 def test_interrupted_run_resumes_to_the_same_table(tmp_path):
     reference = run(tmp_path / "ref")
     spec = build_spec(sweep_spec())
@@ -47,6 +50,7 @@ def test_interrupted_run_resumes_to_the_same_table(tmp_path):
     for i, r in enumerate(spec.runs):
         Loop(r.config, tmp_path / "resumed" / "runs" / r.run_id).run(until=2 + (i == 0))
     resumed = run(tmp_path / "resumed")
+    # exact: same path — a resume continues from the stored generations on the same machine
     pd.testing.assert_frame_equal(reference, resumed)
 
 
@@ -59,6 +63,7 @@ def test_rerun_skips_finished_generations(tmp_path):
     assert (loop.store.gen_dir(3) / "DONE").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.fp_exact
 def test_half_written_generation_is_ignored_and_redone(tmp_path):
     reference = run(tmp_path / "ref")
     out = tmp_path / "crash"
@@ -68,6 +73,7 @@ def test_half_written_generation_is_ignored_and_redone(tmp_path):
     (store.gen_dir(5) / "DONE").unlink()  # as if killed before publishing DONE
     (store.gen_dir(4) / "DONE").unlink()
     assert store.last_done() == 3
+    # exact: same path — unpublished generations are redone with the same operations and seeds
     pd.testing.assert_frame_equal(reference, run(out))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 import tomllib
@@ -48,6 +49,22 @@ def _tracked_files() -> list[str]:
     return [f for f in out.stdout.splitlines() if (ROOT / f).is_file()]
 
 
+def _fresh_venv(venv: Path) -> Path:
+    """A venv as a user makes it (``python -m venv``, no system site-packages), whose dependencies come from
+    the running environment: a ``.pth`` file in its site-packages names this interpreter's site-packages.
+    A ``.pth`` line only appends a folder to ``sys.path`` (that folder's own ``.pth`` files are not run), so
+    an editable madlab installed there stays invisible, and the venv's own site-packages comes first.
+    ``--system-site-packages`` would instead expose the *base* interpreter's packages when the tests run
+    inside a venv, not the user's."""
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    own = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    parents = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    (Path(own) / "_madlab_test_parent.pth").write_text("\n".join(parents) + "\n")
+    return python
+
+
 def test_non_editable_install_in_a_fresh_venv(tmp_path):
     source = tmp_path / "src"
     for rel in _tracked_files():  # a copy, so the build leaves nothing in the checkout
@@ -55,16 +72,20 @@ def test_non_editable_install_in_a_fresh_venv(tmp_path):
             continue
         (source / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / rel, source / rel)
-    venv = tmp_path / "venv"
-    # the dependencies come from this interpreter's site-packages; madlab itself is installed fresh
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
-    build = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(source)],
-                           capture_output=True, text=True, env=env, cwd=tmp_path)
-    if build.returncode != 0 and "setuptools" in build.stderr and "No matching distribution" in build.stderr:
-        pytest.skip("no package registry to fetch the build backend from")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PIP_CONSTRAINT")}
+    # The wheel is built offline with this environment's setuptools (the test extra pins setuptools>=68 and
+    # wheel), then installed into the fresh venv without an index: no network is needed.
+    wheels = tmp_path / "wheels"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(wheels), str(source)], capture_output=True, text=True, env=env,
+                           cwd=tmp_path)
     assert build.returncode == 0, build.stderr[-2000:]
+    venv = tmp_path / "venv"
+    python = _fresh_venv(venv)
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index",
+                              *map(str, wheels.glob("madlab-*.whl"))], capture_output=True, text=True, env=env,
+                             cwd=tmp_path)
+    assert install.returncode == 0, install.stderr[-2000:]
     shutil.rmtree(source)  # nothing may depend on the source tree any more
 
     def madlab(*args):

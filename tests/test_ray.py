@@ -55,6 +55,7 @@ def test_actor_killed_mid_sweep_gives_the_uninterrupted_table(tmp_path, monkeypa
     assert not summary.failed
     markers = sorted((tmp_path / "killed" / "runs").glob("*/.fault-kill-3"))
     assert len(markers) == 4  # the kill really happened, once per run
+    # exact: same path — killed runs resume from stored generations; Ray and in-process use the same thread count
     pd.testing.assert_frame_equal(reference, table)
     assert_no_duplicates(table)
 
@@ -76,6 +77,7 @@ def test_run_that_raises_is_recorded_failed_and_the_rest_complete(tmp_path, monk
     summary, table = run(spec, tmp_path)
     _, reference = run(spec, tmp_path / "ref", use_ray=False)
     assert not summary.failed
+    # exact: same path — the retried run redoes the same operations; Ray and in-process use the same thread count
     pd.testing.assert_frame_equal(reference, table)
 
 
@@ -104,6 +106,7 @@ def test_driver_killed_with_sigkill_resumes_to_the_same_table(tmp_path, write_sp
     assert not (out / "metrics.parquet").exists()
     summary, table = run(spec, out)
     assert not summary.failed
+    # exact: same path — a resume after the driver died continues from stored generations
     pd.testing.assert_frame_equal(reference, table)
     assert_no_duplicates(table)
     # published generations were trusted, not recomputed
@@ -116,6 +119,7 @@ def test_runs_with_different_resources_get_their_own_pools(tmp_path, ray_session
     _, reference = run(spec, tmp_path / "ref", use_ray=False)
     summary, table = run(spec, tmp_path / "ray")
     assert not summary.failed and table.run_id.nunique() == 4
+    # exact: same path — compute_threads gives max(1, int(num_cpus)) = 1 thread for 1.0 and 0.5 CPUs, in and out of Ray
     pd.testing.assert_frame_equal(reference, table)
 
 
@@ -141,6 +145,7 @@ def test_cli_run_on_an_object_store_uri(tmp_path, write_spec, cli):
     assert code == 0 and "table: memory:///madlab-cli/out/metrics.parquet" in out
     code, out, _ = cli("run", path, "--out", f"file://{tmp_path}/f", "--no-ray")
     assert code == 0
+    # exact: same path — the same runs; only the store (memory:// vs file://) differs
     pd.testing.assert_frame_equal(read_table("memory://madlab-cli/out"), read_table(tmp_path / "f"))
     code, _, err = cli("run", path, "--out", "nosuchscheme://x", "--no-ray")
     assert code == 2 and "--out nosuchscheme://x" in err and len(err.strip().splitlines()) == 1
@@ -157,6 +162,7 @@ def test_run_that_always_kills_its_worker_fails_alone(tmp_path, monkeypatch, ray
     assert [o.run_id.split("-")[0] for o in summary.failed] == ["seed=2"]
     assert "worker died repeatedly" in summary.failed[0].error
     same = [c for c in reference.columns if c not in ("status", "error")]  # dtype differs once a run failed
+    # exact: same path — per-run folders (no batching): the surviving runs run the same operations
     pd.testing.assert_frame_equal(reference[reference.seed != 2][same].reset_index(drop=True),
                                   table[table.seed != 2][same].reset_index(drop=True))
     assert (table[table.seed != 2].status == "ok").all()

@@ -27,6 +27,7 @@ def check(ds, n, *, seed=3, reference_seed=8, pool=None):
     if pool is not None:
         assert set(got) <= pool
     again, _ = ds.real_vs_real_set(n, seed=seed, reference_seed=reference_seed)
+    # exact: the same rows drawn twice from the same seed
     np.testing.assert_array_equal(again.x, sample.x)  # deterministic (a resumed run scores the same rows)
     return sample, shared
 
@@ -73,6 +74,7 @@ def test_unlimited_sources_draw_an_independent_sample():
     ds = make("gaussian", dim=3)
     sample, shared = ds.real_vs_real_set(50, seed=1, reference_seed=2)
     assert shared == 0
+    # exact: the same rows drawn from the same seed
     np.testing.assert_array_equal(sample.x, ds.eval_set(50, seed=1).x)
 
 

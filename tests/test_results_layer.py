@@ -130,7 +130,9 @@ def test_sample_codec_round_trip():
     rng = np.random.default_rng(0)
     vectors = Samples(rng.normal(size=(50, 3)).astype(np.float32), rng.integers(0, 10, 50))
     back = decode_samples(encode_samples(vectors, pixels=False))
+    # exact: float storage is lossless
     np.testing.assert_array_equal(back.x, vectors.x)
+    # exact: integer labels
     np.testing.assert_array_equal(back.y, vectors.y)
     assert decode_samples(encode_samples(Samples(vectors.x), pixels=False)).y is None
     images = rng.uniform(-1.2, 1.2, size=(8, 1, 4, 4)).astype(np.float32)
@@ -155,6 +157,7 @@ def test_object_store_location_reads_writes_lists_and_names(monkeypatch):
     frame = pd.DataFrame({"a": [1, 2], "b": ["x", "y"]})
     loc.write_frame("t.parquet", frame)
     loc.write_many({"runs/r1/config.json": b"{}", "runs/r2/config.json": b"{}"})
+    # exact: parquet round trip is lossless
     pd.testing.assert_frame_equal(loc.read_frame("t.parquet"), frame)
     assert loc.glob("runs/*/config.json") == ["runs/r1/config.json", "runs/r2/config.json"]
     assert loc.child("runs", "r1").read_json("config.json") == {}
@@ -178,8 +181,10 @@ def test_report_reads_an_object_store_folder_like_a_local_one(tmp_path):
     for out in (tmp_path / "local", bucket):
         Runner(build_spec(spec), str(out), use_ray=False, stream=open(os.devnull, "w")).run()
     local, remote = open_results(tmp_path / "local"), open_results(bucket)
+    # exact: the same table read through two stores
     pd.testing.assert_frame_equal(local.table, remote.table)
     run_id = local.runs.run_id.iloc[0]
     assert remote.generations(run_id) == local.generations(run_id) == [1, 2, 3]
+    # exact: the same stored samples read through two stores
     np.testing.assert_array_equal(remote.samples(run_id, 2).x, local.samples(run_id, 2).x)
     assert remote.config(run_id) == local.config(run_id)

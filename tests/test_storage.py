@@ -38,6 +38,7 @@ def run(out, spec=None):
 
 
 def test_object_store_results_equal_local_ones(tmp_path, bucket):
+    # exact: same path — the same runs; only the store differs
     pd.testing.assert_frame_equal(run(tmp_path), run(bucket))
     names = Location(bucket).glob("runs/*/gen-0001/*")
     assert sorted({n.rsplit("/", 1)[-1] for n in names}) == ["DONE", "samples.npz", "state.safetensors"]
@@ -55,6 +56,7 @@ def test_generation_without_done_is_not_trusted_and_is_redone(tmp_path, bucket):
     # ... and a half-uploaded file left behind
     fs.pipe_file(f"{store.gen_dir(3)}/samples.npz", b"truncated")
     assert store.last_done() == 2
+    # exact: same path — resumed from the stored generations on the same machine
     pd.testing.assert_frame_equal(reference, run(bucket))
     assert store.last_done() == 4 and store.samples(3).x.shape == (30, 2)
 
@@ -64,6 +66,7 @@ def test_interrupted_object_store_run_resumes(tmp_path, bucket):
     spec = build_spec(sweep())
     for r in spec.runs:
         Loop(r.config, f"{bucket}/runs/{r.run_id}", cache_dir=str(tmp_path / "cache")).run(until=2)
+    # exact: same path — resumed from the stored generations on the same machine
     pd.testing.assert_frame_equal(reference, run(bucket))
 
 

@@ -54,6 +54,7 @@ def test_pydoc_corpus_draws_never_reuse_a_document():
     assert ds.kind == "tokens" and ds.size > 2000 and ds.heldout_size > 200
     assert len(set(ds.documents)) == len(ds.documents)  # duplicates dropped
     a = ds.draw(300, seed=4).x
+    # exact: integer token ids drawn from the same seed
     np.testing.assert_array_equal(a, ds.draw(300, seed=4).x)  # deterministic
     assert check_tokens(a, ds.vocab_size) is None
     assert ds.tokenizer.decode_batch(a[:1])[0] == ds.documents[ds.draw_indices(1, seed=4)[0]][:ds.max_tokens]
@@ -173,6 +174,7 @@ def test_run_folder_decodes_its_samples_and_resumes_exactly(tmp_path):
     fresh = tmp_path / "fresh"
     Loop(config, fresh).run()
     for t in (1, 2, 3):
+        # exact: integer token ids; same path, resume vs fresh on the same machine
         np.testing.assert_array_equal(store.samples(t).x, RunStore(fresh).samples(t).x)
         assert store.record(t)["metrics"] == RunStore(fresh).record(t)["metrics"]
     metrics = store.record(3)["metrics"]

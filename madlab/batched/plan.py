@@ -25,6 +25,8 @@ def batch_key(config: RunConfig) -> str | None:
     if not _batchable(json.dumps(config.dataset, sort_keys=True), json.dumps(config.generator, sort_keys=True)):
         return None
     loop = config.loop
+    if loop.accumulate_synthetic == "truncated":  # the engine pools whole sets only
+        return None
     if any(getattr(loop, name) != info.default for name, info in type(loop).model_fields.items()
            if name not in ENGINE_LOOP_FIELDS):
         return None

@@ -122,7 +122,8 @@ def generation_table(results: Results, metrics=None) -> pd.DataFrame:
     "real vs real" row per dataset (or model).
 
     Columns: the configuration columns, ``seeds``, ``last`` (generation), then ``<metric> @1`` and
-    ``<metric> @last`` for each metric. Theory models come first.
+    ``<metric> @last`` for each metric, and their standard deviations over seeds ``<metric> @1 sd``,
+    ``<metric> @last sd``. Theory models come first.
     """
     values = results.values
     if not len(values):
@@ -153,6 +154,8 @@ def generation_table(results: Results, metrics=None) -> pd.DataFrame:
             b = final[(final["metric"] == m) & final["run_id"].isin(ids)]["value"]
             row[f"{m} @1"] = float(a.mean()) if len(a) else np.nan
             row[f"{m} @last"] = float(b.mean()) if len(b) else np.nan
+            row[f"{m} @1 sd"] = float(a.std(ddof=1)) if len(a) > 1 else np.nan  # seed spread beside each mean
+            row[f"{m} @last sd"] = float(b.std(ddof=1)) if len(b) > 1 else np.nan
         rows.append(row)
     table = pd.DataFrame(rows)
     positions = {c: {v: i for i, v in enumerate(_values(table, c))} for c in keys if c != "_all"}

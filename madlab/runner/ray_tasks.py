@@ -39,6 +39,7 @@ import os
 from collections import Counter, defaultdict
 
 from madlab.errors import MadlabError
+from madlab.portable import is_portable, portable_env
 from madlab.placement import PlacementWatch, alive_nodes, cap_gpu_memory, describe, describe_nodes
 from madlab.placement import capacity as node_capacity
 from madlab.runner.jobs import Job, finished, give_up, pack, run_jobs
@@ -61,6 +62,8 @@ def init_ray(address: str | None) -> None:
 
     kwargs = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True,
               "configure_logging": True}
+    if is_portable():  # every worker, on every node, loads its libraries with the pinned kernels
+        kwargs["runtime_env"] = {"env_vars": portable_env()}
     if address:
         ray.init(address=address, **kwargs)
     else:
