@@ -107,7 +107,7 @@ def _dispatch(args, argv) -> int:
         print(f"wrote {len(paths)} files to {args.dir.rstrip('/')}/figures (index: {paths[-1]})")
         return 0
     if args.command == "track":
-        from madlab.tracking.backfill import track_folder
+        from madlab.tracking.backfill import track_folder  # lazy: see the module docstring
 
         return track_folder(args.dir, args.to, stream=sys.stdout)
 
@@ -121,23 +121,11 @@ def _dispatch(args, argv) -> int:
     spec = load_spec(args.config, overrides=args.overrides, preset=args.preset,
                      out=getattr(args, "out", None))
     if args.track:
-        from madlab.tracking import merge_targets, parse_targets
+        from madlab.tracking import merge_targets, parse_targets  # lazy: see the module docstring
 
         spec.tracking = merge_targets(spec.tracking, parse_targets(args.track, spec.out, where="--track"))
     if args.command == "validate":
-        resumable = ""
-        if args.out:
-            # lazy: see the module docstring
-            from madlab.runner.folder import check_resumable, plan_jobs, results_location
-            from madlab.store.storage import RUN_INFO
-
-            location = results_location(args.out)
-            check_resumable(plan_jobs(spec, location), location)
-            resumable = f"; {args.out}: " + ("resumable" if location.exists(RUN_INFO) else "a new results folder")
-        tracking = "; tracking: " + ", ".join(t.label() for t in spec.tracking) if spec.tracking else ""
-        print(f"ok: {spec.path}: {len(spec.runs)} run(s), "
-              f"{sum(r.config.loop.generations for r in spec.runs)} generation(s){resumable}{tracking}")
-        return 0
+        return _validate(args, spec)
 
     from madlab.runner import Runner  # lazy: see the module docstring
 
@@ -150,6 +138,23 @@ def _dispatch(args, argv) -> int:
     print(f"[madlab] table: {summary.table}")
     print(f"[madlab] figures: madlab report {summary.out_dir}")
     return EXIT_RUNS_FAILED if summary.failed else 0
+
+
+def _validate(args, spec) -> int:
+    """``madlab validate``: the spec passed; with ``--out``, the folder can be resumed into."""
+    resumable = ""
+    if args.out:
+        # lazy: see the module docstring
+        from madlab.runner.folder import check_resumable, plan_jobs, results_location
+        from madlab.store.storage import RUN_INFO
+
+        location = results_location(args.out)
+        check_resumable(plan_jobs(spec, location), location)
+        resumable = f"; {args.out}: " + ("resumable" if location.exists(RUN_INFO) else "a new results folder")
+    tracking = "; tracking: " + ", ".join(t.label() for t in spec.tracking) if spec.tracking else ""
+    print(f"ok: {spec.path}: {len(spec.runs)} run(s), "
+          f"{sum(r.config.loop.generations for r in spec.runs)} generation(s){resumable}{tracking}")
+    return 0
 
 
 def _ess(args, argv) -> int:
