@@ -156,6 +156,48 @@ def test_gillman_toy_draws_fresh_targets_each_seed_and_its_strength_is_gamma_ove
     assert cur.strength == 0.5
 
 
+def gillman_rejection_reference(x: np.ndarray, t: float, ds, seed: int, n: int) -> np.ndarray:
+    """The authors' PointwiseCorrection.rejection_sampling (commit 756c50c) one candidate at a time: scipy's
+    scalar pdf, np.histogram2d, int() bin indices; fed the curator's documented proposal and uniform streams."""
+    import math
+
+    from scipy.stats import multivariate_normal as mvn
+
+    emp, xe, ye = np.histogram2d(x[:, 0], x[:, 1], bins=10, density=True)
+    peak = mvn.pdf([0, 0], [0, 0], np.eye(2))
+    bound = ((1 - t) * np.max(emp) + t * peak) / peak
+    rng, out, offset = np.random.default_rng(seed), [], 0
+    while len(out) < n:
+        size = max(2, math.ceil(2 * bound * n))
+        candidates, us = ds.draw(size, seed=seed, offset=offset).x, rng.uniform(size=size)
+        offset += size
+        for c, u in zip(candidates, us):
+            i_x, i_y = int((c[0] - xe[0]) / (xe[1] - xe[0])), int((c[1] - ye[0]) / (ye[1] - ye[0]))
+            value = 0.0 if (i_x >= 10 or i_y >= 10 or i_x < 0 or i_y < 0) else emp[i_x][i_y]
+            density = mvn.pdf(c, [0, 0], np.eye(2))
+            if ((1 - t) * value + t * density) / (bound * density) > u:
+                out.append(c)
+    return np.array(out[:n])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 5.0])
+def test_gillman_toy_rejection_is_the_authors_sampler(gamma):
+    """method gillman-toy-rejection against a candidate-by-candidate port of the authors' current sampler.
+    Both accept a proposal when ratio > u; the two compute the ratio with different rounding (vectorised vs
+    scalar pdf, a few ulps), so a decision can differ only if u falls within a few ulps of the ratio:
+    about 1e-15 per candidate, over the few hundred here. The kept rows are the proposals themselves."""
+    n, seed = 25, 17
+    x = gaussian(n, 5) * 0.4
+    cur, ds = curator({"name": "self-correct", "gamma": gamma, "method": "gillman-toy-rejection"})
+    out = cur.curate(Samples(x), n, real=Samples(x[:3]), seed=seed).samples.x
+    # exact: the same dataset rows, selected by the same decisions (see above)
+    np.testing.assert_array_equal(out, gillman_rejection_reference(x, gamma / (1 + gamma), ds, seed, n))
+    if gamma == 0.0:  # t = 0: only where the samples' histogram is non-zero, within one bin of its range
+        _, edges = np.histogramdd(x, bins=10)
+        width = np.array([e[1] - e[0] for e in edges])
+        assert ((out > np.array([e[0] for e in edges]) - width) & (out <= np.array([e[-1] for e in edges]))).all()
+
+
 def test_verifier_density_threshold_is_the_chi_square_quantile():
     q = 0.3
     cur, _ = curator({"name": "verify", "quantile": q, "reference_size": 20_000})

@@ -92,6 +92,10 @@ def test_gillman_toy_is_refused_on_image_and_finite_data(monkeypatch):
         build_spec(spec)
     from madlab.datasets.lowdim import GaussianDataset
 
+    spec = curated_spec({"name": "self-correct", "gamma": 1.0, "method": "gillman-toy-rejection"})
+    spec["dataset"], spec["generator"] = {"name": "gmm25"}, {"name": "gmm", "n_components": 2}
+    with pytest.raises(ConfigError, match=r"^loop.curation.method: 'gillman-toy-rejection' proposes from the true"):
+        build_spec(spec)
     monkeypatch.setattr(GaussianDataset, "size", property(lambda self: 1000))  # a finite vector dataset
     with pytest.raises(ConfigError, match=r"^loop.curation.method: 'gillman-toy' corrects towards fresh draws"):
         build_spec(curated_spec({"name": "self-correct", "gamma": 1.0, "method": "gillman-toy"}))

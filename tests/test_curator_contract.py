@@ -41,6 +41,7 @@ CASES: dict[str, list[CuratorCase]] = {
                     bad=({"name": "self-correct", "gamma": 2.0, "method": "assignment"},
                          {"name": "self-correct", "gamma": -1.0, "method": "gillman-toy"}),
                     wrong_data=(MNIST,)),
+        CuratorCase({"name": "self-correct", "gamma": 1.0, "method": "gillman-toy-rejection"}, wrong_data=(GMM, MNIST)),
     ],
     "detector": [
         CuratorCase({"name": "detector", "b": 2.0, "pool": 2},

@@ -175,6 +175,8 @@ class Spec:
     out: str
     runs: list[Run]
     path: str | None = None
+    #: the experiment trackers the sweep feeds (madlab.tracking.Target): no part of any run's config
+    tracking: list = field(default_factory=list)
 
 
 def eval_size(run: RunConfig) -> int:
