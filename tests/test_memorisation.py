@@ -161,3 +161,14 @@ def test_loop_scores_against_the_generations_own_training_set(tmp_path):
     assert 0.5 < first["metadata"]["real_vs_real"]["novelty"] < 1.5
     second_train = loop.training_set(loop.plan(2)).x
     assert loop.store.record(2)["metrics"]["train_entropy"] == Reference.of(np.asarray(second_train, np.float64), 5).entropy()
+
+
+def test_block_size_does_not_change_the_values(monkeypatch):
+    import madlab.metrics.memorisation as memo
+
+    rng = np.random.default_rng(7)
+    train, samples = rng.standard_normal((300, 3)), rng.standard_normal((120, 3))
+    whole = memorisation_metrics(samples, train, Reference.of(train[:100]), k=5)
+    monkeypatch.setattr(memo, "BLOCK_ELEMENTS", 1000)  # 3 query rows per block
+    # exact: float64 distances are direct differences, the same bits in any block (knn.exact_cdist)
+    assert memorisation_metrics(samples, train, Reference.of(train[:100]), k=5) == whole

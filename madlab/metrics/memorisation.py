@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from scipy.special import digamma, gammaln
 
-from madlab.metrics.knn import CHUNK, exact_cdist, row_ids
+from madlab.metrics.knn import exact_cdist, row_ids
 from madlab.metrics.registry import MEMORISATION_NAMES
 
 #: d1 / d2 below this marks a copy (Yoon et al. 2023; Gu et al. 2023)
@@ -57,6 +57,17 @@ METRICS = MEMORISATION_NAMES
 #: those scored against held-out real data, and those against the training set (train_entropy aside)
 AGAINST_HELDOUT = tuple(name for name in METRICS if name.endswith(HELDOUT))
 AGAINST_TRAIN = tuple(name for name in METRICS if name not in AGAINST_HELDOUT and name != "train_entropy")
+
+
+#: largest distance block (query rows x reference rows) held at once: 64 MB of float32
+BLOCK_ELEMENTS = 2**24
+
+
+def _blocks(n_query: int, n_reference: int):
+    """Row slices of the queries so a block stays within BLOCK_ELEMENTS (a 60k-row training set is scored
+    256 query rows at a time)."""
+    step = max(1, BLOCK_ELEMENTS // max(1, n_reference))
+    return [slice(i, i + step) for i in range(0, n_query, step)]
 
 
 def _tensor(x) -> torch.Tensor:
@@ -83,8 +94,8 @@ class Reference:
             raise ValueError(f"a memorisation reference set needs at least 2 rows, got {len(x)}")
         (ids,) = row_ids(x.numpy())
         kk = min(k, len(x) - 1)
-        nearest = [torch.topk(exact_cdist(x[i:i + CHUNK], x, ids[i:i + CHUNK], ids), kk + 1, dim=1,
-                              largest=False).values for i in range(0, len(x), CHUNK)]
+        nearest = [torch.topk(exact_cdist(x[rows], x, ids[rows], ids), kk + 1, dim=1, largest=False).values
+                   for rows in _blocks(len(x), len(x))]
         nearest = torch.cat(nearest).double().numpy()  # column 0 is the row itself, at distance exactly 0
         return cls(x, ids, nearest[:, 1], nearest[:, k] if k < len(x) else None, k)
 
@@ -104,8 +115,8 @@ def nearest_two(reference: Reference, samples) -> tuple[np.ndarray, np.ndarray, 
     x = _tensor(samples).to(reference.x.dtype)
     ids = row_ids(x.numpy(), reference.x.numpy())
     values, index = [], []
-    for i in range(0, len(x), CHUNK):
-        block = exact_cdist(x[i:i + CHUNK], reference.x, ids[0][i:i + CHUNK], ids[1])
+    for rows in _blocks(len(x), len(reference.x)):
+        block = exact_cdist(x[rows], reference.x, ids[0][rows], ids[1])
         top = torch.topk(block, 2, dim=1, largest=False)
         values.append(top.values)
         index.append(top.indices[:, 0])
