@@ -301,7 +301,7 @@ def test_report_on_a_real_quickstart_folder(tmp_path):
 
 #: the MAD figure specs, the curation studies (madlab.curation) and the memorisation study with report entries
 SPECS = (sorted((ROOT / "loops").glob("fig*.yaml")) + sorted((ROOT / "loops").glob("curation_*.yaml"))
-         + sorted((ROOT / "loops").glob("memorisation_*.yaml")))
+         + sorted((ROOT / "loops").glob("memorisation_*.yaml")) + sorted((ROOT / "loops").glob("sims_*.yaml")))
 
 
 def test_every_figure_has_a_spec_and_every_spec_a_figure():

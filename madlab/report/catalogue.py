@@ -101,6 +101,12 @@ CATALOGUE: dict[str, MadFigure] = {
         "keeping the synthetic subset of largest estimated entropy keeps the training set's entropy up and slows "
         "collapse", ("train_entropy", "novelty", "modes", "precision", "recall", "w2"), hue="curation",
         panels=("curation", "samples")),
+    "sims_gmm25": MadFigure(
+        "Alemohammad et al. 2024 (SIMS)", "SIMS guidance (1 + ω) s_model − ω s_aux, ω ∈ {0, 1}, MLP DDPM on the "
+        "25-mode grid, fully-synthetic and fresh-real (a toy, not the paper's EDM models)",
+        "guiding away from an auxiliary model trained on the model's own samples improves quality and avoids MAD "
+        "while the synthetic share stays low", ("modes", "hq_fraction", "precision", "recall", "w2"),
+        hue="omega", panels=("samples",)),
     "memorisation_gmm25": MadFigure(
         "Shi et al. 2025", "Novelty and training-set entropy over generations, replace (fully-synthetic) vs "
         "accumulate, GMM on the 25-mode grid (a toy, not the paper's diffusion models)",
