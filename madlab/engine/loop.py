@@ -33,7 +33,8 @@ from madlab.store.storage import RunStore
 from madlab.store.tokenizer_file import store_tokenizer
 
 #: the purposes a run draws random numbers for; each is its own stream (derive_seed)
-PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7}
+PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7,
+            "publish": 8, "pool": 9}  # publish/pool: an ecosystem's public pool (madlab.engine.ecosystem)
 
 
 def derive_seed(seed: int, purpose: str, generation: int = 0) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from madlab.core.errors import RunFailed
 from madlab.engine.batched.records import BatchStore, batch_rows
+from madlab.engine.ecosystem import Ecosystem, MemberLoop
 from madlab.engine.loop import Loop
 from madlab.engine.shared_generation import first_generation_key
 from madlab.plugins.registry import get_generator_class
@@ -23,6 +24,7 @@ from madlab.runner.batch_worker import run_batch
 from madlab.runner.faults import fault_hook
 from madlab.runner.outcome import Outcome
 from madlab.schema.config import RunConfig
+from madlab.schema.ecosystem import EcosystemConfig
 from madlab.store.storage import Location, RunStore
 from madlab.store.table import run_rows
 
@@ -37,10 +39,15 @@ class Job:
     #: the batch this run is vectorised in (member run ids in slot order) and the results root
     batch: tuple[str, ...] | None = None
     root: str | None = None
+    #: an ecosystem member (madlab.runner.ecosystem): {"ecosystem": config, "seed", "member", "peers"}
+    ecosystem: dict | None = None
+    #: run only up to this generation (an ecosystem's barrier); None: all of them
+    until: int | None = None
 
     @property
     def generations(self) -> int:
-        return self.config["loop"]["generations"]
+        """The last generation this job is to publish."""
+        return self.until or self.config["loop"]["generations"]
 
     @property
     def resources(self) -> tuple[float, float, int | None]:
@@ -150,6 +157,15 @@ class _Timings:
             self.report(self.run_id, t, 0.0 if record.get("adopted") else float(sum(s.values())))
 
 
+def _make_loop(job: Job, config: RunConfig, **kwargs) -> Loop:
+    """A run's loop, or an ecosystem member's (its plan reads its peers' generations)."""
+    if job.ecosystem is None:
+        return Loop(config, job.run_dir, **kwargs)
+    eco = job.ecosystem
+    planner = Ecosystem(EcosystemConfig.model_validate(eco["ecosystem"]), eco["seed"])
+    return MemberLoop(config, job.run_dir, ecosystem=planner, member=eco["member"], peers=eco["peers"], **kwargs)
+
+
 def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, report=None) -> list[Outcome]:
     """Run (or resume) each job to completion; failures are recorded, never raised.
 
@@ -177,14 +193,14 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
         start, started_at = time.perf_counter(), time.time()
         try:
             config = RunConfig.model_validate(job.config)
-            loop = Loop(config, job.run_dir, device=config.metrics.device or device,
-                        cache_dir=store.cache_dir, fault_hook=hook)
+            loop = _make_loop(job, config, device=config.metrics.device or device, cache_dir=store.cache_dir,
+                              fault_hook=hook)
         except Exception as exc:  # e.g. a dataset missing on this node: the run cannot start
             status, error = "failed", f"{type(exc).__name__}: {exc}".strip()
             store.mark_failed(store.last_done() + 1, error)
         else:
             try:
-                loop.run(on_generation=timings)
+                loop.run(until=job.until, on_generation=timings)
             except RunFailed as exc:
                 status, error = "failed", str(exc)
         outcomes.append(Outcome(job.run_id, status, error, job.rows(), store.last_done(),

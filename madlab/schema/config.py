@@ -56,7 +56,8 @@ class LoopConfig(_Strict):
     n_real: int = Field(ge=0)
     n_synthetic: int = Field(ge=0)
     n_initial: int | None = Field(None, ge=1, description="fresh-real: real samples at generation 1")
-    bias: float = Field(1.0, ge=0.0, le=1.0, description="sampling bias λ, 1 = unbiased")
+    bias: float = Field(1.0, ge=0.0, description="sampling bias λ, 1 = unbiased: in [0, 1] (MAD's bias), or a text "
+                                                 "generator's temperature, which may exceed 1 (madlab.specs.validate)")
     warm_start: bool = False
     accumulate_synthetic: bool = Field(False, description="fixed-real: keep every earlier synthetic set")
     memory: int = Field(1, ge=1, description="fresh-real: synthetic samples come from the last K models")

@@ -1,0 +1,159 @@
+"""Ecosystems: several generators feeding one another (issue 23). One generation is a barrier.
+
+    generation t:  for every member i, independently (one task each):
+                     plan(i, t) = real rows (fixed / fresh / none, as ``ecosystem.real``)
+                                + m_ij rows of member j's generation t-1 samples for every j (mixing W)
+                                  or a seeded subsample of the public pool (everything published so far)
+                     -> fit -> sample -> [curation] -> metrics -> publish gen-t   (madlab.engine.loop's step)
+                   barrier: every member has published t -> cross-member metrics -> generation t+1
+
+A member is a run (a :class:`~madlab.engine.loop.Loop` whose plan reads its peers' published
+generations), so everything a run has (resume from the last published generation, curation,
+metrics, checks, atomic publication) holds per member. Its seed comes from the ecosystem seed and
+its *name* (:func:`madlab.schema.ecosystem.member_seed`), and every stream from (member seed,
+purpose, generation), so a step is pure and member order changes nothing.
+
+Counts. Member i takes ``m_ij`` of its ``n_synthetic_i`` synthetic rows from member j, W_ij n_synthetic_i
+rounded by largest remainder (ties by member name) so the row sums exactly. Member j samples
+``produced_j = max(n_synthetic_j, sum_i m_ij)`` rows a generation and hands consumer i the disjoint
+block at ``offset_ij`` (consumers in name order): consumers get independent samples, which the
+second-moment recursion of :func:`moment_recursion` assumes. A single member with W = [[1]] takes
+rows [0, n_synthetic) of its own previous generation: exactly the plain loop's plan.
+
+Pool. Member j publishes ``pool.publish`` of its kept rows every generation (a seeded choice:
+``publish`` purpose); at generation t member i trains on its real rows plus ``n_synthetic_i`` rows
+drawn uniformly without replacement (``pool`` purpose) from everything published at generations < t.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from madlab.engine.loop import Loop, derive_seed
+from madlab.metrics.cross import CROSS_METRIC, cross_member, pair_distance
+from madlab.schema.ecosystem import EcosystemConfig, MixingCounts, member_seed
+from madlab.schema.schemes import Part, Plan
+from madlab.store.storage import RunStore
+
+
+@dataclass(frozen=True)
+class MemberPlan(Plan):
+    """A member's training-set plan: synthetic parts' sources are ``(member, generation)``."""
+
+    pooled: bool = False
+
+    def from_members(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for part in self.parts:
+            if part.source != "real":
+                counts[part.source[0]] = counts.get(part.source[0], 0) + part.count
+        return counts
+
+    def provenance(self) -> dict:
+        counts = self.from_members()
+        return {"n_train_real": self.n_real, "n_train_synthetic": self.n_synthetic,
+                "synthetic_from": ",".join(f"{m}:{c}" for m, c in sorted(counts.items())),
+                "n_train_pool": self.n_synthetic if self.pooled else 0}
+
+    def record(self) -> list[dict]:
+        """The parts as JSON (what the ecosystem's generation record stores)."""
+        return [{"source": p.source if p.source == "real" else list(p.source), "n": p.n, "offset": p.offset,
+                 **({"select": list(p.select)} if p.select is not None else {})} for p in self.parts]
+
+
+class Ecosystem:
+    """The pure plan of an ecosystem: counts, blocks, publications and every member's training set."""
+
+    def __init__(self, config: EcosystemConfig, seed: int):
+        self.config, self.seed = config, seed
+        self.mix = MixingCounts(config)
+        self.members, self.names, self.counts = self.mix.members, self.mix.names, self.mix.counts
+        self.produced, self.offset = self.mix.produced, self.mix.offset
+        self.seeds = {name: member_seed(seed, name) for name in self.names}
+
+    def published(self, j: str, g: int) -> np.ndarray:
+        """The rows of member j's generation-g samples it publishes to the pool (seeded, sorted)."""
+        rng = np.random.default_rng(derive_seed(self.seeds[j], "publish", g))
+        return np.sort(rng.choice(self.produced(j), size=self.config.pool.publish, replace=False))
+
+    def plan(self, i: str, t: int) -> MemberPlan:
+        member, real = self.members[i], self.config.real
+        first = member.n_initial or member.n_real
+        if t == 1:
+            return MemberPlan(1, (Part("real", first, 0),))
+        parts = []
+        if real == "fixed":
+            parts.append(Part("real", member.n_real, 0))
+        elif real == "fresh":
+            parts.append(Part("real", member.n_real, first + (t - 2) * member.n_real))
+        if self.config.pool is None:
+            parts += [Part((j, t - 1), self.counts[i][j], self.offset(i, j)) for j in self.names]
+        else:
+            parts += self._pool_parts(i, t)
+        return MemberPlan(t, tuple(p for p in parts if p.count), pooled=self.config.pool is not None)
+
+    def _pool_parts(self, i: str, t: int) -> list[Part]:
+        sources = [(j, g) for g in range(1, t) for j in self.names]
+        rows = [self.published(j, g) for j, g in sources]
+        total = sum(len(r) for r in rows)
+        want = self.members[i].n_synthetic
+        rng = np.random.default_rng(derive_seed(self.seeds[i], "pool", t))
+        chosen = np.sort(rng.choice(total, size=min(want, total), replace=False))
+        bounds = np.cumsum([0] + [len(r) for r in rows])
+        parts = []
+        for (j, g), published, lo, hi in zip(sources, rows, bounds[:-1], bounds[1:]):
+            picked = published[chosen[(chosen >= lo) & (chosen < hi)] - lo]
+            if len(picked):
+                parts.append(Part((j, g), self.produced(j), 0, tuple(int(r) for r in picked)))
+        return parts
+
+    def pool_size(self, t: int) -> int:
+        """Rows in the pool that generation t trains on (published at generations < t)."""
+        return 0 if self.config.pool is None else (t - 1) * len(self.names) * self.config.pool.publish
+
+
+class MemberLoop(Loop):
+    """One member's run: a :class:`Loop` whose plan is the ecosystem's and whose synthetic rows
+    come from its peers' published generations (``peers``: member name -> run folder)."""
+
+    def __init__(self, config, run_dir, *, ecosystem: Ecosystem, member: str, peers: dict[str, str], **kwargs):
+        super().__init__(config, run_dir, **kwargs)
+        self.ecosystem, self.member = ecosystem, member
+        self.peers = {name: RunStore(folder) for name, folder in peers.items()}
+        self._peer_samples: dict[tuple[str, int], object] = {}
+
+    def plan(self, t: int) -> MemberPlan:
+        return self.ecosystem.plan(self.member, t)
+
+    def _materialise(self, part: Part):
+        if part.source == "real":
+            return super()._materialise(part)
+        if part.source not in self._peer_samples:
+            self._peer_samples[part.source] = self.peers[part.source[0]].samples(part.source[1])
+        rows = self._peer_samples[part.source]
+        if part.select is not None:
+            return rows.take(np.asarray(part.select, dtype=np.int64))
+        return rows.take(slice(part.offset, part.offset + part.n))
+
+    def step(self, t: int) -> dict:
+        self._peer_samples = {k: v for k, v in self._peer_samples.items() if k[1] >= t - 1}
+        return super().step(t)
+
+
+def generation_record(ecosystem: Ecosystem, kind: str, stores: dict[str, RunStore], t: int, real=None) -> dict:
+    """What an ecosystem records once every member has published generation t (pure: a function of
+    the published generations): each member's plan (the rows it trained on, from where), the
+    cross-member distances and, with a pool, the pool's size and its distance to ``real``."""
+    samples = {name: stores[name].samples(t).x for name in ecosystem.names}
+    record = {"generation": t, "plans": {name: ecosystem.plan(name, t).record() for name in ecosystem.names},
+              "cross": cross_member(kind, samples), "cross_metric": CROSS_METRIC.get(kind, ""), "pool": {}}
+    if ecosystem.config.pool is not None:
+        pool = [stores[j].samples(g).x[ecosystem.published(j, g)] for g in range(1, t + 1) for j in ecosystem.names]
+        record["pool"]["pool_size"] = float(sum(len(p) for p in pool))
+        if kind == "vector" and real is not None:
+            rows = np.concatenate(pool)
+            rng = np.random.default_rng(derive_seed(ecosystem.seed, "pool", t))
+            chosen = rows[np.sort(rng.choice(len(rows), size=min(len(rows), len(real)), replace=False))]
+            record["pool"]["pool_w2"] = pair_distance("vector", chosen, real)
+    return record
