@@ -157,3 +157,43 @@ def generation_record(ecosystem: Ecosystem, kind: str, stores: dict[str, RunStor
             chosen = rows[np.sort(rng.choice(len(rows), size=min(len(rows), len(real)), replace=False))]
             record["pool"]["pool_w2"] = pair_distance("vector", chosen, real)
     return record
+
+
+def moment_recursion(ecosystem: Ecosystem, generations: int, variance: float = 1.0) -> dict[str, np.ndarray]:
+    """The exact first two moments of Gaussian members (mean + unbiased covariance fits) on
+    N(μ, variance·I) data, per coordinate, for ``real: fresh`` or ``real: none``.
+
+    With e_i = μ̂_i − μ, counts m_ij (rows member i takes from member j), n_r,i fresh real rows,
+    n_i = n_r,i + Σ_j m_ij and λ_j member j's bias, given generation t−1 member i's mean is
+        e_i,t = (1/n_i)[Σ_real (x − μ) + Σ_j Σ_(m_ij rows) y],   y ~ N(μ_j, λ_j σ̂²_j), rows independent
+    so E[e_t | t−1] = Q e_(t−1) with Q_ij = m_ij / n_i, and with A = E[e eᵀ] (member × member), b_i = E σ̂²_i:
+        A_t = Q A_(t−1) Qᵀ + diag((n_r σ² + Σ_j m_ij λ_j b_j) / n_i²)          (disjoint blocks: independent noise)
+        b_i,t = [(1 − 1/n_i)(n_r σ² + Σ_j m_ij λ_j b_j) + Σ_j m_ij A_jj − m_iᵀ A m_i / n_i] / (n_i − 1)
+    (E Σ_k (x_k − x̄)² = (1 − 1/n) Σ_k σ_k² + Σ_k (c_k − c̄)² for independent rows of means c_k;
+    the between-group term needs E μ_j μ_l = A_jl). Generation 1: A = diag(σ²/n_1,i), b = σ².
+    Every row keeping fresh real data: A stays bounded (it converges when the spectral radius of
+    Q is < 1). No real data and λ = 1: b stays σ² and A grows by Q-weighted σ²/n a generation,
+    linearly. ``real: fixed`` correlates the real rows across generations: not covered (ValueError).
+
+    Returns ``{"mean_sq": (T, M), "var": (T, M), "names": [...]}`` in name order.
+    """
+    config = ecosystem.config
+    if config.real == "fixed":
+        raise ValueError("moment_recursion covers real: fresh and real: none (fixed real rows are correlated)")
+    names = ecosystem.names
+    m = np.array([[ecosystem.counts[i][j] for j in names] for i in names], dtype=np.float64)
+    members = [ecosystem.members[i] for i in names]
+    n_r = np.array([mb.n_real if config.real == "fresh" else 0 for mb in members], dtype=np.float64)
+    n1 = np.array([mb.n_initial or mb.n_real for mb in members], dtype=np.float64)
+    lam = np.array([mb.bias for mb in members], dtype=np.float64)
+    n = n_r + m.sum(1)
+    a, b = np.diag(variance / n1), np.full(len(names), variance)
+    mean_sq, var = [np.diag(a).copy()], [b.copy()]
+    for _ in range(2, generations + 1):
+        q = m / n[:, None]
+        spread = n_r * variance + m @ (lam * b)
+        between = m @ np.diag(a) - np.einsum("ij,jl,il->i", m, a, m) / n
+        a, b = q @ a @ q.T + np.diag(spread / n**2), ((1 - 1 / n) * spread + between) / (n - 1)
+        mean_sq.append(np.diag(a).copy())
+        var.append(b.copy())
+    return {"mean_sq": np.array(mean_sq), "var": np.array(var), "names": list(names)}
