@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from madlab.curation.contract import make_dataset
+from madlab.testing import make_dataset
 from madlab.curation.params import make_curator_params
 from madlab.core.samples import Samples
 

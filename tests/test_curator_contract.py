@@ -1,14 +1,12 @@
-"""The contract every registered curator passes (madlab.curation.contract), once per case.
+"""The contract every registered curator passes (madlab.testing's curator kit), once per case.
 
 A newly registered curator fails ``test_every_registered_curator_has_a_case`` until it adds a line
 to ``CASES`` with a small configuration.
 """
 from __future__ import annotations
 
-import pytest
-
 from madlab.curation import curator_names
-from madlab.curation.contract import ALL_CHECKS, CuratorCase
+from madlab.testing import CuratorCase, CuratorContract
 
 GMM = {"name": "gmm25"}
 ROSEN = {"name": "rosenbrock"}
@@ -55,7 +53,5 @@ def test_every_registered_curator_has_a_case():
     assert not missing, f"add a CASES line for {missing} in tests/test_curator_contract.py"
 
 
-@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda c: c.__name__)
-@pytest.mark.parametrize("case", [c for cases in CASES.values() for c in cases], ids=lambda c: c.id)
-def test_curator_contract(case, check):
-    check(case)
+class TestCuratorContract(CuratorContract):
+    cases = [c for cases in CASES.values() for c in cases]

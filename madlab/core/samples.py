@@ -10,8 +10,10 @@ import numpy as np
 class Samples:
     """A batch of samples.
 
-    x: float32 array, (n, d) for vector data or (n, C, H, W) in [-1, 1] for images;
-       for the ``tokens`` kind int64 (n, L): token ids then padding -1 (``madlab.core.tokenizer``).
+    x: for the ``vector`` kind a float array (n, d): madlab's vector datasets draw float64 and its
+       metrics compute in float64; a generator may return float32 (the neural ones do) or float64;
+       for the ``image`` kind float32 (n, C, H, W) in [-1, 1]; for the ``tokens`` kind int64 (n, L):
+       token ids then padding -1 (``madlab.core.tokenizer``).
     y: int64 class labels (n,) where the data has them, else None.
     """
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from madlab.core.errors import ConfigError
-from madlab.core.samples import Samples
-from madlab.plugins.generator import Generator, Params
+from madlab.plugins import ConfigError, Generator, Params, Samples
 
 __version__ = "0.1.0"
 

@@ -1,13 +1,21 @@
-"""The contract test kit every curator passes (importable by third-party plugin tests).
+"""The curator contract kit: the checks every ``madlab.curators`` plugin passes (``madlab.testing``).
 
-``tests/test_curator_contract.py`` runs these checks for every curator in the ``madlab.curators``
-group with the small cases in its ``CASES``; a plugin package calls the same ``check_*`` functions
-on its own curator. Each check builds the curator exactly as the loop does (from a
-``{name: ..., <params>}`` mapping, through the registry and the validate-time check).
+``tests/test_curator_contract.py`` runs them on every curator in the ``madlab.curators`` group; a
+plugin's whole test file can be::
+
+    from madlab.testing import CuratorCase, CuratorContract
+
+    class TestMine(CuratorContract):
+        cases = [CuratorCase({"name": "mine", "keep": 0.5}, bad=({"name": "mine", "keep": 2},))]
+
+Each check builds the curator exactly as the loop does (from a ``{name: ..., <params>}`` mapping,
+through the registry and the validate-time check); they are plain functions too (``check_curate``,
+``check_curator_determinism``, ``check_curator_bad_params``, each taking a case).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar, Sequence
 
 import numpy as np
 
@@ -15,6 +23,7 @@ from madlab.core.errors import ConfigError
 from madlab.core.samples import Samples
 from madlab.curation.params import make_curator_params, validate_curation
 from madlab.datasets import open_dataset
+from madlab.testing.contract import Contract
 
 
 @dataclass(frozen=True)
@@ -39,10 +48,12 @@ class CuratorCase:
 
 
 def make_dataset(spec: dict):
+    """The dataset a ``{name: ..., <params>}`` mapping names."""
     return open_dataset(spec)
 
 
-def build(case: CuratorCase, device: str = "cpu"):
+def build_curator(case: CuratorCase, device: str = "cpu"):
+    """(curator, dataset) of a case, built as the loop builds them (validated first)."""
     dataset = make_dataset(case.dataset)
     validate_curation(case.section, dataset)
     cls, params = make_curator_params(case.section)
@@ -63,7 +74,7 @@ def _inputs(case: CuratorCase, dataset, seed: int = 0):
 def check_curate(case: CuratorCase) -> None:
     """Kept samples: n_keep of them (a rejecting curator: at most), same shape/dtype/labels as the
     candidates, finite, in range; a selecting curator's index points at the kept candidates."""
-    curator, dataset = build(case)
+    curator, dataset = build_curator(case)
     candidates, real = _inputs(case, dataset)
     out = curator.curate(candidates, case.n_keep, real=real, seed=123)
     n = len(out.samples)
@@ -85,11 +96,11 @@ def check_curate(case: CuratorCase) -> None:
         assert value is None or np.isfinite(value)
 
 
-def check_determinism(case: CuratorCase) -> None:
+def check_curator_determinism(case: CuratorCase) -> None:
     """Same inputs and seed -> the same bits, from a freshly built curator."""
     runs = []
     for _ in range(2):
-        curator, dataset = build(case)
+        curator, dataset = build_curator(case)
         candidates, real = _inputs(case, dataset)
         out = curator.curate(candidates, case.n_keep, real=real, seed=7)
         runs.append(out)
@@ -99,7 +110,7 @@ def check_determinism(case: CuratorCase) -> None:
         np.testing.assert_array_equal(runs[0].index, runs[1].index)
 
 
-def check_bad_params(case: CuratorCase) -> None:
+def check_curator_bad_params(case: CuratorCase) -> None:
     """Each bad section and each unsuitable dataset is refused with one ConfigError line naming
     a loop.curation key; an unknown key is refused too."""
     dataset = make_dataset(case.dataset)
@@ -121,4 +132,24 @@ def check_bad_params(case: CuratorCase) -> None:
             raise AssertionError(f"accepted {case.section} on dataset {wrong}")
 
 
-ALL_CHECKS = (check_curate, check_determinism, check_bad_params)
+#: every check, each taking a case
+CURATOR_CHECKS = (check_curate, check_curator_determinism, check_curator_bad_params)
+
+
+class CuratorContract(Contract):
+    """Subclass with ``cases`` (:class:`CuratorCase`): pytest collects one test per check and case."""
+
+    cases: ClassVar[Sequence[CuratorCase]] = ()
+
+    def test_curate(self, case):
+        check_curate(case)
+
+    def test_determinism(self, case):
+        check_curator_determinism(case)
+
+    def test_bad_params(self, case):
+        check_curator_bad_params(case)
+
+
+__all__ = ["CURATOR_CHECKS", "CuratorCase", "CuratorContract", "build_curator", "check_curate",
+           "check_curator_bad_params", "check_curator_determinism", "make_dataset"]

@@ -1,4 +1,4 @@
-"""The generator contract kit: the checks every ``madlab.generators`` plugin must pass, importable.
+"""The generator contract kit: the checks every ``madlab.generators`` plugin must pass (``madlab.testing``).
 
 madlab's own suite (``tests/test_generator_contract.py``) runs these checks on every shipped
 generator; a third-party plugin runs the same ones from its own tests, against an installed madlab
@@ -34,21 +34,19 @@ The contract, in the order the checks test it:
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar, Sequence
 
 import numpy as np
-import pytest
 
 from madlab.core.errors import ConfigError
 from madlab.core.samples import Samples
 from madlab.core.tokenizer import check_tokens, pad
-from madlab.plugins import registry
 from madlab.plugins.generator import Generator
 from madlab.plugins.registry import get_generator_class
 from madlab.store.checkpoint import load_state, save_state
+from madlab.testing.contract import Contract
 
 
 @dataclass(frozen=True)
@@ -238,28 +236,12 @@ def _is_tensor(value) -> bool:
     return isinstance(value, torch.Tensor)
 
 
-class GeneratorContract:
-    """Subclass with ``generator`` (entry-point name or class) and ``cases``: pytest collects the contract.
-
-    ``__init_subclass__`` gives each subclass its own copies of the ``test_*`` methods, parametrized
-    over its ``cases`` (ids from :attr:`Case.id`), so no pytest hook or conftest is needed.
-    """
+class GeneratorContract(Contract):
+    """Subclass with ``generator`` (entry-point name or class) and ``cases``: pytest collects the contract
+    (one test per check and case, :class:`madlab.testing.contract.Contract`)."""
 
     generator: ClassVar[str | type[Generator]]
     cases: ClassVar[Sequence[Case]] = ()
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cases = list(getattr(cls, "cases", ()))
-        ids = [f"{c.id}-{i}" if [d.id for d in cases].count(c.id) > 1 else c.id for i, c in enumerate(cases)]
-        for attr in [a for a in dir(GeneratorContract) if a.startswith("test_")]:
-            base = getattr(GeneratorContract, attr)
-
-            @functools.wraps(base)
-            def method(self, *args, _base=base, **kw):
-                return _base(self, *args, **kw)
-
-            setattr(cls, attr, pytest.mark.parametrize("case", cases, ids=ids)(method))
 
     def _name_and_class(self):
         gen = type(self).generator
@@ -288,51 +270,6 @@ class GeneratorContract:
         check_resolution(name, case, cls=cls)
 
 
-def register_entry_point(folder: str | Path, name: str, target: str, *, distribution: str = "madlab-test-plugin",
-                         group: str = "madlab.generators") -> Path:
-    """Write the metadata pip would write for a plugin (``.dist-info/entry_points.txt``) into ``folder``.
-
-    With ``folder`` on ``sys.path`` (and the module ``target`` names importable), ``importlib.metadata``
-    finds the entry point exactly as for an installed package. Call
-    ``madlab.plugins.registry.refresh()`` after changing ``sys.path``; the fixture
-    :func:`madlab_entry_point` does all of it.
-    """
-    dist = Path(folder) / f"{distribution.replace('-', '_')}-0.0.dist-info"
-    dist.mkdir(parents=True, exist_ok=True)
-    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: 0.0\n")
-    ep_file = dist / "entry_points.txt"
-    previous = ep_file.read_text() if ep_file.exists() else f"[{group}]\n"
-    ep_file.write_text(previous + f"{name} = {target}\n")
-    return dist
-
-
-@pytest.fixture
-def madlab_entry_point(tmp_path, monkeypatch):
-    """``register(name, target, source_dir=None)``: make a plugin discoverable for one test, install nothing.
-
-    ``source_dir`` (the folder holding the plugin's module) is put on ``sys.path`` too; the registry's
-    cache is cleared before and after, so the plugin is gone when the test ends.
-    """
-    import sys
-
-    folder = tmp_path / "site"
-    added: list[str] = []
-
-    def register(name: str, target: str, source_dir: str | Path | None = None) -> None:
-        register_entry_point(folder, name, target)
-        monkeypatch.syspath_prepend(str(folder))
-        if source_dir is not None:
-            monkeypatch.syspath_prepend(str(source_dir))
-        added.append(target.split(":")[0])
-        registry.refresh()
-
-    yield register
-    registry.refresh()
-    for module in added:
-        sys.modules.pop(module, None)
-
-
 __all__ = ["Case", "CHECKS", "GeneratorContract", "build", "check_bad_params", "check_resolution",
            "check_determinism", "check_fit_and_sample", "check_generator", "check_samples",
-           "check_state_round_trip", "fitted", "generator_class", "madlab_entry_point", "register_entry_point",
-           "tiny_data"]
+           "check_state_round_trip", "fitted", "generator_class", "tiny_data"]
