@@ -322,4 +322,5 @@ def test_text_members_at_temperature_above_one_and_their_cross_metric(tmp_path):
     table = pd.read_parquet(tmp_path / "o" / "metrics.parquet")
     cross = table[table.metric == "cross_unigram_tv"]
     assert len(cross) == 3 and ((cross.value >= 0) & (cross.value <= 1)).all()
+    assert len(table[table.metric == "cross_unigram_tv_mean"]) == 3
     assert set(table[table.metric == "unigram_entropy"].bias) == {0.7, 1.3}

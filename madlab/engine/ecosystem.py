@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from madlab.engine.loop import Loop, derive_seed
-from madlab.metrics.cross import CROSS_METRIC, cross_member, pair_distance
+from madlab.metrics.cross import cross_member, pair_distance
 from madlab.schema.ecosystem import EcosystemConfig, MixingCounts, member_seed
 from madlab.schema.schemes import Part, Plan
 from madlab.store.storage import RunStore
@@ -147,7 +147,7 @@ def generation_record(ecosystem: Ecosystem, kind: str, stores: dict[str, RunStor
     cross-member distances and, with a pool, the pool's size and its distance to ``real``."""
     samples = {name: stores[name].samples(t).x for name in ecosystem.names}
     record = {"generation": t, "plans": {name: ecosystem.plan(name, t).record() for name in ecosystem.names},
-              "cross": cross_member(kind, samples), "cross_metric": CROSS_METRIC.get(kind, ""), "pool": {}}
+              "cross": cross_member(kind, samples), "pool": {}}
     if ecosystem.config.pool is not None:
         pool = [stores[j].samples(g).x[ecosystem.published(j, g)] for g in range(1, t + 1) for j in ecosystem.names]
         record["pool"]["pool_size"] = float(sum(len(p) for p in pool))
@@ -175,7 +175,8 @@ def moment_recursion(ecosystem: Ecosystem, generations: int, variance: float = 1
     Q is < 1). No real data and λ = 1: b stays σ² and A grows by Q-weighted σ²/n a generation,
     linearly. ``real: fixed`` correlates the real rows across generations: not covered (ValueError).
 
-    Returns ``{"mean_sq": (T, M), "var": (T, M), "names": [...]}`` in name order.
+    Returns ``{"mean_sq": (T, M), "var": (T, M), "cross": (T, M, M) = A, "names": [...]}`` in name order;
+    E|μ̂_i − μ̂_j|² = d (A_ii + A_jj − 2 A_ij) is the homogenisation of the means.
     """
     config = ecosystem.config
     if config.real == "fixed":
@@ -188,7 +189,7 @@ def moment_recursion(ecosystem: Ecosystem, generations: int, variance: float = 1
     lam = np.array([mb.bias for mb in members], dtype=np.float64)
     n = n_r + m.sum(1)
     a, b = np.diag(variance / n1), np.full(len(names), variance)
-    mean_sq, var = [np.diag(a).copy()], [b.copy()]
+    mean_sq, var, cross = [np.diag(a).copy()], [b.copy()], [a.copy()]
     for _ in range(2, generations + 1):
         q = m / n[:, None]
         spread = n_r * variance + m @ (lam * b)
@@ -196,4 +197,5 @@ def moment_recursion(ecosystem: Ecosystem, generations: int, variance: float = 1
         a, b = q @ a @ q.T + np.diag(spread / n**2), ((1 - 1 / n) * spread + between) / (n - 1)
         mean_sq.append(np.diag(a).copy())
         var.append(b.copy())
-    return {"mean_sq": np.array(mean_sq), "var": np.array(var), "names": list(names)}
+        cross.append(a.copy())
+    return {"mean_sq": np.array(mean_sq), "var": np.array(var), "cross": np.array(cross), "names": list(names)}

@@ -7,7 +7,8 @@
                          generation record (plans, cross-member and pool metrics)
                       -> the table: every member's rows (``member`` column) + the ecosystem rows
 
-Members are runs in ``DIR/runs/<eco_id>--<member>/``; an ecosystem's generation records are
+Members are runs in ``DIR/runs/<eco_id>--<member>/`` (the table's ``seed`` is a member's own seed,
+``eco_seed`` the ecosystem's); an ecosystem's generation records are
 ``DIR/ecosystems/<eco_id>/gen-XXXX.json``, written once every member has published (atomic,
 recomputed if missing, so kill and resume give the same table). A member that fails stops its
 ecosystem at that generation (its peers need it); the other ecosystems go on.
@@ -145,16 +146,16 @@ def ecosystem_rows(location, eco: EcoRun) -> list[dict]:
     and pool metrics (``member`` = "pool"), per generation."""
     first = next(iter(eco.members.values())).model_dump(mode="json")
     common = common_columns(eco.eco_id, first, eco.swept, eco.name, None)
-    common.update(generator="ecosystem", ecosystem=eco.eco_id)
+    common.update(generator="ecosystem", ecosystem=eco.eco_id, eco_seed=eco.seed)
     rows = []
     for t in range(1, eco.ecosystem.generations + 1):
         if not location.exists(_record_path(eco.eco_id, t)):
             break
         record = location.read_json(_record_path(eco.eco_id, t))
-        for pair, value in sorted(record["cross"].items()):
-            metric = record["cross_metric"] + ("_mean" if pair == "mean" else "")
-            rows.append({**common, "generation": t, "member": "*" if pair == "mean" else pair,
-                         "metric": metric, "value": value})
+        for name, pairs in sorted(record["cross"].items()):
+            for pair, value in sorted(pairs.items()):
+                rows.append({**common, "generation": t, "member": "*" if pair == "mean" else pair,
+                             "metric": name + ("_mean" if pair == "mean" else ""), "value": value})
         for metric, value in sorted(record["pool"].items()):
             rows.append({**common, "generation": t, "member": "pool", "metric": metric, "value": value})
     return rows
@@ -164,7 +165,7 @@ def write_eco_table(location, spec: EcoSpec, jobs: list[Job]) -> str:
     rows = []
     for job in jobs:
         for row in run_rows(job.run_dir, job.config, job.swept, job.sweep):
-            rows.append({**row, "ecosystem": job.ecosystem["eco_id"]})
+            rows.append({**row, "ecosystem": job.ecosystem["eco_id"], "eco_seed": job.ecosystem["seed"]})
     for eco in spec.runs:
         rows += ecosystem_rows(location, eco)
     frame = make_frame(rows)
