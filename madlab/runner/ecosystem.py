@@ -125,8 +125,8 @@ def _record_path(eco_id: str, t: int) -> str:
 
 
 def write_generation_record(location, eco: EcoRun, t: int, barrier_s: float) -> None:
-    """The ecosystem's record of generation t, unless already written (it is a pure function of the
-    published generations; the barrier's wall time rides along but is not in the table)."""
+    """The ecosystem's record of generation t, unless already written (a pure function of the
+    published generations, timings aside)."""
     rel = _record_path(eco.eco_id, t)
     if location.exists(rel):
         return
@@ -137,7 +137,13 @@ def write_generation_record(location, eco: EcoRun, t: int, barrier_s: float) -> 
     if eco.ecosystem.pool is not None and dataset.kind == "vector":
         real = dataset.eval_set(eval_size(first), seed=derive_seed(eco.seed, "eval")).x
     record = generation_record(Ecosystem(eco.ecosystem, eco.seed), dataset.kind, stores, t, real)
+    # timings ride along (not in the table, which must not change on resume): the barrier's wall time and
+    # each member's step seconds; idle = what the members' slots waited for the slowest (zero on one core
+    # with --no-ray, where the members run one after another and the wall time is their sum)
+    seconds = {name: float(sum(stores[name].record(t)["seconds"].values())) for name in eco.members}
     record["barrier_seconds"] = barrier_s
+    record["member_seconds"] = seconds
+    record["barrier_idle_seconds"] = float(sum(max(seconds.values()) - s for s in seconds.values()))
     location.write_json(rel, record)
 
 
