@@ -7,12 +7,8 @@ deviation around the learned mean), then pushed through the flow.
 2-D: ``coupling: affine`` is MAD Appendix B.4's RealNVP (8 affine couplings, hidden 64; ``paper``:
 20 epochs of batch 256) with soft-clamped log-scales; ``coupling: spline`` (the ``cpu`` and ``gpu``
 presets) is a neural spline flow, 4 rational-quadratic spline couplings (16 bins, residual MLPs of
-width 64), 100 epochs of batch 100 with cosine learning-rate decay: ~40 s per fit on one thread.
-Measured with ``benchmarks/check_quality.py`` (gmm25, 1,000 training points, λ = 1): the spline preset
-covers 25/25 modes with k-NN precision 0.93 / 0.89 / 0.93 and high-quality fraction 0.94 / 0.90 / 0.92
-(seeds 0 / 1 / 2), passing the 2-D floor (>= 0.5 each); 60 epochs 0.90, 40 epochs 0.84, 2 couplings 0.83
-(seed 0). RealNVP fails it at every budget tried: 300 epochs 23 modes, precision 0.12, high-quality
-fraction 0.10 at seed 0; 1,500 epochs 0.31/0.28; 12 couplings of width 128 for 1,000 epochs 0.34/0.30.
+width 64), 100 epochs of batch 100 with cosine learning-rate decay.
+RealNVP fails the 2-D quality floor at every budget tried (benchmarks/README.md, *Generator presets: flow*).
 An affine coupling moves and scales a coordinate as a whole, so it spreads mass between the narrow
 modes (std 0.05, spacing 2); a monotone spline can place five peaks in one coordinate.
 Images: normflows' multiscale Glow with logit
@@ -26,19 +22,8 @@ to (-3, 3) as in the 2-D RealNVP, which stayed finite at learning rates where ``
 went NaN. ``top_layers`` puts extra blocks on the coarsest (7x7) level, which sees whole digits
 and costs about a third of a 14x14 block.
 
-Measured (``benchmarks/check_quality.py``, mnist5k, 5,000 training digits, λ = 1, LeNet-FID /
-noise-FID; 1-2 CPU threads): the old cpu preset (4 blocks, hidden 32, 8 bits, ``sigmoid_inv``,
-4 epochs at 5e-4) 0.79 with one digit at 0.4%; 3 bits alone 0.58; 3 bits with 8 blocks of
-hidden 64, 10 epochs at 1e-3 0.30; ``exp`` coupling 0.26; lr 3e-3 (warm-up 300 steps)
-0.25/0.24 (seeds 0/1); 12 coarse blocks 0.22/0.25 (fit 172 s at 2 threads, seed 1); 16: 0.21;
-6 fine + 24 coarse 0.205/0.226 (seeds 0/1); 4 + 24 0.24. With 8 blocks of hidden 64 at 14x14, 20 at 7x7, 3 bits,
-``exp``, batch 64 at 3e-3 after 300 warm-up steps: 10 epochs 0.212/0.223 with every digit >=
-5.9% (seeds 0/1; seed 2: 0.227, 5.4%), fit 212 s on 5,000 digits at 2 threads (load ~1.9);
-**20 epochs (the ``cpu`` preset): 0.174/0.183/0.194, smallest digit 6.35%/5.05%/6.45% (seeds
-0/1/2), fit 566/579 s at 1 thread with seeds 0 and 1 side by side, 452 s at 2 threads (seed 2)**
-— the acceptance bar (<= 0.2, every digit >= 3%) is met, narrowly at seed 2. The quickstart trains it for 5 epochs (time budget). Cosine lr
-decay, EMA weights (decay ~0.99), 2 or 4 bits and wider (96) or deeper (12x48) blocks at equal
-time did not help; one level (all blocks at 14x14) gave 0.52.
+The presets' measurements (gmm25 and mnist5k quality, fit times, what was tried and did not help)
+are in benchmarks/README.md, *Generator presets: flow*.
 """
 from __future__ import annotations
 

@@ -3,17 +3,12 @@
 Sampling bias λ is latent truncation in MAD's form: z ~ N(0, λI) (so λ = 1 is the training
 prior and λ = 0 returns the image of the mean latent for every sample).
 
-Presets (measured on this repo's 2-core CPU machine, single thread, seed 0): ``cpu`` images =
-class-conditional DCGAN, width 32, 1000 steps of batch 64 at Adam 5e-4 (about 45 s of CPU;
-mnist5k LeNet-FID 0.13x that of uniform noise, every digit >= 6.7%); ``cpu`` 2-D = MLP GAN
-128x3 with an R1 penalty of 0.1 (without it, 1 of 3 seeds collapsed to a single gmm25 mode),
-12000 steps with generator EMA 0.999 (gmm25, seed 0: 25/25 modes, k-NN precision 0.94, high-quality
-fraction 0.94, fit ~200 s; the former 3000 steps without EMA reached 22 modes at precision 0.08, 6000 steps
-with EMA 0.39, and EMA at 3000 steps 0.01: the averaged generator needs a converged one). ``paper`` = MAD-scale DCGAN (width 64, 20k steps, EMA 0.999).
-2-D ``gpu`` (width 256, 10,000 steps of batch 512, EMA 0.999) and ``paper`` (width 256, 20,000 steps of batch
-256, no EMA) presets, checked on CPU with ``benchmarks/check_quality.py --preset gpu|paper`` (gmm25, seed 0):
-both pass the 2-D floor, ``gpu`` 25 modes, precision 0.65, high-quality fraction 0.66; ``paper`` 25 modes,
-0.92, 0.92 (fits of 16-17 min on one CPU thread; the ``gpu`` preset without EMA was not checked).
+Presets: ``cpu`` images = class-conditional DCGAN, width 32, 1000 steps of batch 64 at Adam 5e-4;
+``cpu`` 2-D = MLP GAN 128x3 with an R1 penalty of 0.1 (without it a gmm25 run can collapse to one mode),
+12000 steps with generator EMA 0.999 (the averaged generator needs a converged one); ``paper`` =
+MAD-scale DCGAN (width 64, 20k steps, EMA 0.999); 2-D ``gpu`` (width 256, 10,000 steps of batch 512, EMA
+0.999) and ``paper`` (width 256, 20,000 steps of batch 256, no EMA). What each scores and costs, and the
+variants that did worse: benchmarks/README.md, *Generator presets: gan*.
 The hand-written parts (projection discriminator, PacGAN packing, R1, gradient penalty) are a
 few lines each and have no maintained PyTorch package that fits a plugin this small.
 """

@@ -52,7 +52,7 @@ from madlab.plugins.torch import endless_batches, resolve_device, seeded, token_
 
 def _transformers():
     try:
-        import transformers
+        import transformers  # optional dependency (the hf extra)
     except ImportError:
         raise ConfigError("generator.name: hf-lm needs Hugging Face transformers, the optional extra hf: "
                           "pip install 'madlab[hf]'") from None
@@ -71,8 +71,8 @@ def quiet_weight_loading():
     a user who turned either off (or on) finds it so afterwards. (The switches are process-global:
     another thread loading a model at the same moment would load quietly too.)
     """
-    from huggingface_hub import utils as hub
-    from transformers.utils import logging as hf_logging
+    from huggingface_hub import utils as hub  # optional dependency (the hf extra)
+    from transformers.utils import logging as hf_logging  # optional dependency (the hf extra)
 
     bars_were_on, hub_was_off = hf_logging.is_progress_bar_enabled(), hub.are_progress_bars_disabled()
     hf_logging.disable_progress_bar()

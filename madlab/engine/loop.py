@@ -242,8 +242,8 @@ class Loop:
 def compute_threads(num_cpus: float):
     """Run with as many BLAS/torch threads as CPUs reserved for the run (Ray's num_cpus).
 
-    More threads than cores is ruinous here: on a busy 2-core machine a 100x100 eigvalsh took
-    50 ms with two OpenBLAS threads and 1.1 ms with one, and torch.cdist 5.5 ms vs 0.3 ms.
+    More threads than cores is ruinous here: a small eigvalsh or cdist is tens of times slower
+    on an oversubscribed machine (benchmarks/README.md, *Threads*).
     """
     threads = max(1, int(num_cpus))
     previous = torch.get_num_threads()

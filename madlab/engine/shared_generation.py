@@ -22,6 +22,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from filelock import FileLock
+
 from madlab.schema.config import RunConfig, eval_size
 from madlab.store.storage import RUNS, RunStore
 
@@ -60,7 +62,6 @@ class SharedFirstGeneration:
         return cls(store, first_generation_key(config))
 
     def run(self, compute) -> dict:
-        from filelock import FileLock
 
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(self.lock_path)):

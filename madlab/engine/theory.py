@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import yaml
 
 from madlab import __version__
 from madlab.core.errors import ConfigError, MadlabError
@@ -164,38 +166,16 @@ def fresh_real_limit_error(n_real, n_synthetic, bias, *, dim: int, reps: int, se
     order = np.argsort(-stop, kind="stable")  # slowest cells first: the active chains are a prefix
     rng = np.random.default_rng(seed)
     cell = np.repeat(order, reps)
-    nr_b, ns_b, n_b, lam_b, p_b = n_r[cell], n_s[cell], n[cell], lam[cell], p[cell]
+    chains = dict(n_r=n_r[cell], n_s=n_s[cell], n=n[cell], lam=lam[cell])
     start_b, stop_b = start[cell], stop[cell]
-    size = len(cell)
+    mu, cov = _stationary_start(rng, p[cell], dim, **chains)
 
-    c = (1 - p_b) / (1 - lam_b * p_b)
-    v = ((1 - p_b) ** 2 / nr_b + p_b**2 * lam_b * c / ns_b) / (1 - p_b**2)
-    m = np.maximum(np.round(nr_b * (nr_b + 2 * ns_b) / n_b), dim + 1).astype(np.int64)
-    mu = rng.standard_normal((size, dim)) * np.sqrt(v)[:, None]
-    cov = np.empty((size, dim, dim))
-    for value in np.unique(m):
-        rows = np.flatnonzero(m == value)
-        cov[rows] = _wishart_identity(rng, int(value) - 1, dim, len(rows)) / (value - 1)
-    cov *= c[:, None, None]
-
-    sums = np.zeros(size)
-    trace_sums = np.zeros(size)
-    counts = np.zeros(size)
-    eye = np.eye(dim)
+    sums, trace_sums, counts = np.zeros(len(cell)), np.zeros(len(cell)), np.zeros(len(cell))
     for t in range(1, int(stop.max()) + 1):
         k = int(np.searchsorted(-stop_b, -t, side="right"))  # chains with stop >= t
-        sl = slice(0, k)
-        m_r, s_r = _fit_real(rng, nr_b[sl], dim, k)
-        chol = np.linalg.cholesky(lam_b[sl, None, None] * cov[sl] + 1e-12 * eye)
-        z = rng.standard_normal((k, dim)) / np.sqrt(ns_b[sl])[:, None]
-        m_s = mu[sl] + np.einsum("bij,bj->bi", chol, z)
-        s_s = _scaled_wishart(rng, chol, ns_b[sl] - 1)
-        diff = m_r - m_s
-        scatter = s_r + s_s + (nr_b[sl] * ns_b[sl] / n_b[sl])[:, None, None] * diff[:, :, None] * diff[:, None, :]
-        mu[sl] = (nr_b[sl, None] * m_r + ns_b[sl, None] * m_s) / n_b[sl, None]
-        cov[sl] = scatter / (n_b[sl] - 1)[:, None, None]
+        _fresh_real_generation(rng, mu, cov, k, dim, **chains)
         if t % thin == 0:
-            rows = np.flatnonzero(start_b[sl] < t)
+            rows = np.flatnonzero(start_b[:k] < t)
             if len(rows):
                 sums[rows] += _w2_to_standard(mu[rows], cov[rows])
                 trace_sums[rows] += np.trace(cov[rows], axis1=1, axis2=2)
@@ -207,6 +187,35 @@ def fresh_real_limit_error(n_real, n_synthetic, bias, *, dim: int, reps: int, se
     return {"error": per_chain.mean(1), "stderr": per_chain.std(1, ddof=1) / math.sqrt(reps),
             "trace_cov": traces.mean(1), "trace_cov_stderr": traces.std(1, ddof=1) / math.sqrt(reps),
             "generations": stop, "burn_in": start}
+
+
+def _stationary_start(rng, p, dim: int, *, n_r, n_s, n, lam) -> tuple[np.ndarray, np.ndarray]:
+    """(mu_0, Σ_0) per chain, near the stationary law (see :func:`fresh_real_limit_error`)."""
+    c = (1 - p) / (1 - lam * p)
+    v = ((1 - p) ** 2 / n_r + p**2 * lam * c / n_s) / (1 - p**2)
+    m = np.maximum(np.round(n_r * (n_r + 2 * n_s) / n), dim + 1).astype(np.int64)
+    mu = rng.standard_normal((len(p), dim)) * np.sqrt(v)[:, None]
+    cov = np.empty((len(p), dim, dim))
+    for value in np.unique(m):
+        rows = np.flatnonzero(m == value)
+        cov[rows] = _wishart_identity(rng, int(value) - 1, dim, len(rows)) / (value - 1)
+    cov *= c[:, None, None]
+    return mu, cov
+
+
+def _fresh_real_generation(rng, mu: np.ndarray, cov: np.ndarray, k: int, dim: int, *, n_r, n_s, n, lam) -> None:
+    """One generation of the first ``k`` chains, in place: fit on n_r fresh real rows and n_s samples of
+    N(mu, λΣ), drawn through their exact sampling laws (means and Wishart scatters)."""
+    sl = slice(0, k)
+    m_r, s_r = _fit_real(rng, n_r[sl], dim, k)
+    chol = np.linalg.cholesky(lam[sl, None, None] * cov[sl] + 1e-12 * np.eye(dim))
+    z = rng.standard_normal((k, dim)) / np.sqrt(n_s[sl])[:, None]
+    m_s = mu[sl] + np.einsum("bij,bj->bi", chol, z)
+    s_s = _scaled_wishart(rng, chol, n_s[sl] - 1)
+    diff = m_r - m_s
+    scatter = s_r + s_s + (n_r[sl] * n_s[sl] / n[sl])[:, None, None] * diff[:, :, None] * diff[:, None, :]
+    mu[sl] = (n_r[sl, None] * m_r + n_s[sl, None] * m_s) / n[sl, None]
+    cov[sl] = scatter / (n[sl] - 1)[:, None, None]
 
 
 def _scaled_wishart(rng, chol: np.ndarray, dof: np.ndarray) -> np.ndarray:
@@ -299,7 +308,6 @@ def _loggrid(lo: int, hi: int, k: int) -> list[int]:
 
 def run_ess_study(study: EssStudy, log=print):
     """Both grids as one tidy table (pandas), with timing and Monte-Carlo error columns."""
-    import pandas as pd
 
     t0 = time.perf_counter()
     cells = study.cells()
@@ -365,7 +373,6 @@ ESS_TOP_LEVEL = ("name", "ess", "presets", "out")
 
 
 def _load_study(path: str, preset: str | None, overrides: list[str]) -> tuple[EssStudy, dict]:
-    import yaml
 
     p = Path(path)
     if not p.is_file():
@@ -392,7 +399,6 @@ def _load_study(path: str, preset: str | None, overrides: list[str]) -> tuple[Es
 
 def is_ess_spec(path: str) -> bool:
     """True when ``path`` is a YAML mapping with a top-level ``ess`` key (an ESS study, not a loop)."""
-    import yaml
 
     try:
         raw = yaml.safe_load(Path(path).read_text())

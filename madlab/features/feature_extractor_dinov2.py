@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from madlab.core.errors import ConfigError, MadlabError
@@ -54,7 +55,6 @@ def check_dinov2_weights(name: str, weights_path: str | None) -> Path:
 def load_state(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from safetensors or a (pickle-free) torch checkpoint."""
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
 
         return load_file(str(path))
     state = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -65,7 +65,8 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
 
 def build_model(name: str, state: dict[str, torch.Tensor] | None = None) -> torch.nn.Module:
     """timm's DINOv2 ViT at 224 pixels, no classifier head; ``state`` in official or timm format."""
-    import timm
+    import timm  # timm (seconds to import) loads only for the dinov2 extractor
+    # timm (seconds to import) loads only for the dinov2 extractor
     from timm.models.vision_transformer import checkpoint_filter_fn
 
     model = timm.create_model(ARCHITECTURES[name][0], pretrained=False, img_size=RESOLUTION, num_classes=0,

@@ -14,13 +14,12 @@ weights are never mixed.
 their own), and in a child process whose numerical kernels are pinned before torch starts
 (:data:`PINNED_ENV`): one thread, ATen's AVX2 kernels, MKL's conditional-numerical-reproducibility
 branch ``AVX2`` and oneDNN off (its JIT picks kernels by the CPU's ISA). Each of those knobs, left
-free, changes the trained bits (measured here: ATen AVX2 vs baseline kernels, MKL's automatic vs a
-fixed branch, oneDNN's ISA each gave different weights), so a worker's own thread count, the CPU's
+free, changes the trained bits (each gave different weights here: benchmarks/README.md, *Reference networks*), so a worker's own thread count, the CPU's
 vector width (AVX-512 or not) or whatever a generator did to the process before cannot leak into the
 weights: the same torch build gives the same bytes on every x86-64 CPU with AVX2 (any server CPU
 since 2013). A CPU without AVX2 falls back to other kernels; the record's ``cpu_capability`` then says
 so and the hash differs, which the results table shows. The baseline (non-SIMD) kernels would cover
-those CPUs too but cost twice the CPU time (measured: 7.4 s vs 3.7 s per epoch on 2,500 digits).
+those CPUs too but cost twice the CPU time (benchmarks/README.md, *Reference networks*).
 """
 from __future__ import annotations
 

@@ -15,10 +15,8 @@ close to real ones, and a self-supervised next-token objective needs no labels, 
 not have. A document's feature is the mean over its positions (the begin marker and each token) of
 the final layer-normalised hidden state, plus one coordinate: the document's mean surprisal (next-token
 negative log-likelihood, nats per token, its end marker included) under the encoder. That coordinate
-is there because mean pooling alone is nearly blind to order at this model size: on ``pydoc-text``
-(150 held-out documents against 150 others) the pooled states gave FID 0.35 real-vs-real and only
-0.54 against the same documents with their characters shuffled; with the surprisal coordinate 0.38
-and 2.5 (the shuffled text costs 3.85 nats per character against 2.45 for real text). It is the
+is there because mean pooling alone is nearly blind to order at this model size: with it, shuffled
+text is far from real text in FID, without it barely (benchmarks/README.md, *Reference networks*). It is the
 reference-model likelihood that text-GAN work calls "generative perplexity", here as one feature
 axis among 65. Documents longer than the encoder's context are read up to it.
 
@@ -26,9 +24,8 @@ The model is written here (torch's own ``nn.TransformerEncoderLayer`` with a cau
 so a change to a generator can never change the reference features.
 
 *Training cost and determinism.* A fixed number of steps (300 minibatches of 32 documents, seeded
-epochs over the training pool): the cost does not grow with the corpus. For pydoc-text at context 128
-(2,918 documents): 38.0 s of training on one pinned thread of an idle 2-core machine
-(``benchmarks/bench_text.py``, 2026-12-02; every record keeps its own ``train_seconds``). Training
+epochs over the training pool): the cost does not grow with the corpus (its measurement:
+benchmarks/README.md, *Reference networks*; every record keeps its own ``train_seconds``). Training
 runs in a child process with the same pinned numerical kernels as LeNet's
 (:data:`~madlab.core.pinned.PINNED_ENV`: one thread, ATen AVX2, MKL's fixed
 ``AVX2`` branch, oneDNN off) and ``torch.use_deterministic_algorithms``, all randomness from seeded

@@ -83,7 +83,7 @@ def frechet_distance(real: RealStats, mu: np.ndarray, sigma: np.ndarray) -> floa
     """FID = |mu_r - mu_f|^2 + tr(S_r) + tr(S_f) - 2 tr sqrt(S_r S_f).
 
     torch-fidelity takes tr sqrt(S_r S_f) from the general eigenvalues of the non-symmetric product
-    (O(d^3) with a large constant, ~10 s at d=2048 on two cores). S_r S_f is similar to the
+    (O(d^3) with a large constant: seconds at d=2048). S_r S_f is similar to the
     symmetric PSD matrix A S_f A with A = sqrt(S_r), whose eigenvalues ``eigvalsh`` finds several
     times faster and without spurious imaginary parts; A is cached with the real statistics.
     Agreement with torch-fidelity's formula is pinned by the tests.

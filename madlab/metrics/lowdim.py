@@ -18,7 +18,7 @@ def w2_gaussian(mean1, cov1, mean2, cov2) -> float:
 
     W2^2 = |m1 - m2|^2 + tr S1 + tr S2 - 2 tr (S2^1/2 S1 S2^1/2)^1/2; the last trace is the sum of
     the square roots of that symmetric PSD product's eigenvalues (``eigvalsh``: no eigenvectors,
-    no matrix square root; about 3x cheaper at d = 100, which theory sweeps pay every generation).
+    no matrix square root: cheaper, and theory sweeps pay it every generation).
     """
     mean1, mean2 = np.asarray(mean1, float), np.asarray(mean2, float)
     root2 = psd_sqrt(symmetrised(np.asarray(cov2, float)))

@@ -25,7 +25,11 @@ images. Rows then record ``extractor: text-lm`` and the encoder's weights hash.
 """
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
+from sacrebleu.metrics import BLEU
+from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
 from madlab.core.tokenizer import lengths, token_frequencies
 from madlab.features.feature_extractor_text_lm import TextEncoder, ensure_text_lm
@@ -81,10 +85,6 @@ def self_bleu(texts: list[str], limit: int = SELF_BLEU_DOCS) -> float:
     largest), and the closest other length comes from the sorted lengths. sacrebleu still does the
     tokenisation (13a) and the score (``BLEU.compute_bleu``, 'exp' smoothing, effective order).
     """
-    from collections import Counter
-
-    from sacrebleu.metrics import BLEU
-    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
 
     texts = texts[:limit]
     if len(texts) < 2:

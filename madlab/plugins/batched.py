@@ -23,6 +23,7 @@ a resumed or partly failed batch advances only some of its runs at a given gener
 """
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from typing import ClassVar
 
@@ -163,7 +164,6 @@ def batched_family(generator_cls) -> type[BatchedGenerator] | None:
     if family is None:
         return None
     if isinstance(family, str):
-        import importlib
 
         module, _, name = family.partition(":")
         family = getattr(importlib.import_module(module), name)

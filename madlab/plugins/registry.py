@@ -91,10 +91,6 @@ def curator_names() -> list[str]:
     return plugin_names("curators")
 
 
-def dataset_names() -> list[str]:
-    return plugin_names("datasets")
-
-
 def distributions() -> dict[str, str | None]:
     """Which installed distribution registers each generator (``madlab`` for the shipped ones)."""
     return {name: (ep.dist.name if getattr(ep, "dist", None) is not None else None)

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Iterator, Literal
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from madlab.core.errors import ConfigError
 from madlab.core.samples import Samples
@@ -118,7 +119,6 @@ class EMA:
     """
 
     def __init__(self, module: nn.Module, decay: float):
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         self.decay = decay
         self.averaged = AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

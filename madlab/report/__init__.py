@@ -15,6 +15,7 @@ import base64
 import html
 import io
 import math
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,7 +68,6 @@ def make_report(results_dir: str, local_dir: str | None = None) -> list[str]:
 
 
 def _report_remote(location, local_dir: str | None) -> list[str]:
-    import re
 
     if not any(location.exists(name) for name in (TABLE, ESS_TABLE, RUN_INFO)):
         raise MadlabError(f"{location.uri}: not a madlab results folder (no metrics.parquet, ess.parquet or run.json)")
@@ -129,61 +129,74 @@ def _slices(results: Results, hue: str) -> tuple[list[Results], list[str]]:
 
 
 def _draw_all(results: Results, figure: MadFigure | None, out_dir: Path) -> list[Panel]:
-    plans = []  # (key, title, draw, required)
+    """Every panel this folder calls for, drawn and saved (a missing required one says why)."""
     wanted = set(figure.panels) if figure else set()
-    if results.table is not None:
-        present = results.metrics
-        expected = list(figure.metrics) if figure else []
-        hue = figure.hue if figure else "bias"
-        for m in expected:
-            if m not in present:
-                plans.append((f"metric_{m}", f"{m} vs generation", lambda m=m: _raise(f"metric {m!r} not in the table"), True))
-        views, skipped = _slices(results, hue)
-        if skipped:
-            plans.append(("slices", "Further sweep slices", lambda: _raise(
-                f"only the first {MAX_SLICES} sweep slices get per-slice panels; not drawn: {'; '.join(skipped)}"), True))
-        for view in views:
-            kinds = _sample_kinds(view)  # per slice: one sweep may mix image and 2-D runs (the quickstart does)
-            image = True in kinds
-            tag = f"_{slug(view.label)}" if view.label else ""
-            title = f" [{view.label}]" if view.label else ""
-            mine = view.metrics
-            headline = [m for m in _headline(view) if m in mine and m not in expected]
-            order = [m for m in expected if m in mine] + headline + [m for m in mine if m not in expected + headline]
-            plans.append((f"metrics{tag}", "Metrics vs generation" + title,
-                          lambda v=view, o=order: metrics_panel(v, o, hue) if o else _raise("no metric values yet"), True))
-            curated = [m for m in CURATION_METRICS if m in mine]
-            if curated or "curation" in wanted:
-                plans.append((f"curation{tag}", "Curation per generation" + title,
-                              lambda v=view, c=curated: metrics_panel(v, c, hue) if c else
-                              _raise("no curation rows (candidates, kept, reward_before, ...) in the table"),
-                              "curation" in wanted))
-            gaussian_runs = "generator" in view.runs and (view.runs["generator"].astype(str) == "gaussian").any()
-            if "trace_cov" in mine or "theory" in wanted:  # required where the closed form applies
-                plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title, lambda v=view: theory_panel(v),
-                              "theory" in wanted and (gaussian_runs or len(views) == 1)))
-            if has_text_runs(view):  # the tokens kind: text excerpts and rank-frequency instead of pictures
-                plans.append((f"text{tag}", "Generated text per generation" + title,
-                              lambda v=view: text_panels.text_excerpts_panel(v), True))
-                plans.append((f"rankfreq{tag}", "Token rank-frequency per generation" + title,
-                              lambda v=view: text_panels.rank_frequency_panel(v), True))
-                if "model_gini_simpson" in mine:
-                    plans.append((f"ngram_theory{tag}", "Unigram loop vs closed form" + title,
-                                  lambda v=view: text_panels.ngram_theory_panel(v), False))
-                continue
-            plans.append((f"samples{tag}", "Samples per generation" + title,
-                          lambda v=view, im=image: image_grid_panel(v) if im else scatter_panel(v), True))
-            if kinds == {True, False}:  # the 2-D runs of a mixed slice
-                plans.append((f"points{tag}", "2-D samples per generation" + title,
-                              lambda v=view: scatter_panel(v), True))
-            if "tsne" in wanted or image:
-                plans.append((f"tsne{tag}", "t-SNE of samples per generation" + title,
-                              lambda v=view: tsne_panel(v), "tsne" in wanted))
-        if "final_vs_total" in wanted:
-            plans.append(("final_vs_total", "Limit W2 vs total n", lambda: final_vs_total_panel(results), True))
+    plans = _table_plans(results, figure, wanted) if results.table is not None else []
     if results.ess is not None or "ess" in wanted:
         plans.append(("ess", "Effective sample size heat maps", lambda: ess_panels(results), True))
+    return _draw_plans(results, plans, out_dir)
 
+
+def _table_plans(results: Results, figure: MadFigure | None, wanted: set[str]) -> list[tuple]:
+    """(key, title, draw, required) of the panels a metrics table calls for, slice by slice."""
+    plans = []
+    expected = list(figure.metrics) if figure else []
+    hue = figure.hue if figure else "bias"
+    for m in expected:
+        if m not in results.metrics:
+            plans.append((f"metric_{m}", f"{m} vs generation", lambda m=m: _raise(f"metric {m!r} not in the table"), True))
+    views, skipped = _slices(results, hue)
+    if skipped:
+        plans.append(("slices", "Further sweep slices", lambda: _raise(
+            f"only the first {MAX_SLICES} sweep slices get per-slice panels; not drawn: {'; '.join(skipped)}"), True))
+    for view in views:
+        plans += _view_plans(view, expected, hue, wanted, single=len(views) == 1)
+    if "final_vs_total" in wanted:
+        plans.append(("final_vs_total", "Limit W2 vs total n", lambda: final_vs_total_panel(results), True))
+    return plans
+
+
+def _view_plans(view: Results, expected: list[str], hue: str, wanted: set[str], single: bool) -> list[tuple]:
+    """The panels of one sweep slice: metrics, curation, theory, then text or samples and t-SNE."""
+    kinds = _sample_kinds(view)  # per slice: one sweep may mix image and 2-D runs (the quickstart does)
+    image = True in kinds
+    tag = f"_{slug(view.label)}" if view.label else ""
+    title = f" [{view.label}]" if view.label else ""
+    mine = view.metrics
+    headline = [m for m in _headline(view) if m in mine and m not in expected]
+    order = [m for m in expected if m in mine] + headline + [m for m in mine if m not in expected + headline]
+    plans = [(f"metrics{tag}", "Metrics vs generation" + title,
+              lambda v=view, o=order: metrics_panel(v, o, hue) if o else _raise("no metric values yet"), True)]
+    curated = [m for m in CURATION_METRICS if m in mine]
+    if curated or "curation" in wanted:
+        plans.append((f"curation{tag}", "Curation per generation" + title,
+                      lambda v=view, c=curated: metrics_panel(v, c, hue) if c else
+                      _raise("no curation rows (candidates, kept, reward_before, ...) in the table"),
+                      "curation" in wanted))
+    gaussian_runs = "generator" in view.runs and (view.runs["generator"].astype(str) == "gaussian").any()
+    if "trace_cov" in mine or "theory" in wanted:  # required where the closed form applies
+        plans.append((f"theory{tag}", "Gaussian loop vs closed form" + title, lambda v=view: theory_panel(v),
+                      "theory" in wanted and (gaussian_runs or single)))
+    if has_text_runs(view):  # the tokens kind: text excerpts and rank-frequency instead of pictures
+        plans.append((f"text{tag}", "Generated text per generation" + title,
+                      lambda v=view: text_panels.text_excerpts_panel(v), True))
+        plans.append((f"rankfreq{tag}", "Token rank-frequency per generation" + title,
+                      lambda v=view: text_panels.rank_frequency_panel(v), True))
+        if "model_gini_simpson" in mine:
+            plans.append((f"ngram_theory{tag}", "Unigram loop vs closed form" + title,
+                          lambda v=view: text_panels.ngram_theory_panel(v), False))
+        return plans
+    plans.append((f"samples{tag}", "Samples per generation" + title,
+                  lambda v=view, im=image: image_grid_panel(v) if im else scatter_panel(v), True))
+    if kinds == {True, False}:  # the 2-D runs of a mixed slice
+        plans.append((f"points{tag}", "2-D samples per generation" + title, lambda v=view: scatter_panel(v), True))
+    if "tsne" in wanted or image:
+        plans.append((f"tsne{tag}", "t-SNE of samples per generation" + title, lambda v=view: tsne_panel(v),
+                      "tsne" in wanted))
+    return plans
+
+
+def _draw_plans(results: Results, plans: list[tuple], out_dir: Path) -> list[Panel]:
     panels = []
     prefix = slug(results.name)
     for key, title, draw, required in plans:
@@ -210,7 +223,7 @@ def _raise(message: str):
 
 
 def _save(fig, stem: Path) -> list[str]:
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after plots.pyplot() chose the Agg backend
 
     paths = []
     for ext, kwargs in (("png", {"dpi": DPI}), ("pdf", {})):

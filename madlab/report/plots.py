@@ -8,6 +8,11 @@ import re
 
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from threadpoolctl import threadpool_limits
 
 from madlab.core.samples import Samples
 from madlab.datasets import get_dataset_class
@@ -27,10 +32,10 @@ class Missing(Exception):
 
 
 def pyplot():
-    import matplotlib
+    import matplotlib  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     return plt
 
@@ -52,7 +57,7 @@ REFERENCE_STYLE = dict(color="0.3", lw=1.0, ls=(0, (1, 2)), zorder=0)
 
 def palette_for(labels: list[str]) -> dict[str, tuple]:
     """One colour per hue label, in order: the same mapping in the metric and the theory panels."""
-    import seaborn as sns
+    import seaborn as sns  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     colours = sns.color_palette("colorblind", max(len(labels), 1))
     return dict(zip(labels, colours))
@@ -65,7 +70,6 @@ def dashes_for(labels: list[str]) -> dict[str, object]:
 
 
 def integer_generations(ax) -> None:
-    from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
@@ -125,7 +129,7 @@ def _tidy(results: Results, metrics: list[str], roles: dict) -> pd.DataFrame:
 def metrics_panel(results: Results, metrics: list[str], hue: str = "bias"):
     """Metric vs generation (MAD Figs. 4, 8, 10, 13): mean over seeds, a 95% bootstrap band when
     there are several seeds, bounded metrics on [0, 1], the real-vs-real level as a dotted line."""
-    import seaborn as sns
+    import seaborn as sns  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     pyplot()
     roles = plot_roles(results, hue)
@@ -188,23 +192,7 @@ def theory_panel(results: Results):
         first = group.iloc[0]
         colour = colours.get(axis_label(hue, first[hue], named=False), "tab:blue") if hue else "tab:blue"
         dash = dashes.get(axis_label(style, first[style], named=False), "") if style else ""
-        for ax, metric in zip(axes, ["trace_cov", "mean_shift"]):
-            rows = group[group["metric"] == metric]
-            if rows.empty:
-                continue
-            stats = rows.groupby("generation")["value"].agg(["mean", "std", "count"])
-            line, = ax.plot(stats.index, stats["mean"], "o-", ms=3, color=colour, label=label)
-            if dash:
-                line.set_dashes(dash)
-            if (stats["count"] > 1).any():
-                half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"])
-                ax.fill_between(stats.index, stats["mean"] - half, stats["mean"] + half, color=colour, alpha=0.2)
-        cfg = results.config(group["run_id"].iloc[0])
-        theory = _theory_for(cfg, int(group["generation"].max()), expected_moments)
-        if theory is not None:
-            drawn_theory = True
-            axes[0].plot(theory["generation"], theory["trace_cov"], "-", color=colour, lw=4, alpha=0.25)
-            axes[1].plot(theory["generation"], np.sqrt(theory["mean_sq"]), "-", color=colour, lw=4, alpha=0.25)
+        drawn_theory |= _theory_lines(axes, results, group, label, colour, dash)
     if not drawn_theory:
         plt.close(fig)
         raise Missing("no run with a closed form (gaussian dataset, scheme fully-synthetic/fixed-real/fresh-real, "
@@ -219,6 +207,29 @@ def theory_panel(results: Results):
                  fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def _theory_lines(axes, results: Results, group: pd.DataFrame, label: str, colour, dash) -> bool:
+    """One configuration's measured trace_cov and mean_shift (mean, 95% band over seeds) and, where it
+    has one, its closed form as a broad pale line; True when the closed form was drawn."""
+    for ax, metric in zip(axes, ["trace_cov", "mean_shift"]):
+        rows = group[group["metric"] == metric]
+        if rows.empty:
+            continue
+        stats = rows.groupby("generation")["value"].agg(["mean", "std", "count"])
+        line, = ax.plot(stats.index, stats["mean"], "o-", ms=3, color=colour, label=label)
+        if dash:
+            line.set_dashes(dash)
+        if (stats["count"] > 1).any():
+            half = 1.96 * stats["std"].fillna(0) / np.sqrt(stats["count"])
+            ax.fill_between(stats.index, stats["mean"] - half, stats["mean"] + half, color=colour, alpha=0.2)
+    cfg = results.config(group["run_id"].iloc[0])
+    theory = _theory_for(cfg, int(group["generation"].max()), expected_moments)
+    if theory is None:
+        return False
+    axes[0].plot(theory["generation"], theory["trace_cov"], "-", color=colour, lw=4, alpha=0.25)
+    axes[1].plot(theory["generation"], np.sqrt(theory["mean_sq"]), "-", color=colour, lw=4, alpha=0.25)
+    return True
 
 
 def _groups(frame: pd.DataFrame, results: Results, keys: list[str]):
@@ -434,11 +445,6 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
     points in grey, so drift away from the data is visible; points are coloured by class label
     (a digit legend) where the samples carry labels.
     """
-    from matplotlib.lines import Line2D
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
-
     plt = pyplot()
     reps = representative_runs(results, limit=3)
     if not reps:
@@ -451,45 +457,14 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
     fig, axes = plt.subplots(len(reps), cols, figsize=(2.3 * cols, 2.3 * len(reps) + 0.6), squeeze=False)
     labelled = False
     for i, (label, run_id) in enumerate(reps):
-        gens = pick_generations(results.generations(run_id), generations)
-        parts = [results.samples(run_id, g) for g in gens]
-        real = _real_reference(results, run_id, per_generation, images=images)
-        if real is not None and not images:
-            real = Samples(np.asarray(real, np.float32), None)
-        if real is not None and real.x.shape[1:] != parts[0].x.shape[1:]:
-            real = None
-        sets = ([real] if real is not None else []) + parts
-        names = (["real"] if real is not None else []) + [f"t={g}" for g in gens]
+        sets, names, has_real = _tsne_sets(results, run_id, per_generation, generations, images)
         xs = [p.x[:per_generation].reshape(min(per_generation, len(p)), -1) for p in sets]
         ys = [p.y[:per_generation] if p.y is not None else None for p in sets]
-        stacked = np.concatenate(xs).astype(np.float64)
-        owner = np.concatenate([np.full(len(x), k) for k, x in enumerate(xs)])
-        if stacked.shape[1] > 50:
-            stacked = PCA(50, random_state=0).fit_transform(stacked)
-        perplexity = float(min(30, max(2, (len(stacked) - 1) // 3)))
-        with threadpool_limits(1):  # OpenMP spin-waiting on a busy machine costs 100x here
-            emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(stacked)
-        background = owner == 0 if real is not None else np.zeros(len(owner), bool)
-        for j in range(cols):
-            ax = axes[i, j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j >= len(sets):
-                ax.axis("off")
-                continue
-            mine = owner == j
-            other = background & ~mine if real is not None else ~mine
-            ax.scatter(emb[other, 0], emb[other, 1], s=2, c="0.82", rasterized=True)
-            if ys[j] is not None:
-                labelled = True
-                ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c=ys[j], cmap="tab10", vmin=0, vmax=9, rasterized=True)
-            else:
-                ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c="0.2" if names[j] == "real" else "tab:blue",
-                           rasterized=True)
-            ax.set_title(names[j], fontsize=8)
-            if j == 0:
-                ax.set_ylabel(label, fontsize=7)
+        emb, owner = _joint_tsne(xs)
+        labelled |= _tsne_row(axes[i], emb, owner, ys, names, has_real)
+        axes[i, 0].set_ylabel(label, fontsize=7)
     if labelled:
+
         cmap = plt.get_cmap("tab10")
         handles = [Line2D([], [], ls="", marker="o", ms=5, color=cmap(d)) for d in range(10)]
         fig.legend(handles, [str(d) for d in range(10)], title="class", fontsize=7, title_fontsize=7,
@@ -500,10 +475,59 @@ def tsne_panel(results: Results, per_generation: int = 200, generations: int = 5
     return fig
 
 
+def _tsne_sets(results: Results, run_id: str, per_generation: int, generations: int, images: bool):
+    """(sample sets, their column names, whether the first is the real reference) of one run's row."""
+    gens = pick_generations(results.generations(run_id), generations)
+    parts = [results.samples(run_id, g) for g in gens]
+    real = _real_reference(results, run_id, per_generation, images=images)
+    if real is not None and not images:
+        real = Samples(np.asarray(real, np.float32), None)
+    if real is not None and real.x.shape[1:] != parts[0].x.shape[1:]:
+        real = None
+    sets = ([real] if real is not None else []) + parts
+    names = (["real"] if real is not None else []) + [f"t={g}" for g in gens]
+    return sets, names, real is not None
+
+
+def _joint_tsne(xs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """One 2-D t-SNE of the stacked sets (PCA to 50 dimensions first), and which set owns each point."""
+    stacked = np.concatenate(xs).astype(np.float64)
+    owner = np.concatenate([np.full(len(x), k) for k, x in enumerate(xs)])
+    if stacked.shape[1] > 50:
+        stacked = PCA(50, random_state=0).fit_transform(stacked)
+    perplexity = float(min(30, max(2, (len(stacked) - 1) // 3)))
+    with threadpool_limits(1):  # OpenMP spin-waiting on a busy machine costs 100x here
+        emb = TSNE(2, perplexity=perplexity, init="pca", random_state=0).fit_transform(stacked)
+    return emb, owner
+
+
+def _tsne_row(row, emb: np.ndarray, owner: np.ndarray, ys: list, names: list[str], has_real: bool) -> bool:
+    """Draw one run's columns (each set over the others in grey); True when points carry labels."""
+    labelled = False
+    background = owner == 0 if has_real else np.zeros(len(owner), bool)
+    for j, ax in enumerate(row):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if j >= len(names):
+            ax.axis("off")
+            continue
+        mine = owner == j
+        other = background & ~mine if has_real else ~mine
+        ax.scatter(emb[other, 0], emb[other, 1], s=2, c="0.82", rasterized=True)
+        if ys[j] is not None:
+            labelled = True
+            ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c=ys[j], cmap="tab10", vmin=0, vmax=9, rasterized=True)
+        else:
+            ax.scatter(emb[mine, 0], emb[mine, 1], s=3, c="0.2" if names[j] == "real" else "tab:blue",
+                       rasterized=True)
+        ax.set_title(names[j], fontsize=8)
+    return labelled
+
+
 def final_vs_total_panel(results: Results, metric: str = "w2", last: int = 3):
     """MAD Fig. 31: the loop's limit (mean of the last generations) vs total n = n_r + n_s,
     one line per real fraction n_r / n, line style by λ."""
-    import seaborn as sns
+    import seaborn as sns  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     plt = pyplot()
     vals = results.values
@@ -534,7 +558,7 @@ def final_vs_total_panel(results: Results, metric: str = "w2", last: int = 3):
 
 def ess_panels(results: Results):
     """MAD Figs. 11/12: heat maps of n_e / n_r from the Monte-Carlo table."""
-    import seaborn as sns
+    import seaborn as sns  # after pyplot() chose the Agg backend (seaborn imports pyplot)
 
     plt = pyplot()
     ess = results.ess

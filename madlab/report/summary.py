@@ -127,17 +127,28 @@ def generation_table(results: Results, metrics=None) -> pd.DataFrame:
     present = set(values["metric"])
     metrics = [m for m in (metrics or headline_metrics(results)) if m in present]
     config_cols = configuration_columns(results)
-    runs = results.runs.set_index("run_id")
+    keys = config_cols or ["_all"]
+    frame_runs = results.runs.set_index("run_id").reset_index()
+    if not config_cols:
+        frame_runs["_all"] = "all runs"
+    table = _configuration_rows(values, frame_runs, keys, metrics)
+    positions = {c: {v: i for i, v in enumerate(_values(table, c))} for c in keys if c != "_all"}
+    table["_order"] = [tuple(positions[c].get(row[c], -1) for c in positions) for row in table.to_dict("records")]
+    table = table.sort_values(["_rank", "_order"], kind="stable").drop(columns=["_order"])
+    ref_rows = _reference_rows(results, frame_runs, keys[0], metrics)
+    if ref_rows:
+        table = pd.concat([table, pd.DataFrame(ref_rows).sort_values("_rank", kind="stable")], ignore_index=True)
+    return table.drop(columns=["_rank"]).reset_index(drop=True)
+
+
+def _configuration_rows(values: pd.DataFrame, frame_runs: pd.DataFrame, keys: list[str], metrics) -> pd.DataFrame:
+    """One row per configuration: seeds, last generation, theory rank, each metric at 1 and at the last."""
     last = values.groupby("run_id")["generation"].max()
     picked = values[values["metric"].isin(metrics)].copy()
     picked["_last"] = picked["run_id"].map(last)
     first = picked[picked["generation"] == 1]
     final = picked[picked["generation"] == picked["_last"]]
     rows = []
-    keys = config_cols or ["_all"]
-    frame_runs = runs.reset_index()
-    if not config_cols:
-        frame_runs["_all"] = "all runs"
     for key, group in frame_runs.groupby(keys, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         ids = set(group["run_id"])
@@ -151,25 +162,25 @@ def generation_table(results: Results, metrics=None) -> pd.DataFrame:
             row[f"{m} @1"] = float(a.mean()) if len(a) else np.nan
             row[f"{m} @last"] = float(b.mean()) if len(b) else np.nan
         rows.append(row)
-    table = pd.DataFrame(rows)
-    positions = {c: {v: i for i, v in enumerate(_values(table, c))} for c in keys if c != "_all"}
-    table["_order"] = [tuple(positions[c].get(row[c], -1) for c in positions) for row in table.to_dict("records")]
-    table = table.sort_values(["_rank", "_order"], kind="stable").drop(columns=["_order"])
+    return pd.DataFrame(rows)
+
+
+def _reference_rows(results: Results, frame_runs: pd.DataFrame, first_key: str, metrics) -> list[dict]:
+    """The "real vs real" row of each dataset (or model), the same value at 1 and at the last generation."""
     ref = reference_values(results)
-    ref_rows = []
-    if len(ref):
-        by = next((c for c in ("model", "dataset") if c in frame_runs), None)
-        groups = frame_runs.groupby(by, sort=False) if by else [("all", frame_runs)]
-        for label, group in groups:
-            mine = ref[ref["run_id"].isin(set(group["run_id"]))]
-            if mine.empty:
-                continue
-            row = {keys[0]: f"real vs real ({label})", "seeds": int(mine["run_id"].nunique()), "last": np.nan,
-                   "_rank": theory_rank(group["generator"].astype(str)) if "generator" in group else 2}
-            for m in metrics:
-                v = mine[mine["metric"] == m]["value"]
-                row[f"{m} @1"] = row[f"{m} @last"] = float(v.mean()) if len(v) else np.nan
-            ref_rows.append(row)
-    if ref_rows:
-        table = pd.concat([table, pd.DataFrame(ref_rows).sort_values("_rank", kind="stable")], ignore_index=True)
-    return table.drop(columns=["_rank"]).reset_index(drop=True)
+    rows = []
+    if not len(ref):
+        return rows
+    by = next((c for c in ("model", "dataset") if c in frame_runs), None)
+    groups = frame_runs.groupby(by, sort=False) if by else [("all", frame_runs)]
+    for label, group in groups:
+        mine = ref[ref["run_id"].isin(set(group["run_id"]))]
+        if mine.empty:
+            continue
+        row = {first_key: f"real vs real ({label})", "seeds": int(mine["run_id"].nunique()), "last": np.nan,
+               "_rank": theory_rank(group["generator"].astype(str)) if "generator" in group else 2}
+        for m in metrics:
+            v = mine[mine["metric"] == m]["value"]
+            row[f"{m} @1"] = row[f"{m} @last"] = float(v.mean()) if len(v) else np.nan
+        rows.append(row)
+    return rows

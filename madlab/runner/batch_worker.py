@@ -48,91 +48,114 @@ class _HookLoop:
 
 def run_batch(jobs, location, fault_hook=None, report=None) -> list:
     """Run (or resume) the batch ``jobs`` (every member, in slot order) to completion."""
-    start = time.perf_counter()
-    stores = [RunStore(job.run_dir) for job in jobs]
-    configs = [RunConfig.model_validate(job.config) for job in jobs]
-    batch = BatchLoop(configs)
-    records = BatchStore(location, [job.run_id for job in jobs])
-    records.write_members()
-    records.restore(batch)
-    last = batch.loop.generations
-    for slot, store in enumerate(stores):  # a rerun retries failed runs, as Loop.run does
-        if batch.done[slot] < last and store.failure() is not None:
-            store.clear_failure()
-            batch.failed[slot] = False
-    isolate = _attempt(records, batch, stores)
-    counters = {"compute": 0.0, "n": 0, "timings": {}}
-    keep = keep_samples(batch)
-    hooks = [_HookLoop(s) for s in stores]
-    saved = {"at": _clock(), "pending": False}
+    attempt = _BatchAttempt(jobs, location, fault_hook, report)
+    attempt.run()
+    return attempt.outcomes()
 
-    def save_state(force: bool = False) -> None:
-        if saved["pending"] and (force or _clock() - saved["at"] >= STATE_EVERY_SECONDS):
-            records.write_state(batch)
-            saved["at"], saved["pending"] = _clock(), False
 
-    def advance(slots: np.ndarray, t: int) -> None:
+class _BatchAttempt:
+    """One attempt at a batch: its engine, records and run folders, and what it reports back."""
+
+    def __init__(self, jobs, location, fault_hook, report):
+        self.start = time.perf_counter()
+        self.jobs, self.location, self.fault_hook, self.report = jobs, location, fault_hook, report
+        self.stores = [RunStore(job.run_dir) for job in jobs]
+        self.configs = [RunConfig.model_validate(job.config) for job in jobs]
+        self.batch = batch = BatchLoop(self.configs)
+        self.records = BatchStore(location, [job.run_id for job in jobs])
+        self.records.write_members()
+        self.records.restore(batch)
+        self.last = batch.loop.generations
+        for slot, store in enumerate(self.stores):  # a rerun retries failed runs, as Loop.run does
+            if batch.done[slot] < self.last and store.failure() is not None:
+                store.clear_failure()
+                batch.failed[slot] = False
+        self.isolate = _attempt(self.records, batch, self.stores)
+        self.compute, self.n, self.timings = 0.0, 0, {}
+        self.keep = keep_samples(batch)
+        self.hooks = [_HookLoop(s) for s in self.stores]
+        self.saved_at, self.pending = _clock(), False
+
+    def save_state(self, force: bool = False) -> None:
+        """Rewrite ``state.npz`` when generations are pending and ``STATE_EVERY_SECONDS`` passed (or ``force``)."""
+        if self.pending and (force or _clock() - self.saved_at >= STATE_EVERY_SECONDS):
+            self.records.write_state(self.batch)
+            self.saved_at, self.pending = _clock(), False
+
+    def advance(self, slots: np.ndarray, t: int) -> None:
+        """Generation ``t`` of ``slots``: fault hooks, the batched step, its records, the counters."""
         live = []
         for slot in slots:
             try:
-                if fault_hook is not None:
-                    fault_hook(hooks[slot], t)
+                if self.fault_hook is not None:
+                    self.fault_hook(self.hooks[slot], t)
                 live.append(slot)
             except RunFailed as exc:
-                stores[slot].mark_failed(t, str(exc))
-                batch.failed[slot] = True
+                self.stores[slot].mark_failed(t, str(exc))
+                self.batch.failed[slot] = True
         if not live:
             return
-        result = batch.step(t, np.asarray(live, dtype=np.int64))
+        result = self.batch.step(t, np.asarray(live, dtype=np.int64))
         for slot, message in result.failures.items():
-            stores[slot].mark_failed(t, message)
-        records.write_generation(result, batch.evaluator.metadata, keep)
-        saved["pending"] = True
-        save_state()
+            self.stores[slot].mark_failed(t, message)
+        self.records.write_generation(result, self.batch.evaluator.metadata, self.keep)
+        self.pending = True
+        self.save_state()
         seconds = result.seconds
-        counters["compute"] += seconds["fit"] + seconds["sample"] + seconds["metrics"]
-        counters["n"] += len(live) - len(result.failures)
+        self.compute += seconds["fit"] + seconds["sample"] + seconds["metrics"]
+        self.n += len(live) - len(result.failures)
         for phase, value in seconds.items():
-            counters["timings"][phase] = counters["timings"].get(phase, 0.0) + value
-        if report is not None:
+            self.timings[phase] = self.timings.get(phase, 0.0) + value
+        if self.report is not None:
             for slot in live:
                 if slot not in result.failures:
-                    report(jobs[slot].run_id, t)
+                    self.report(self.jobs[slot].run_id, t)
 
-    with compute_threads(configs[0].resources.num_cpus):
-        groups = [[s] for s in np.flatnonzero(~batch.failed & (batch.done < last))] if isolate else [None]
-        try:
-            for group in groups:
-                if isolate:
-                    save_state(force=True)  # the run about to be isolated may kill this worker
-                    location.write_json(f"{records.dir}/ISOLATE", {"slot": int(group[0])})
-                members = np.arange(batch.size) if group is None else np.asarray(group)
-                while True:
-                    live = members[~batch.failed[members] & (batch.done[members] < last)]
-                    if not len(live):
-                        break
-                    t = int(batch.done[live].min()) + 1
-                    advance(live[batch.done[live] == t - 1], t)
-        except BaseException:
-            if not batch.advancing:  # interrupted between generations: keep what is done
-                try:
-                    save_state(force=True)
-                except BaseException:
-                    pass
-            raise
-        save_state(force=True)
-        location.delete(f"{records.dir}/ISOLATE")
-        location.delete(f"{records.dir}/ATTEMPT")
-    failures = {job.run_id: store.failure() for job, store in zip(jobs, stores)}
-    rows = batch_rows(records, jobs, failures)
-    done = records.published()
-    elapsed = time.perf_counter() - start
-    share = 1 / len(jobs)
-    return [Outcome(job.run_id, "failed" if failures[job.run_id] else "ok",
-                    failures[job.run_id]["error"] if failures[job.run_id] else None, [rows[job.run_id]],
-                    int(done[slot]), elapsed * share, counters["compute"] * share,
-                    counters["n"] if slot == 0 else 0, dict(counters["timings"]) if slot == 0 else {})
-            for slot, job in enumerate(jobs)]
+    def run(self) -> None:
+        """Every member to the last generation (one at a time when isolating); the state kept on exit."""
+        batch, records, location = self.batch, self.records, self.location
+        with compute_threads(self.configs[0].resources.num_cpus):
+            groups = ([[s] for s in np.flatnonzero(~batch.failed & (batch.done < self.last))] if self.isolate
+                      else [None])
+            try:
+                for group in groups:
+                    if self.isolate:
+                        self.save_state(force=True)  # the run about to be isolated may kill this worker
+                        location.write_json(f"{records.dir}/ISOLATE", {"slot": int(group[0])})
+                    self._advance_all(np.arange(batch.size) if group is None else np.asarray(group))
+            except BaseException:
+                if not batch.advancing:  # interrupted between generations: keep what is done
+                    try:
+                        self.save_state(force=True)
+                    except BaseException:
+                        pass
+                raise
+            self.save_state(force=True)
+            location.delete(f"{records.dir}/ISOLATE")
+            location.delete(f"{records.dir}/ATTEMPT")
+
+    def _advance_all(self, members: np.ndarray) -> None:
+        batch = self.batch
+        while True:
+            live = members[~batch.failed[members] & (batch.done[members] < self.last)]
+            if not len(live):
+                break
+            t = int(batch.done[live].min()) + 1
+            self.advance(live[batch.done[live] == t - 1], t)
+
+    def outcomes(self) -> list[Outcome]:
+        """Each member's outcome; the batch's time and counters are shared out (all on slot 0)."""
+        jobs, stores = self.jobs, self.stores
+        failures = {job.run_id: store.failure() for job, store in zip(jobs, stores)}
+        rows = batch_rows(self.records, jobs, failures)
+        done = self.records.published()
+        elapsed = time.perf_counter() - self.start
+        share = 1 / len(jobs)
+        return [Outcome(job.run_id, "failed" if failures[job.run_id] else "ok",
+                        failures[job.run_id]["error"] if failures[job.run_id] else None, [rows[job.run_id]],
+                        int(done[slot]), elapsed * share, self.compute * share,
+                        self.n if slot == 0 else 0, dict(self.timings) if slot == 0 else {})
+                for slot, job in enumerate(jobs)]
 
 
 def _attempt(records: BatchStore, batch: BatchLoop, stores) -> bool:

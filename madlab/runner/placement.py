@@ -26,7 +26,7 @@ Shape = tuple  # (num_cpus, num_gpus, memory or None)
 
 def alive_nodes() -> list[dict[str, float]]:
     """Total resources of each alive node (``ray.nodes()``), e.g. ``{"CPU": 4, "GPU": 1, ...}``."""
-    import ray
+    import ray  # Ray and torch load only where a sweep runs on Ray
 
     return [dict(node.get("Resources", {})) for node in ray.nodes() if node.get("Alive")]
 
@@ -105,7 +105,7 @@ def cap_gpu_memory(num_gpus: float) -> float | None:
 
     Returns the fraction set, or None (no CUDA, or a whole GPU or more).
     """
-    import torch
+    import torch  # Ray and torch load only where a sweep runs on Ray
 
     if not (0 < num_gpus < 1) or not torch.cuda.is_available():
         return None
@@ -115,7 +115,7 @@ def cap_gpu_memory(num_gpus: float) -> float | None:
 
 def worker_placement(device: str, memory_fraction: float | None) -> dict:
     """What a worker was given: node, Ray's GPU ids, the CUDA_VISIBLE_DEVICES it sees, its device."""
-    import ray
+    import ray  # Ray and torch load only where a sweep runs on Ray
 
     context = ray.get_runtime_context()
     return {"node_id": context.get_node_id(), "gpu_ids": [str(g) for g in ray.get_gpu_ids()],

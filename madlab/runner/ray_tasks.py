@@ -58,7 +58,7 @@ def max_restarts() -> int:
 
 
 def init_ray(address: str | None) -> None:
-    import ray
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     kwargs = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": True,
               "configure_logging": True}
@@ -82,7 +82,7 @@ def capacity(resources: tuple, cluster: dict | list) -> int:
 
 def connect(pending: list[Job], address: str | None, stream) -> None:
     """Start or join Ray; refuse (MadlabError) a run the local instance can never hold."""
-    import ray
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     if not ray.is_initialized():
         init_ray(address)
@@ -98,8 +98,8 @@ def connect(pending: list[Job], address: str | None, stream) -> None:
 
 def run_unit(jobs: list[Job], fault: str | None, tracker) -> list:
     """The body of a unit's task, in a Ray worker process."""
-    import ray
-    import torch
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
+    import torch  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     torch.set_num_threads(max(1, int(jobs[0].resources[0])))
     gpu = bool(ray.get_gpu_ids()) and torch.cuda.is_available()
@@ -118,14 +118,14 @@ def run_unit(jobs: list[Job], fault: str | None, tracker) -> list:
 
 @functools.lru_cache(maxsize=None)
 def _remote(gpu: bool):
-    import ray
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     return ray.remote(max_calls=1 if gpu else 0)(run_unit)
 
 
 @functools.lru_cache(maxsize=None)
 def _tracker_class():
-    import ray
+    import ray  # Ray loads only where a sweep runs on it: --no-ray and validate never do
 
     @ray.remote(num_cpus=0)
     class ProgressTracker:
@@ -189,64 +189,91 @@ def run_on_ray(pending: list[Job], sweep, *, fault: str | None, workers: int | N
     ``workers`` caps the tasks of one resource shape in flight (and sets how cheap runs are
     packed); ``sweep.tick()`` is called at least every ``wait_s`` seconds.
     """
-    import ray
-    from ray.exceptions import RayError, RayTaskError
+    import ray  # loaded where a sweep runs on Ray: --no-ray runs and `madlab validate` never load it
+    # Ray loads only where a sweep runs on it: --no-ray and validate never do
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     # on the driver's node: losing another node must not take the progress tracker with it
     here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
     tracker = _tracker_class().options(scheduling_strategy=here).remote()
     sweep.poll = lambda: ray.get(tracker.snapshot.remote())
-    cluster = alive_nodes()
-    watch = PlacementWatch(stream=getattr(getattr(sweep, "progress", None), "stream", None))
-    retries = max_restarts()
-    queue: list[tuple[tuple, list[Job]]] = []
-    groups: dict[tuple, list[Job]] = defaultdict(list)
-    for job in pending:
-        groups[job.resources].append(job)
-    for resources, jobs in groups.items():
-        queue += [(resources, unit) for unit in pack(jobs, workers or max(1, capacity(resources, cluster)))]
-    in_flight: dict = {}  # ref -> (resources, unit)
-    running: Counter = Counter()
-    attempts: Counter = Counter()
+    scheduler = _Scheduler(pending, sweep, tracker, fault=fault, workers=workers)
     try:
-        while queue or in_flight:
-            waiting = []
-            for resources, unit in queue:
-                if running[resources] >= (workers or MAX_IN_FLIGHT):
-                    waiting.append((resources, unit))
-                    continue
-                task = _remote(resources[1] > 0).options(**_task_options(resources, retries))
-                in_flight[task.remote(unit, fault, tracker)] = (resources, unit)
-                running[resources] += 1
-            queue = waiting
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=wait_s)
-            for ref in ready:
-                resources, unit = in_flight.pop(ref)
-                running[resources] -= 1
-                try:
-                    sweep.finish(ray.get(ref))
-                except RayTaskError as exc:  # a bug escaped run_jobs: record it, keep the sweep going
-                    sweep.finish(give_up(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
-                except RayError as exc:  # the worker died and Ray's retries are spent
-                    if unit[0].batch is not None:  # a batch is retried whole: it isolates its runs itself
-                        queue += [(resources, retry) for retry in [_lost_batch(unit, exc, attempts, sweep)] if retry]
-                    else:
-                        queue += [(resources, [job]) for job in _lost(unit, exc, attempts, sweep)]
-            for shape, reason in watch.expired({r for r, _ in queue} | {r for r, _ in in_flight.values()}):
-                stuck = [job for r, unit in queue if r == shape for job in unit]
-                queue = [(r, unit) for r, unit in queue if r != shape]
-                for ref, (r, unit) in list(in_flight.items()):
-                    if r == shape:
-                        ray.cancel(ref, force=True)
-                        in_flight.pop(ref)
-                        running[r] -= 1
-                        stuck += unit
-                sweep.finish([finished(j) for j in stuck if j.last_done() >= j.generations])
-                sweep.finish(give_up([j for j in stuck if j.last_done() < j.generations], reason))
+        while scheduler.queue or scheduler.in_flight:
+            scheduler.submit()
+            ready, _ = ray.wait(list(scheduler.in_flight), num_returns=1, timeout=wait_s)
+            scheduler.collect(ready)
+            scheduler.expire()
             sweep.tick()
     finally:
-        for ref in in_flight:
+        for ref in scheduler.in_flight:
             ray.cancel(ref, force=True)
         sweep.poll = None
         ray.kill(tracker, no_restart=True)
+
+
+class _Scheduler:
+    """The driver's queue of units (jobs packed per resource shape) and the Ray tasks in flight."""
+
+    def __init__(self, pending: list[Job], sweep, tracker, *, fault: str | None, workers: int | None):
+        self.sweep, self.tracker, self.fault, self.workers = sweep, tracker, fault, workers
+        cluster = alive_nodes()
+        self.watch = PlacementWatch(stream=getattr(getattr(sweep, "progress", None), "stream", None))
+        self.retries = max_restarts()
+        self.queue: list[tuple[tuple, list[Job]]] = []
+        groups: dict[tuple, list[Job]] = defaultdict(list)
+        for job in pending:
+            groups[job.resources].append(job)
+        for resources, jobs in groups.items():
+            self.queue += [(resources, unit) for unit in pack(jobs, workers or max(1, capacity(resources, cluster)))]
+        self.in_flight: dict = {}  # ref -> (resources, unit)
+        self.running: Counter = Counter()
+        self.attempts: Counter = Counter()
+
+    def submit(self) -> None:
+        """Start queued units, at most ``workers`` (else ``MAX_IN_FLIGHT``) per resource shape."""
+        waiting = []
+        for resources, unit in self.queue:
+            if self.running[resources] >= (self.workers or MAX_IN_FLIGHT):
+                waiting.append((resources, unit))
+                continue
+            task = _remote(resources[1] > 0).options(**_task_options(resources, self.retries))
+            self.in_flight[task.remote(unit, self.fault, self.tracker)] = (resources, unit)
+            self.running[resources] += 1
+        self.queue = waiting
+
+    def collect(self, ready: list) -> None:
+        """Hand finished units' outcomes to the sweep; a lost worker's runs go back to the queue."""
+        import ray  # see run_on_ray
+        # Ray loads only where a sweep runs on it: --no-ray and validate never do
+        from ray.exceptions import RayError, RayTaskError
+
+        for ref in ready:
+            resources, unit = self.in_flight.pop(ref)
+            self.running[resources] -= 1
+            try:
+                self.sweep.finish(ray.get(ref))
+            except RayTaskError as exc:  # a bug escaped run_jobs: record it, keep the sweep going
+                self.sweep.finish(give_up(unit, f"{type(exc).__name__}: {str(exc).splitlines()[0]}"))
+            except RayError as exc:  # the worker died and Ray's retries are spent
+                if unit[0].batch is not None:  # a batch is retried whole: it isolates its runs itself
+                    retry = _lost_batch(unit, exc, self.attempts, self.sweep)
+                    self.queue += [(resources, retry)] if retry else []
+                else:
+                    self.queue += [(resources, [job]) for job in _lost(unit, exc, self.attempts, self.sweep)]
+
+    def expire(self) -> None:
+        """Give up on the runs of a resource shape that no node can place (``PlacementWatch``)."""
+        import ray  # see run_on_ray
+
+        for shape, reason in self.watch.expired({r for r, _ in self.queue} | {r for r, _ in self.in_flight.values()}):
+            stuck = [job for r, unit in self.queue if r == shape for job in unit]
+            self.queue = [(r, unit) for r, unit in self.queue if r != shape]
+            for ref, (r, unit) in list(self.in_flight.items()):
+                if r == shape:
+                    ray.cancel(ref, force=True)
+                    self.in_flight.pop(ref)
+                    self.running[r] -= 1
+                    stuck += unit
+            self.sweep.finish([finished(j) for j in stuck if j.last_done() >= j.generations])
+            self.sweep.finish(give_up([j for j in stuck if j.last_done() < j.generations], reason))

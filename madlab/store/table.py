@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from madlab.store.storage import TABLE, RunStore, location_of
 
@@ -113,7 +114,6 @@ def _repeated(name: str, values: list, lengths: np.ndarray):
     are mixed or missing (the caller builds the list)."""
     kinds = {type(v) for v in values}
     if kinds == {str}:
-        import pyarrow as pa
 
         unique, codes = np.unique(np.array(values, dtype=object), return_inverse=True)
         indices = pa.array(np.repeat(codes.astype(np.int32), lengths))

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import ClassVar, Sequence
 
 import numpy as np
+from pydantic import ValidationError
 
 from madlab.core.errors import ConfigError
 from madlab.core.samples import Samples
@@ -190,7 +191,6 @@ def check_bad_params(name: str, case: Case, cls: type[Generator] | None = None) 
     (``madlab.core.errors.ConfigError``). A value refused only later, when the model is built or fitted,
     fails this check: a sweep would then stop half-way instead of at once.
     """
-    from pydantic import ValidationError
 
     cls = generator_class(name, cls)
     shape = dict(data_shape=case.shape, num_classes=case.num_classes)
@@ -230,7 +230,7 @@ def check_generator(name: str, case: Case, tmp_path: str | Path, cls: type[Gener
 
 def _is_tensor(value) -> bool:
     try:
-        import torch
+        import torch  # optional: a numpy-only plugin may run without torch
     except ImportError:  # a numpy-only plugin in an environment without torch
         return False
     return isinstance(value, torch.Tensor)

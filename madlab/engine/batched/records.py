@@ -28,6 +28,7 @@ import io
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -238,7 +239,6 @@ class BatchedSamples:
     found by run id in a local results folder."""
 
     def __init__(self, results_dir):
-        from pathlib import Path
 
         self.dir = Path(results_dir)
         self._slots: dict[str, tuple] = {}
