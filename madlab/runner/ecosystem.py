@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from madlab import __version__
 from madlab.core.errors import MadlabError
 from madlab.datasets import open_dataset
 from madlab.engine.ecosystem import Ecosystem, generation_record
-from madlab.engine.loop import derive_seed
+from madlab.engine.loop import compute_threads, derive_seed
 from madlab.runner.folder import check_resumable, results_location
 from madlab.runner.jobs import Job, pack, run_jobs
 from madlab.runner.progress import Progress
@@ -71,6 +72,19 @@ def prepare_folder(spec: EcoSpec, location, command: str, jobs: list[Job]) -> No
     location.write_many(files)
 
 
+class EcoSweepState(SweepState):
+    """The runner's sweep state; its (periodic and final) table is the ecosystem table."""
+
+    spec: EcoSpec
+
+    def write_table(self) -> str:
+        start = time.monotonic()
+        table = write_eco_table(self.location, self.spec, self.jobs)
+        self.table_at, self.dirty = time.monotonic(), False
+        self.table_seconds = self.table_at - start
+        return table
+
+
 class EcoRunner:
     def __init__(self, spec: EcoSpec, out_dir: str | None = None, *, command: str = "madlab run",
                  address: str | None = None, use_ray: bool = True, workers: int | None = None, stream=None,
@@ -89,11 +103,16 @@ class EcoRunner:
         prepare_folder(self.spec, location, self.command, jobs)
         by_eco = {eco.eco_id: [j for j in jobs if j.ecosystem["eco_id"] == eco.eco_id] for eco in self.spec.runs}
         stopped: set[str] = set()
-        sweep = SweepState(location, jobs, {}, Progress(len(jobs), sum(j.generations for j in jobs), self.stream, 10.0))
-        for t in range(1, max(e.ecosystem.generations for e in self.spec.runs) + 1):
-            self._generation(t, [e for e in self.spec.runs if e.eco_id not in stopped and t <= e.ecosystem.generations],
-                             by_eco, sweep, stopped, location)
-        table = write_eco_table(location, self.spec, jobs)
+        sweep = EcoSweepState(location, jobs, {}, Progress(len(jobs), sum(j.generations for j in jobs), self.stream, 10.0))
+        sweep.spec = self.spec
+        # --no-ray: every member step runs here, so the thread limits are set once (compute_threads is
+        # re-entrant), not once per member and generation; Ray workers set them per task as for runs
+        threads = self.spec.runs[0].resources.num_cpus if not self.use_ray else None
+        with compute_threads(threads) if threads else nullcontext():
+            for t in range(1, max(e.ecosystem.generations for e in self.spec.runs) + 1):
+                live = [e for e in self.spec.runs if e.eco_id not in stopped and t <= e.ecosystem.generations]
+                self._generation(t, live, by_eco, sweep, stopped, location)
+        table = sweep.write_table()
         outcomes = [sweep.outcomes[j.run_id] for j in jobs if j.run_id in sweep.outcomes]
         return Summary(location.uri, table, len(jobs), [o for o in outcomes if o.status == "failed"],
                        time.monotonic() - start, outcomes)

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
@@ -178,7 +179,7 @@ class EcoRun:
         return {"seed": self.seed, "ecosystem": self.ecosystem.model_dump(mode="json"),
                 "members": {n: c.identity() for n, c in sorted(self.members.items())}}
 
-    @property
+    @cached_property
     def eco_id(self) -> str:
         blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(blob.encode()).hexdigest()[:10]
