@@ -324,3 +324,11 @@ def test_text_members_at_temperature_above_one_and_their_cross_metric(tmp_path):
     assert len(cross) == 3 and ((cross.value >= 0) & (cross.value <= 1)).all()
     assert len(table[table.metric == "cross_unigram_tv_mean"]) == 3
     assert set(table[table.metric == "unigram_entropy"].bias) == {0.7, 1.3}
+
+
+def test_a_member_training_set_too_small_after_generation_one_is_refused():
+    spec = eco_spec(1, real="none")
+    spec["ecosystem"]["members"][0]["n_synthetic"] = 1
+    with pytest.raises(Exception, match="ecosystem.members.0.n_synthetic: generator 'gaussian' needs at least 2 "
+                                        "training samples, generation 2 would have 1"):
+        build_ecosystem_spec(spec)

@@ -116,7 +116,7 @@ def validate_ecosystem(config: dict, swept: dict | None = None) -> EcoRun:
         run = _member_run(config, eco, member, seed, planner.produced(member.name))
         try:
             validated = validate_run(run)
-            _check_member_sizes(eco, member, validated, key)
+            _check_member_sizes(eco, member, key)
             member_run = Run(validated, {})
             check_components([member_run])
         except ConfigError as exc:
@@ -139,10 +139,11 @@ def _member_run(config: dict, eco: EcosystemConfig, member, seed: int, produced:
             "metrics": config.get("metrics") or {}, "resources": config.get("resources") or {}}
 
 
-def _check_member_sizes(eco: EcosystemConfig, member, run, key: str) -> None:
-    need = get_generator_class(member.generator["name"]).min_train_size(
-        get_generator_class(member.generator["name"]).Params.model_validate(
-            {k: v for k, v in member.generator.items() if k != "name"}))
+def _check_member_sizes(eco: EcosystemConfig, member, key: str) -> None:
+    """A member's training set from generation 2 on (its real rows, if any, + n_synthetic) must be one
+    its generator can fit (the run's own check counts the rows the member *produces* instead)."""
+    cls = get_generator_class(member.generator["name"])
+    need = cls.min_train_size(cls.Params.model_validate({k: v for k, v in member.generator.items() if k != "name"}))
     later = (member.n_real if eco.real != "none" else 0) + member.n_synthetic
     if eco.generations > 1 and later < need:
         raise ConfigError(f"{key}.n_synthetic: generator {member.generator['name']!r} needs at least {need} training "
