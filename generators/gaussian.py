@@ -1,16 +1,37 @@
 """The Gaussian generator of MAD §3.1: the model whose collapse has a closed form."""
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
+from pydantic import Field, model_serializer
 
 from madlab.core.samples import Samples
-from madlab.plugins.generator import Generator
+from madlab.plugins.generator import Generator, Params
+
+
+class GaussianParams(Params):
+    fit: Literal["unbiased", "mle"] = Field(
+        "unbiased", description="covariance divisor: n - 1 (MAD's fit) or n (maximum likelihood, as "
+                                "sklearn's GaussianMixture, which Gillman et al.'s toy fits)")
+
+    @model_serializer(mode="wrap")
+    def _omit_default_fit(self, handler):
+        """Left out at its default, so every Gaussian run from before this option keeps its run id."""
+        data = handler(self)
+        if data.get("fit") == "unbiased":
+            del data["fit"]
+        return data
+
+    def ddof(self) -> int:
+        return 1 if self.fit == "unbiased" else 0
 
 
 class GaussianGenerator(Generator):
-    """Multivariate Gaussian: fit by sample mean and unbiased (1/(n-1)) covariance; sample N(mu, λΣ)."""
+    """Multivariate Gaussian: fit by sample mean and unbiased (1/(n-1)) or MLE (1/n) covariance; sample N(mu, λΣ)."""
 
     name = "gaussian"
+    Params = GaussianParams
     data_kinds = frozenset({"vector"})
     cheap = True
     min_fit_samples = 2
@@ -25,7 +46,7 @@ class GaussianGenerator(Generator):
     def fit(self, data, *, seed):
         x = np.asarray(data.x, dtype=np.float64)
         self.mean = x.mean(0)
-        self.cov = np.atleast_2d(np.cov(x, rowvar=False, ddof=1))
+        self.cov = np.atleast_2d(np.cov(x, rowvar=False, ddof=self.params.ddof()))
 
     def sample(self, n, *, bias, seed):
         rng = np.random.default_rng(seed)

@@ -1,7 +1,7 @@
 """The Gaussian generator, B runs at a time: stacked means/covariances and sufficient statistics.
 
 Bit for bit the arithmetic of :class:`madlab_generators.gaussian.GaussianGenerator`: the mean is
-the same reduction, the covariance the same ``c.T @ c * (1/(n-1))`` product that ``np.cov``
+the same reduction, the covariance the same ``c.T @ c * (1/(n-ddof))`` product that ``np.cov``
 computes (one BLAS call per run: numpy's stacked matmul would not use the symmetric rank-k
 kernel ``np.cov`` gets, and would differ in the last bits), the eigendecompositions are one
 stacked LAPACK call (per-matrix, so identical), and each run draws its normals from its own
@@ -73,7 +73,7 @@ class BatchedGaussian(BatchedGenerator):
         x = np.asarray(data, dtype=np.float64)
         mean = x.mean(1)
         self.mean[slots] = mean
-        self.cov[slots] = _scatter(x - mean[:, None]) * (1 / (x.shape[1] - 1))
+        self.cov[slots] = _scatter(x - mean[:, None]) * (1 / (x.shape[1] - self.params.ddof()))
 
     def statistics(self, data):
         return GaussianStatistics.of(np.asarray(data, dtype=np.float64))
@@ -84,7 +84,7 @@ class BatchedGaussian(BatchedGenerator):
 
     def fit_statistics(self, stats, slots):
         self.mean[slots] = stats.mean
-        self.cov[slots] = stats.scatter / (stats.count - 1)[:, None, None]
+        self.cov[slots] = stats.scatter / (stats.count - self.params.ddof())[:, None, None]
 
     def sample(self, n, slots, bias, seeds):
         d = self.data_shape[0]

@@ -1,4 +1,4 @@
-"""Command line: ``madlab run | validate | report | generators``.
+"""Command line: ``madlab run | validate | report | track | generators``.
 
 Bad input (a config, a dataset, a weights file) ends with one line on stderr and exit code 2,
 before anything is written.
@@ -14,6 +14,8 @@ import os
 import shlex
 import sys
 
+from madlab.cli_analysis import (COMMANDS as ANALYSIS_COMMANDS, add_parsers as add_analysis_parsers,
+                                 dispatch as analysis_dispatch)
 from madlab.core.errors import MadlabError
 
 EXIT_BAD_INPUT = 2
@@ -33,6 +35,12 @@ def _spec_args(parser):
     parser.add_argument("--preset", help="apply a named preset of the spec, e.g. cpu")
 
 
+def _track_arg(parser):
+    parser.add_argument("--track", action="append", default=[], metavar="NAME[=URI]",
+                        help="feed an experiment tracker as the sweep runs: mlflow, tensorboard or wandb "
+                             "(several allowed; adds to or replaces the spec's `tracking:`)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="madlab", description="Self-consuming generative loops (MAD) workbench")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -45,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-ray", action="store_true", help="run in this process, one run after another")
     run.add_argument("--workers", type=int, help="number of Ray worker actors (default: sized to the cluster)")
     _portable_arg(run)
+    _track_arg(run)
 
     validate = sub.add_parser("validate", help="check a spec: exit 0, or 2 with a one-line reason; no CONFIG "
                                                "checks loops/quickstart.yaml")
@@ -53,14 +62,21 @@ def build_parser() -> argparse.ArgumentParser:
                                         "folder (stored configs, library versions, text runs' tokenizers); writes nothing")
     _spec_args(validate)
     _portable_arg(validate)
+    _track_arg(validate)
 
     report = sub.add_parser("report", help="draw the figures of a results folder")
     report.add_argument("dir", help="results folder, or an object-store URI (s3://..., gs://...)")
     report.add_argument("--local", help="for a URI: local folder to mirror the inputs into "
                                         "(default: $MADLAB_CACHE/reports/...)")
 
+    track = sub.add_parser("track", help="send an existing results folder to an experiment tracker (back-fill)")
+    track.add_argument("dir", help="results folder")
+    track.add_argument("--to", action="append", required=True, metavar="NAME[=URI]",
+                       help="mlflow, tensorboard or wandb (several allowed); URI as for `run --track`")
+
     sub.add_parser("generators", help="list installed generator plugins (madlab.generators entry points)")
     sub.add_parser("curators", help="list installed curator plugins (madlab.curators entry points)")
+    add_analysis_parsers(sub)  # madlab profile | compare | threshold | metrics (madlab.analysis)
     return parser
 
 
@@ -83,12 +99,18 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args, argv) -> int:
     if args.command in ("generators", "curators"):
         return _list_plugins(args.command)
+    if args.command in ANALYSIS_COMMANDS:
+        return analysis_dispatch(args, argv)
     if args.command == "report":
         from madlab.report import make_report  # lazy: see the module docstring
 
         paths = make_report(args.dir, local_dir=args.local)
         print(f"wrote {len(paths)} files to {args.dir.rstrip('/')}/figures (index: {paths[-1]})")
         return 0
+    if args.command == "track":
+        from madlab.tracking.backfill import track_folder  # lazy: see the module docstring
+
+        return track_folder(args.dir, args.to, stream=sys.stdout)
 
     from madlab.engine.theory import is_ess_spec  # lazy: see the module docstring
 
@@ -104,19 +126,12 @@ def _dispatch(args, argv) -> int:
 
     spec = load_spec(args.config, overrides=args.overrides, preset=args.preset,
                      out=getattr(args, "out", None))
-    if args.command == "validate":
-        resumable = ""
-        if args.out:
-            # lazy: see the module docstring
-            from madlab.runner.folder import check_resumable, plan_jobs, results_location
-            from madlab.store.storage import RUN_INFO
+    if args.track:
+        from madlab.tracking import merge_targets, parse_targets  # lazy: see the module docstring
 
-            location = results_location(args.out)
-            check_resumable(plan_jobs(spec, location), location)
-            resumable = f"; {args.out}: " + ("resumable" if location.exists(RUN_INFO) else "a new results folder")
-        print(f"ok: {spec.path}: {len(spec.runs)} run(s), "
-              f"{sum(r.config.loop.generations for r in spec.runs)} generation(s){resumable}")
-        return 0
+        spec.tracking = merge_targets(spec.tracking, parse_targets(args.track, spec.out, where="--track"))
+    if args.command == "validate":
+        return _validate(args, spec)
 
     from madlab.runner import Runner  # lazy: see the module docstring
 
@@ -159,6 +174,23 @@ def _ecosystem(args, argv) -> int:
         print(f"[madlab] FAILED {outcome.run_id}: {outcome.error}")
     print(f"[madlab] table: {summary.table}")
     return EXIT_RUNS_FAILED if summary.failed else 0
+
+
+def _validate(args, spec) -> int:
+    """``madlab validate``: the spec passed; with ``--out``, the folder can be resumed into."""
+    resumable = ""
+    if args.out:
+        # lazy: see the module docstring
+        from madlab.runner.folder import check_resumable, plan_jobs, results_location
+        from madlab.store.storage import RUN_INFO
+
+        location = results_location(args.out)
+        check_resumable(plan_jobs(spec, location), location)
+        resumable = f"; {args.out}: " + ("resumable" if location.exists(RUN_INFO) else "a new results folder")
+    tracking = "; tracking: " + ", ".join(t.label() for t in spec.tracking) if spec.tracking else ""
+    print(f"ok: {spec.path}: {len(spec.runs)} run(s), "
+          f"{sum(r.config.loop.generations for r in spec.runs)} generation(s){resumable}{tracking}")
+    return 0
 
 
 def _ess(args, argv) -> int:

@@ -178,9 +178,18 @@ def test_vectorised_seeds_equal_derive_seed():
     ("gaussian", {"metrics": {"k": 5, "n_eval": 45}, "loop": {"warm_start": True}}),
     ("gaussian", {"metrics": {"k": 3, "names": ["w2", "coverage", "trace_cov"]}}),
     ("gmm", {"loop": {"warm_start": True}, "generator": {"name": "gmm", "n_components": 2, "max_iter": 10}}),
+    ("gaussian", {"generator": {"name": "gaussian", "fit": "mle"}}),
 ])
 def test_batch_equals_per_run_loop_with_eval_size_metric_names_and_warm_start(generator, extra, tmp_path):
     runs = configs("fresh-real", seeds=(0, 1), biases=(1.0,), generations=3, **extra)
+    for run, records in zip(runs, batched_records(runs)):
+        for mine, theirs in zip(records, loop_records(run, tmp_path)):
+            assert_same(mine, theirs, tolerance(run))
+
+
+def test_pooled_mle_fit_equals_per_run_loop(tmp_path):
+    """fit: mle (divisor n) through the pooled sufficient statistics of fixed-real accumulation."""
+    runs = configs("fixed-real-accumulate", seeds=(0, 1), biases=(1.0,), generator={"name": "gaussian", "fit": "mle"})
     for run, records in zip(runs, batched_records(runs)):
         for mine, theirs in zip(records, loop_records(run, tmp_path)):
             assert_same(mine, theirs, tolerance(run))
@@ -190,3 +199,5 @@ def test_runs_with_a_loop_option_the_engine_lacks_are_not_batched():
     (plain,) = configs("fully-synthetic", seeds=(0,), biases=(1.0,))
     curated = plain.model_copy(update={"loop": plain.loop.model_copy(update={"curation": {"name": "x"}})})
     assert batch_key(plain) is not None and batch_key(curated) is None
+    (truncated,) = configs("fixed-real", seeds=(0,), biases=(1.0,), loop={"accumulate_synthetic": "truncated"})
+    assert batch_key(truncated) is None  # the engine pools whole synthetic sets only

@@ -122,6 +122,82 @@ def test_self_correct_assignment_at_gamma_one_returns_distinct_real_samples_at_m
         assert cost <= ((other - cand.x) ** 2).sum()
 
 
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_gillman_toy_moves_each_sample_t_of_the_way_to_its_optimally_assigned_fresh_draw(gamma):
+    """method gillman-toy against brute force: over all 7! one-to-one pairings of 7 samples with 7 fresh
+    draws of N(0, I) (the dataset's rows under the curation seed), the minimum total Euclidean distance
+    one, each sample moved t = γ/(1 + γ) of the way; the real training rows play no part."""
+    import itertools
+
+    n, seed = 7, 11
+    cand = Samples(gaussian(n, 3) * 0.3)
+    cur, ds = curator({"name": "self-correct", "gamma": gamma, "method": "gillman-toy"})
+    out = cur.curate(cand, n, real=Samples(gaussian(5, 4)), seed=seed).samples.x
+    fresh = ds.draw(n, seed=seed).x
+    dist = np.sqrt(((cand.x[:, None] - fresh[None]) ** 2).sum(-1))
+    best = min(itertools.permutations(range(n)), key=lambda p: dist[np.arange(n), list(p)].sum())
+    t = gamma / (1 + gamma)
+    # exact: both sides compute (1 - t) x + t c from the same float64 rows (random costs do not tie)
+    np.testing.assert_array_equal(out, (1 - t) * cand.x + t * fresh[list(best)])
+    other = cur.curate(cand, n, real=Samples(gaussian(5, 99)), seed=seed).samples.x
+    np.testing.assert_array_equal(out, other)  # exact: same path; real is not read
+
+
+def test_gillman_toy_draws_fresh_targets_each_seed_and_its_strength_is_gamma_over_one_plus_gamma():
+    """The targets are new draws for every curation seed (a generation), not the training rows; at
+    γ = 1 the samples move half way (t = 1/2), so 2·out − x are the assigned draws, which for a
+    zero sample set are a permutation of the draws themselves."""
+    cur, ds = curator({"name": "self-correct", "gamma": 1.0, "method": "gillman-toy"})
+    zeros = Samples(np.zeros((50, 2)))
+    for seed in (1, 2):
+        out = cur.curate(zeros, 50, real=Samples(gaussian(50, 0)), seed=seed).samples.x
+        # exact: 0.5 * c is a power-of-two scaling of c, and (1 - 0.5) * 0 adds zero
+        np.testing.assert_array_equal(np.sort(2 * out, axis=0), np.sort(ds.draw(50, seed=seed).x, axis=0))
+    assert cur.strength == 0.5
+
+
+def gillman_rejection_reference(x: np.ndarray, t: float, ds, seed: int, n: int) -> np.ndarray:
+    """The authors' PointwiseCorrection.rejection_sampling (commit 756c50c) one candidate at a time: scipy's
+    scalar pdf, np.histogram2d, int() bin indices; fed the curator's documented proposal and uniform streams."""
+    import math
+
+    from scipy.stats import multivariate_normal as mvn
+
+    emp, xe, ye = np.histogram2d(x[:, 0], x[:, 1], bins=10, density=True)
+    peak = mvn.pdf([0, 0], [0, 0], np.eye(2))
+    bound = ((1 - t) * np.max(emp) + t * peak) / peak
+    rng, out, offset = np.random.default_rng(seed), [], 0
+    while len(out) < n:
+        size = max(2, math.ceil(2 * bound * n))
+        candidates, us = ds.draw(size, seed=seed, offset=offset).x, rng.uniform(size=size)
+        offset += size
+        for c, u in zip(candidates, us):
+            i_x, i_y = int((c[0] - xe[0]) / (xe[1] - xe[0])), int((c[1] - ye[0]) / (ye[1] - ye[0]))
+            value = 0.0 if (i_x >= 10 or i_y >= 10 or i_x < 0 or i_y < 0) else emp[i_x][i_y]
+            density = mvn.pdf(c, [0, 0], np.eye(2))
+            if ((1 - t) * value + t * density) / (bound * density) > u:
+                out.append(c)
+    return np.array(out[:n])
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.3, 5.0])
+def test_gillman_toy_rejection_is_the_authors_sampler(gamma):
+    """method gillman-toy-rejection against a candidate-by-candidate port of the authors' current sampler.
+    Both accept a proposal when ratio > u; the two compute the ratio with different rounding (vectorised vs
+    scalar pdf, a few ulps), so a decision can differ only if u falls within a few ulps of the ratio:
+    about 1e-15 per candidate, over the few hundred here. The kept rows are the proposals themselves."""
+    n, seed = 25, 17
+    x = gaussian(n, 5) * 0.4
+    cur, ds = curator({"name": "self-correct", "gamma": gamma, "method": "gillman-toy-rejection"})
+    out = cur.curate(Samples(x), n, real=Samples(x[:3]), seed=seed).samples.x
+    # exact: the same dataset rows, selected by the same decisions (see above)
+    np.testing.assert_array_equal(out, gillman_rejection_reference(x, gamma / (1 + gamma), ds, seed, n))
+    if gamma == 0.0:  # t = 0: only where the samples' histogram is non-zero, within one bin of its range
+        _, edges = np.histogramdd(x, bins=10)
+        width = np.array([e[1] - e[0] for e in edges])
+        assert ((out > np.array([e[0] for e in edges]) - width) & (out <= np.array([e[-1] for e in edges]))).all()
+
+
 def test_verifier_density_threshold_is_the_chi_square_quantile():
     q = 0.3
     cur, _ = curator({"name": "verify", "quantile": q, "reference_size": 20_000})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from madlab.curation.contract import ALL_CHECKS, CuratorCase, make_dataset
+from madlab.testing import CURATOR_CHECKS as ALL_CHECKS, CuratorCase, make_dataset
 from madlab.curation.params import make_curator_params
 from madlab.curation.rewards import lenet_log_probs
 from madlab.core.samples import Samples

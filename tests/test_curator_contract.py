@@ -37,6 +37,11 @@ CASES: dict[str, list[CuratorCase]] = {
                     bad=({"name": "self-correct"}, {"name": "self-correct", "gamma": 1.5},
                          {"name": "self-correct", "gamma": 0.5, "space": "lenet"})),
         CuratorCase({"name": "self-correct", "gamma": 0.7, "method": "assignment"}, dataset=GMM),
+        CuratorCase({"name": "self-correct", "gamma": 2.0, "method": "gillman-toy"},
+                    bad=({"name": "self-correct", "gamma": 2.0, "method": "assignment"},
+                         {"name": "self-correct", "gamma": -1.0, "method": "gillman-toy"}),
+                    wrong_data=(MNIST,)),
+        CuratorCase({"name": "self-correct", "gamma": 1.0, "method": "gillman-toy-rejection"}, wrong_data=(GMM, MNIST)),
     ],
     "detector": [
         CuratorCase({"name": "detector", "b": 2.0, "pool": 2},

@@ -1,8 +1,9 @@
 """The contract every dataset madlab ships passes (madlab.testing's dataset kit), once per case.
 
 A dataset registered in madlab's own ``madlab.datasets`` entry points without a case here fails
-``test_every_shipped_dataset_has_a_case``. ``ffhq``, ``mnist``, ``text`` and ``pydoc-text`` read files
-this test does not have; tests/test_image_datasets.py and tests/test_text_data.py open them on fixtures.
+``test_every_shipped_dataset_has_a_case``. ``ffhq``, ``mnist``, ``text``, ``pydoc-text`` and the library
+datasets (torchvision's, Hugging Face's) read files this test does not have; tests/test_image_datasets.py,
+tests/test_text_data.py and tests/test_dataset_libraries.py open them on fixtures.
 """
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ CASES = [
     DatasetCase("markov-text", {"vocab_size": 20, "max_tokens": 10}, n=8, bad=({"concentration": 0},)),
 ]
 #: shipped datasets that need files on disk (their own tests build them)
-NEED_FILES = {"ffhq", "mnist", "text", "pydoc-text"}
+NEED_FILES = {"ffhq", "mnist", "text", "pydoc-text", "cifar10", "cifar100", "fashion-mnist", "svhn", "celeba",
+              "hf-images"}
 
 
 class TestShippedDatasets(DatasetContract):

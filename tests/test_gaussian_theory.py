@@ -68,3 +68,27 @@ def test_engine_applies_bias_between_generations(tmp_path):
     mean, stderr = ratio.mean(0), ratio.std(0, ddof=1) / np.sqrt(seeds)
     assert np.all(np.abs(mean - bias ** np.arange(4)) < 5 * stderr)
     assert ratio[:, 3].mean() < 0.5  # 0.7^3 = 0.343: clearly shrinking, not noise
+
+
+def test_mle_fit_is_sklearn_s_single_component_gaussian_mixture():
+    """fit: mle is what Gillman et al.'s toy fits (sklearn GaussianMixture, one component): the sample
+    mean and the 1/n covariance (sklearn's reg_covar set to 0 here; the toy's 1e-6 is not added)."""
+    from sklearn.mixture import GaussianMixture
+
+    from fp import gamma
+    from madlab.core.samples import Samples
+
+    x = np.random.default_rng(5).standard_normal((50, 2)) @ np.array([[1.0, 0.3], [0.0, 0.7]]) + [0.4, -1.0]
+    gen = GaussianGenerator(GaussianGenerator.Params(fit="mle"), data_shape=(2,))
+    gen.fit(Samples(x), seed=0)
+    gm = GaussianMixture(n_components=1, reg_covar=0.0, random_state=1).fit(x)
+    # two summation orders of 50 terms differ by <= 2 gamma(50) sum|terms| (tests/fp.py); sklearn adds
+    # 10 eps to the component weight (relative 10 eps / 50) and runs EM steps that reproduce the same
+    # moments; 4 gamma(50) per entry covers both
+    spread = np.abs(x) + np.abs(x.mean(0))
+    np.testing.assert_array_less(np.abs(gen.mean - gm.means_[0]), 4 * gamma(50) * np.abs(x).mean(0))
+    np.testing.assert_array_less(np.abs(gen.cov - gm.covariances_[0]), 4 * gamma(50) * (spread.T @ spread) / 50)
+    unbiased = GaussianGenerator(GaussianGenerator.Params(), data_shape=(2,))
+    unbiased.fit(Samples(x), seed=0)
+    np.testing.assert_allclose(unbiased.cov * 49 / 50, gen.cov, rtol=4 * gamma(50))
+    assert GaussianGenerator.Params().model_dump() == {}  # the default stays out of run ids made before it

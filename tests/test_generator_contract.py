@@ -20,7 +20,7 @@ from madlab.plugins.registry import distributions
 from madlab.testing import Case, GeneratorContract
 
 CASES: dict[str, list[Case]] = {
-    "gaussian": [Case({}, (2,)), Case({}, (3,))],
+    "gaussian": [Case({}, (2,)), Case({"fit": "mle"}, (3,), bad=({"fit": "biased"},))],
     "gmm": [Case({"n_components": 3, "max_iter": 20}, (2,), bad=({"n_components": 0}, {"covariance_type": "banana"}))],
     "gan": [Case({"width": 16, "depth": 2, "latent_dim": 2, "steps": 4, "batch_size": 16}, (2,),
                  bad=({"steps": 0}, {"objective": "hinge"}, {"ema": 1.5})),

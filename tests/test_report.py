@@ -13,7 +13,7 @@ import yaml
 from madlab.core.errors import MadlabError
 from madlab.report import make_report
 from madlab.report.catalogue import CATALOGUE, lookup
-from madlab.report.results import open_results
+from madlab.analysis.results import open_results
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG"

@@ -172,7 +172,7 @@ def test_report_reads_an_object_store_folder_like_a_local_one(tmp_path):
     from conftest import gaussian_spec
 
     from madlab.specs import build_spec
-    from madlab.report.results import open_results
+    from madlab.analysis.results import open_results
     from madlab.runner import Runner
 
     spec = gaussian_spec(generations=3, n_real=30, n_synthetic=30)

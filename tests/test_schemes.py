@@ -44,6 +44,21 @@ def test_fixed_real_accumulate_synthetic_keeps_every_synthetic_set():
     assert summary(cfg, 4) == (R, 3 * S, {1: S, 2: S, 3: S})
 
 
+def test_fixed_real_truncated_accumulation_is_gillman_et_al_s():
+    """Set g of G keeps its first floor(g n / G) rows: the count Gillman et al.'s toy computes as
+    int((i + 1) / G * n) for its i-th set (0-based), compared here at the toy's n = 25 over 500 steps."""
+    n = 25
+    cfg = LoopConfig(scheme="fixed-real", generations=501, n_real=50, n_synthetic=n, accumulate_synthetic="truncated")
+    for t in range(2, 502):
+        sets = t - 1
+        expected = {i + 1: int((i + 1) / sets * n) for i in range(sets)}
+        p = plan(cfg, t)
+        assert p.synthetic_from == {g: c for g, c in expected.items() if c}
+        assert all(q.select is None for q in p.parts)  # the first rows of each set
+        assert [(q.offset, q.n) for q in p.parts if q.source == "real"] == [(0, 50)]
+    assert summary(cfg, 4) == (50, 8 + 16 + 25, {1: 8, 2: 16, 3: 25})
+
+
 def test_fresh_real_draws_disjoint_new_real_rows():
     cfg = loop("fresh-real", n_initial=50)
     assert summary(cfg, 1) == (50, 0, {})

@@ -73,7 +73,7 @@ def feature_folder(tmp_path_factory):
 
 
 def test_text_summary_has_perplexity_feature_metrics_and_a_real_reference(feature_folder):
-    from madlab.report.results import open_results
+    from madlab.analysis.results import open_results
     from madlab.report.summary import TEXT_HEADLINE, generation_table, reference_level
 
     results = open_results(feature_folder)
@@ -102,7 +102,7 @@ def test_text_report_draws_feature_metric_curves_with_the_reference(feature_fold
 
     matplotlib.use("Agg")
     from madlab.report.plots import REFERENCE_STYLE, metrics_panel
-    from madlab.report.results import open_results
+    from madlab.analysis.results import open_results
     from madlab.report.summary import reference_level
 
     folder = feature_folder

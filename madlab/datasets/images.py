@@ -460,6 +460,12 @@ def _scan_images(root: Path, limit: int | None) -> list[Path]:
     return files
 
 
+def center_square(path: Path, resolution: int) -> np.ndarray:
+    """One image file as uint8 (3, r, r): RGB, centre-cropped to a square, resized with Lanczos
+    (``ffhq`` folders, ``celeba``)."""
+    return _decode(path, resolution)
+
+
 def _decode(path: Path, resolution: int) -> np.ndarray:
     """One image as uint8 (3, r, r): RGB, centre-cropped to a square, resized with Lanczos."""
 

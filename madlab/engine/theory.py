@@ -151,7 +151,8 @@ def fresh_real_limit_error(n_real, n_synthetic, bias, *, dim: int, reps: int, se
     (at least ``min_generations`` each). A cell leaves the batch when its window ends, so
     the work is proportional to the sum of the cells' relaxation times, not cells x the
     slowest one. Returns the per-cell mean error and mean trace of Σ, their Monte-Carlo
-    standard errors (spread of per-chain averages) and the generations run.
+    standard errors (spread of per-chain averages), the generations run and each chain's
+    average error (``per_chain``, cells x reps: the threshold search's per-seed statistic).
     """
     n_r = np.asarray(n_real, dtype=np.int64)
     n_s = np.asarray(n_synthetic, dtype=np.int64)
@@ -186,7 +187,7 @@ def fresh_real_limit_error(n_real, n_synthetic, bias, *, dim: int, reps: int, se
     traces[order] = (trace_sums / counts).reshape(cells, reps)
     return {"error": per_chain.mean(1), "stderr": per_chain.std(1, ddof=1) / math.sqrt(reps),
             "trace_cov": traces.mean(1), "trace_cov_stderr": traces.std(1, ddof=1) / math.sqrt(reps),
-            "generations": stop, "burn_in": start}
+            "generations": stop, "burn_in": start, "per_chain": per_chain}
 
 
 def _stationary_start(rng, p, dim: int, *, n_r, n_s, n, lam) -> tuple[np.ndarray, np.ndarray]:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from madlab.analysis.results import Results, has_text_runs, open_results
 from madlab.core.errors import MadlabError
 from madlab.core.files import atomic_write_bytes, cache_root
 from madlab.metrics.registry import headline
@@ -28,7 +29,7 @@ from madlab.report.catalogue import CATALOGUE, MadFigure, lookup
 from madlab.report.plots import (DPI, Missing, axis_label, ess_panels, final_vs_total_panel, image_grid_panel,
                                  is_image_run, metrics_panel, plot_roles, representative_runs, scatter_panel, slug,
                                  theory_panel, tsne_panel)
-from madlab.report.results import Results, has_text_runs, open_results
+from madlab.report.profile_section import profile_html
 from madlab.report.summary import generation_table, headline_metrics, reference_shared, theory_rank, what_ran
 from madlab.store.storage import (BATCHES, CONFIG, DONE, ESS_CURVE, ESS_TABLE, FAILED, RUN_INFO, RUNS, SAMPLES, TABLE,
                                   TOKENIZER, Location)
@@ -252,7 +253,7 @@ def _summary_html(results: Results, figure: MadFigure | None) -> str:
                              if figure else None)
     if len(table):
         metric_cols = [c[:-3] for c in table.columns if c.endswith(" @1")]
-        keys = [c for c in table.columns if c not in ("seeds", "last") and not c.endswith((" @1", " @last"))]
+        keys = [c for c in table.columns if c not in ("seeds", "last") and not c.endswith((" @1", " @last", " sd"))]
         head1 = "".join(f"<th rowspan=2>{e(k)}</th>" for k in keys) + "<th rowspan=2>seeds</th><th rowspan=2>last t</th>"
         head1 += "".join(f"<th colspan=2>{e(m)}</th>" for m in metric_cols)
         head2 = "".join("<th>t = 1</th><th>last</th>" for _ in metric_cols)
@@ -268,17 +269,20 @@ def _summary_html(results: Results, figure: MadFigure | None) -> str:
                 if reference:
                     cells += f"<td colspan=2 class='ref'>{e(_num(row[m + ' @1']))}</td>"
                 else:
-                    cells += f"<td>{e(_num(row[m + ' @1']))}</td><td>{e(_num(row[m + ' @last']))}</td>"
+                    cells += "".join(f"<td>{e(_num(row[f'{m} @{t}']))}{e(_spread(row.get(f'{m} @{t} sd')))}</td>"
+                                     for t in ("1", "last"))
             body.append(f"<tr{' class=ref' if reference else ''}>{cells}</tr>")
         shared = reference_shared(results)
         shared = (f" <b>The dataset is too small for two disjoint sets: up to {shared} rows of that sample are "
                   f"also in the reference set, so the row is optimistic.</b>" if shared else "")
-        out.append("<h2>Generation 1 vs last generation</h2><p class='note'>Mean over seeds per configuration. "
+        out.append("<h2>Generation 1 vs last generation</h2><p class='note'>Mean ± standard deviation over seeds "
+                   "per configuration. "
                    "<i>real vs real</i>: a second sample of real data, none of it in the reference set, scored "
                    "against that set (recorded once per run at generation 1), i.e. what a perfect model scores."
                    f"{shared}</p>"
                    f"<table class='grid'><thead><tr>{head1}</tr><tr>{head2}</tr></thead>"
                    f"<tbody>{''.join(body)}</tbody></table>")
+    out.append(profile_html(results, [c[:-3] for c in table.columns if c.endswith(" @1")] if len(table) else []))
     out.append("</section>")
     return "".join(out)
 
@@ -296,6 +300,10 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
+
+
+def _spread(sd) -> str:
+    return "" if sd is None or not isinstance(sd, float) or not math.isfinite(sd) else f" ± {_num(sd)}"
 
 
 def _num(value) -> str:

@@ -77,7 +77,14 @@ CATALOGUE: dict[str, MadFigure] = {
         "real data in every training set keeps the modes", ("reward_before", "modes", "w2", "recall"),
         hue="real", panels=("curation", "samples")),
     "curation_gillman_gaussian": MadFigure(
-        "Gillman et al. 2024", "Self-correction of strength γ by optimal assignment to the real data, Gaussian toy",
+        "Gillman et al. 2024", "Gaussian toy as the authors' code runs it: 50 real points in every training set "
+        "plus 25 corrected samples a generation (truncated accumulation), correction towards fresh true draws "
+        "with t = γ/(1+γ), MLE fit",
+        "a larger γ keeps W2 to the true Gaussian lower over the generations (γ = 0: no correction)",
+        ("w2", "trace_cov"), hue="gamma", panels=("curation",)),
+    "curation_selfcorrect_assignment_gaussian": MadFigure(
+        "madlab (after Gillman et al. 2024)", "Fully-synthetic Gaussian loop, each sample moved γ of the way to "
+        "the real training row assigned to it (not the paper's toy)",
         "a larger γ keeps W2 lower after the same number of generations (γ = 0: the collapsing loop)",
         ("w2", "trace_cov"), hue="gamma", panels=("curation",)),
     "curation_verify_gmm25": MadFigure(

@@ -14,10 +14,10 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE
 from threadpoolctl import threadpool_limits
 
+from madlab.analysis.results import Results
 from madlab.core.samples import Samples
 from madlab.datasets import get_dataset_class
 from madlab.engine.theory import CLOSED_FORM_SCHEMES, expected_moments
-from madlab.report.results import Results
 from madlab.report.summary import BOUNDED, reference_level
 from madlab.schema.schemes import display_order
 

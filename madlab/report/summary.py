@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from madlab.analysis.results import Results, has_text_runs
 from madlab.metrics.registry import bounded, headline
-from madlab.report.results import Results, has_text_runs
 from madlab.schema.schemes import display_order
 
 #: metrics the summary table shows, in this order, when the folder has them (madlab.metrics.registry)
@@ -119,7 +119,8 @@ def generation_table(results: Results, metrics=None) -> pd.DataFrame:
     "real vs real" row per dataset (or model).
 
     Columns: the configuration columns, ``seeds``, ``last`` (generation), then ``<metric> @1`` and
-    ``<metric> @last`` for each metric. Theory models come first.
+    ``<metric> @last`` for each metric, and their standard deviations over seeds ``<metric> @1 sd``,
+    ``<metric> @last sd``. Theory models come first.
     """
     values = results.values
     if not len(values):
@@ -161,6 +162,8 @@ def _configuration_rows(values: pd.DataFrame, frame_runs: pd.DataFrame, keys: li
             b = final[(final["metric"] == m) & final["run_id"].isin(ids)]["value"]
             row[f"{m} @1"] = float(a.mean()) if len(a) else np.nan
             row[f"{m} @last"] = float(b.mean()) if len(b) else np.nan
+            row[f"{m} @1 sd"] = float(a.std(ddof=1)) if len(a) > 1 else np.nan  # seed spread beside each mean
+            row[f"{m} @last sd"] = float(b.std(ddof=1)) if len(b) > 1 else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 

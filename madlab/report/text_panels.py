@@ -9,9 +9,9 @@ import textwrap
 
 import numpy as np
 
+from madlab.analysis.results import Results, is_text_run
 from madlab.datasets import open_dataset
 from madlab.report.plots import Missing, pick_generations, pyplot, representative_runs
-from madlab.report.results import Results, is_text_run
 from madlab.store.tokenizer_file import load_tokenizer
 
 _EXCERPT_CHARS = 90

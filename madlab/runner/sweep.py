@@ -25,6 +25,7 @@ from madlab.runner.warmup import prepare_extractors
 from madlab.schema.config import Spec
 from madlab.store.storage import Location
 from madlab.store.table import write_table
+from madlab.tracking.dispatch import open_tracking
 
 #: how often the table is rewritten while a sweep runs (for `madlab report` on a live folder)
 TABLE_EVERY_S = 60.0
@@ -57,6 +58,7 @@ class SweepState:
         self.table_at, self.dirty = time.monotonic(), False
         self.table_seconds = 0.0  # how long the last table write took
         self.poll = None
+        self.tracking = None  # madlab.tracking.dispatch.Dispatcher: trackers fed from what is published
 
     def finish(self, outcomes: list[Outcome]) -> None:
         for outcome in outcomes:
@@ -65,9 +67,13 @@ class SweepState:
             if self.progress.cost is not None:  # a finished unit's count, whether or not its reports arrived
                 self.progress.cost.set_done(outcome.run_id, outcome.last_done)
         self.dirty = True
+        if self.tracking is not None:
+            self.tracking.finished(outcomes)
 
     def on_generation(self, run_id: str, t: int, seconds: float = 0.0) -> None:
         self.generations[run_id] = t
+        if self.tracking is not None:
+            self.tracking.published(run_id, t)
         if self.progress.cost is not None:
             observe_report(self.progress.cost, run_id, report_of(t, seconds))
         self.tick()
@@ -82,6 +88,8 @@ class SweepState:
         if self.poll is not None:
             for run_id, report in self.poll().items():
                 self.generations[run_id] = max(self.generations.get(run_id, 0), report["t"])
+                if self.tracking is not None:
+                    self.tracking.published(run_id, report["t"])
                 if self.progress.cost is not None:
                     observe_report(self.progress.cost, run_id, report)
         failed = sum(o.status == "failed" for o in self.outcomes.values())
@@ -132,6 +140,8 @@ class Runner:
         progress = Progress(len(jobs), sum(j.generations for j in jobs), self.stream, self.progress_every, cost)
         training = prepare_extractors(pending, progress, local=not (self.use_ray and self.address))
         sweep = SweepState(location, jobs, done, progress)
+        sweep.tracking = open_tracking(self.spec.tracking, location.uri, self.spec.runs[0].config.name, jobs, done,
+                                       stream=self.stream)
         pending_ids = {j.run_id for j in pending}
         finished_batched = batched_rows([j for j in jobs if j.run_id not in pending_ids and j.batch is not None])
         sweep.finish([finished(j) if j.batch is None else Outcome(j.run_id, "ok", None, [finished_batched[j.run_id]],
@@ -147,5 +157,7 @@ class Runner:
         if training is not None:
             training.join()
         summary = sweep.summary(time.monotonic() - start)
+        if sweep.tracking is not None:  # the trackers take the last points (an exception leaves them to a resume)
+            sweep.tracking.close()
         sweep.tick(force=True)
         return summary

@@ -10,7 +10,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -59,7 +59,10 @@ class LoopConfig(_Strict):
     bias: float = Field(1.0, ge=0.0, description="sampling bias λ, 1 = unbiased: in [0, 1] (MAD's bias), or a text "
                                                  "generator's temperature, which may exceed 1 (madlab.specs.validate)")
     warm_start: bool = False
-    accumulate_synthetic: bool = Field(False, description="fixed-real: keep every earlier synthetic set")
+    #: a bool or "truncated" (not a new field: a new field would change every run id)
+    accumulate_synthetic: Literal[False, True, "truncated"] = Field(
+        False, description="fixed-real: keep every earlier synthetic set (true), or the first "
+                           "floor(g n_synthetic / G) rows of set g of G (\"truncated\", Gillman et al.'s toy)")
     memory: int = Field(1, ge=1, description="fresh-real: synthetic samples come from the last K models")
     train_size: int | None = Field(None, ge=1, description="accumulate-subsample: fixed training-set size")
     curation: dict | None = Field(None, description="{name: <curator>, <params>}: selects or corrects each "
@@ -149,6 +152,8 @@ class Spec:
     out: str
     runs: list[Run]
     path: str | None = None
+    #: the experiment trackers the sweep feeds (madlab.tracking.Target): no part of any run's config
+    tracking: list = field(default_factory=list)
 
 
 def eval_size(run: RunConfig) -> int:

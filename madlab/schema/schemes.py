@@ -126,7 +126,10 @@ def plan(loop, t: int, subsample_seed: int = 0) -> Plan:
     if scheme == "fully-synthetic":
         parts = (previous,)
     elif scheme == "fixed-real":
-        parts = (fixed_real,) + (all_synthetic if loop.accumulate_synthetic else (previous,))
+        if loop.accumulate_synthetic == "truncated":
+            parts = (fixed_real,) + _truncated_parts(loop.n_synthetic, t)
+        else:
+            parts = (fixed_real,) + (all_synthetic if loop.accumulate_synthetic else (previous,))
     elif scheme == "fresh-real":
         fresh = Part("real", loop.n_real, loop.first_size + (t - 2) * loop.n_real)
         parts = (fresh,) + _memory_parts(loop, t)
@@ -137,6 +140,18 @@ def plan(loop, t: int, subsample_seed: int = 0) -> Plan:
     else:  # pragma: no cover - the config validator admits only the schemes above
         raise ValueError(f"unknown scheme {scheme!r}")
     return Plan(t, tuple(p for p in parts if p.count))
+
+
+def _truncated_parts(n: int, t: int) -> tuple[Part, ...]:
+    """Every earlier synthetic set, set g of G = t - 1 cut to its first floor(g n / G) rows.
+
+    Gillman et al.'s Gaussian toy (``exp_scripts/gaussian_toy_example.py``, both versions) keeps
+    ``int((i + 1) / G * n)`` rows of its i-th set (0-based): the newest set whole, older ones
+    linearly fewer. The exact integer floor used here equals that float product for n = 25 (the
+    toy's size) at every G up to 1000; for some other n the float product rounds one row lower.
+    """
+    sets = t - 1
+    return tuple(Part(g, g * n // sets) for g in range(1, t))
 
 
 def _memory_parts(loop, t: int) -> tuple[Part, ...]:

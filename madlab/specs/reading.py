@@ -10,7 +10,8 @@ import yaml
 
 from madlab.core.errors import ConfigError
 
-TOP_LEVEL = ("name", "seed", "dataset", "generator", "loop", "metrics", "sweep", "resources", "out", "presets")
+TOP_LEVEL = ("name", "seed", "dataset", "generator", "loop", "metrics", "sweep", "resources", "out", "presets",
+             "tracking")
 
 
 def _default_spec() -> Path:

@@ -21,6 +21,7 @@ from madlab.core.errors import ConfigError
 from madlab.schema.config import Run, Spec
 from madlab.specs.reading import DEFAULT_SPEC, TOP_LEVEL, load_yaml, parse_override, set_dotted
 from madlab.specs.validate import check_components, describe, validate_run
+from madlab.tracking.targets import parse_targets
 
 
 def load_spec(path: str | Path | None = None, overrides: list[str] = (), preset: str | None = None,
@@ -51,6 +52,7 @@ def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, 
     raw.pop("out", None)
     if not isinstance(out_dir, str):
         raise ConfigError("out: must be a path string")
+    tracking = parse_targets(raw.pop("tracking", None), out_dir)
 
     runs = [run for block in blocks for run in _expand(raw, block, fixed)]
     check_components(runs)
@@ -58,7 +60,7 @@ def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, 
     if len(set(ids)) != len(ids):
         dup = next(i for i in ids if ids.count(i) > 1)
         raise ConfigError(f"sweep: two runs resolve to the same config ({dup})")
-    return Spec(base=raw, sweep=sweep, out=out_dir, runs=runs, path=path)
+    return Spec(base=raw, sweep=sweep, out=out_dir, runs=runs, path=path, tracking=tracking)
 
 
 def _preset_pairs(presets: dict, preset: str | None) -> list[tuple[str, Any]]:

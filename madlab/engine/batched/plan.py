@@ -31,6 +31,8 @@ def batch_key(config: RunConfig) -> str | None:
     if set(config.metrics.names or ()) & set(metric_names("vector")) - set(batched_names()):
         return None
     loop = config.loop
+    if loop.accumulate_synthetic == "truncated":  # the engine pools whole sets only
+        return None
     if any(getattr(loop, name) != info.default for name, info in type(loop).model_fields.items()
            if name not in ENGINE_LOOP_FIELDS):
         return None
