@@ -12,7 +12,6 @@ import copy
 import itertools
 import json
 import re
-from pathlib import Path
 
 from pydantic import ValidationError
 
