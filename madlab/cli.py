@@ -10,6 +10,7 @@ of CPU, tests/test_plugin_index.py), which imports at the top of this module wou
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 
@@ -116,6 +117,11 @@ def _dispatch(args, argv) -> int:
     if is_ess_spec(args.config or ""):
         return _ess(args, argv)
 
+    from madlab.specs.ecosystem import is_ecosystem_spec  # lazy: see the module docstring
+
+    if args.config and is_ecosystem_spec(args.config):
+        return _ecosystem(args, argv)
+
     from madlab.specs import load_spec  # lazy: see the module docstring
 
     spec = load_spec(args.config, overrides=args.overrides, preset=args.preset,
@@ -137,6 +143,36 @@ def _dispatch(args, argv) -> int:
         print(f"[madlab] FAILED {outcome.run_id}: {outcome.error}")
     print(f"[madlab] table: {summary.table}")
     print(f"[madlab] figures: madlab report {summary.out_dir}")
+    return EXIT_RUNS_FAILED if summary.failed else 0
+
+
+def _ecosystem(args, argv) -> int:
+    """A spec with a top-level ``ecosystem`` section: several generators feeding one another
+    (madlab.runner.ecosystem); validated whole before anything is written."""
+    from madlab.runner.ecosystem import EcoRunner, member_jobs  # lazy: see the module docstring
+    from madlab.runner.faults import FAULT_ENV, parse_faults  # lazy: see the module docstring
+    from madlab.runner.folder import check_resumable, results_location  # lazy: see the module docstring
+    from madlab.specs.ecosystem import load_ecosystem_spec  # lazy: see the module docstring
+
+    spec = load_ecosystem_spec(args.config, overrides=args.overrides, preset=args.preset,
+                               out=getattr(args, "out", None))
+    members = sum(len(e.members) for e in spec.runs)
+    if args.command == "validate":
+        if args.out:
+            location = results_location(args.out)
+            check_resumable(member_jobs(spec, location), location)
+        print(f"ok: {spec.path}: {len(spec.runs)} ecosystem(s), {members} member run(s)")
+        return 0
+    fault = os.environ.get(FAULT_ENV) or None
+    parse_faults(fault)
+    print(f"[madlab] {spec.path}: {len(spec.runs)} ecosystem(s), {members} member run(s) -> {args.out or spec.out}",
+          flush=True)
+    summary = EcoRunner(spec, args.out, command="madlab " + shlex.join(argv), address=args.address,
+                        use_ray=not args.no_ray, workers=args.workers, fault=fault).run()
+    print(f"[madlab] done in {summary.seconds:.1f}s: {summary.runs - len(summary.failed)}/{summary.runs} member runs ok")
+    for outcome in summary.failed:
+        print(f"[madlab] FAILED {outcome.run_id}: {outcome.error}")
+    print(f"[madlab] table: {summary.table}")
     return EXIT_RUNS_FAILED if summary.failed else 0
 
 

@@ -19,39 +19,10 @@ import numpy as np
 from pydantic import Field
 
 from madlab.core.errors import DatasetError
+from madlab.datasets.hf_saved import read_saved_split
 from madlab.datasets.images import ImageDataset
 from madlab.datasets.torchvision_sets import LazyImages
 from madlab.plugins.generator import Params
-
-
-def read_saved_split(root: Path, split: str | None, columns: list[str]):
-    """The ``columns`` of one split of a ``save_to_disk`` folder as a pyarrow Table, or None when
-    the folder is a DatasetDict without that split."""
-    import pyarrow as pa
-
-    if (root / "dataset_dict.json").is_file():
-        splits = json.loads((root / "dataset_dict.json").read_text()).get("splits", [])
-        if split not in splits:
-            return None
-        root = root / split
-    try:
-        state = json.loads((root / "state.json").read_text())
-        files = [root / f["filename"] for f in state["_data_files"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        raise DatasetError(f"dataset.root: {root} is not a Hugging Face datasets folder "
-                           f"(no readable state.json or dataset_dict.json)") from None
-    tables = []
-    for path in files:
-        try:
-            with pa.memory_map(str(path)) as source:
-                table = pa.ipc.open_stream(source).read_all()
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise DatasetError(f"{path}: unreadable Arrow file ({exc})") from None
-        missing = [c for c in columns if c not in table.column_names]
-        if missing:
-            raise DatasetError(f"dataset: {path} has no column {missing[0]!r} (columns: {', '.join(table.column_names)})")
-        tables.append(table.select(columns))
-    return pa.concat_tables(tables)
 
 
 class HFImages(ImageDataset):

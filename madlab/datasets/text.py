@@ -23,13 +23,13 @@ from pydoc_data.topics import topics
 from typing import ClassVar, Literal
 
 import numpy as np
-import pyarrow as pa
 from pydantic import Field
 
 from madlab.core.errors import DatasetError
 from madlab.core.samples import Samples
 from madlab.core.tokenizer import (BPETokenizer, CharTokenizer, PretrainedTokenizer, SymbolTokenizer, Tokenizer, pad,
                                    token_frequencies)
+from madlab.datasets.hf_saved import read_saved_split, saved_splits
 from madlab.plugins.dataset import Dataset, disjoint_real_sample
 from madlab.plugins.generator import Params
 from madlab.plugins.registry import get_generator_class
@@ -323,30 +323,11 @@ class TextFolderDataset(CorpusDataset):
         return docs
 
     def _hf_documents(self, root: Path) -> list[str]:
-
-        if (root / "dataset_dict.json").is_file():
-            splits = json.loads((root / "dataset_dict.json").read_text()).get("splits", [])
-            if self.params.hf_split not in splits:
-                raise DatasetError(f"dataset.hf_split: {self.params.hf_split!r} is not a split of {root} "
-                                   f"(splits: {', '.join(splits)})")
-            root = root / self.params.hf_split
-        try:
-            state = json.loads((root / "state.json").read_text())
-            files = [root / f["filename"] for f in state["_data_files"]]
-        except (OSError, ValueError, KeyError, TypeError):
-            raise DatasetError(f"dataset.root: {root} is not a Hugging Face datasets folder (bad state.json)") from None
-        docs: list[str] = []
-        for path in files:
-            try:
-                with pa.memory_map(str(path)) as source:
-                    table = pa.ipc.open_stream(source).read_all()
-            except (OSError, pa.ArrowInvalid) as exc:
-                raise DatasetError(f"{path}: unreadable Arrow file ({exc})") from None
-            if self.params.field not in table.column_names:
-                raise DatasetError(f"dataset.field: {path} has no column {self.params.field!r} "
-                                   f"(columns: {', '.join(table.column_names)})")
-            docs += [t.strip() for t in table.column(self.params.field).to_pylist() if isinstance(t, str) and t.strip()]
-        return docs
+        table = read_saved_split(root, self.params.hf_split, [self.params.field], key="dataset.field")
+        if table is None:
+            raise DatasetError(f"dataset.hf_split: {self.params.hf_split!r} is not a split of {root} "
+                               f"(splits: {', '.join(saved_splits(root))})")
+        return [t.strip() for t in table.column(self.params.field).to_pylist() if isinstance(t, str) and t.strip()]
 
 
 def _read_text(path: Path) -> str:

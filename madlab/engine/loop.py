@@ -33,8 +33,9 @@ from madlab.store.storage import RunStore
 from madlab.store.tokenizer_file import store_tokenizer
 
 #: the purposes a run draws random numbers for; each is its own stream (derive_seed)
-PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7, "sims": 8,
-            "sims_fit": 9}
+PURPOSES = {"data": 1, "eval": 2, "fit": 3, "sample": 4, "subsample": 5, "curation": 6, "candidates": 7,
+            "publish": 8, "pool": 9,  # publish/pool: an ecosystem's public pool (madlab.engine.ecosystem)
+            "sims": 10, "sims_fit": 11}  # loop.sims: the model's own samples, the auxiliary's fine-tuning
 
 
 def derive_seed(seed: int, purpose: str, generation: int = 0) -> int:
@@ -250,18 +251,30 @@ class Loop:
                 on_generation(t, record)
 
 
+#: the thread counts of the compute_threads blocks entered in this thread of control, innermost last
+_THREADS: list[int] = []
+
+
 @contextmanager
 def compute_threads(num_cpus: float):
     """Run with as many BLAS/torch threads as CPUs reserved for the run (Ray's num_cpus).
 
     More threads than cores is ruinous here: a small eigvalsh or cdist is tens of times slower
-    on an oversubscribed machine (benchmarks/README.md, *Threads*).
+    on an oversubscribed machine (benchmarks/README.md, *Threads*). Re-entrant: inside a block of
+    the same count it does nothing, so a caller that runs many short steps (an ecosystem's members,
+    one generation at a time) sets the limits once instead of rescanning the loaded libraries
+    (threadpoolctl: ~8 ms) per step.
     """
     threads = max(1, int(num_cpus))
+    if _THREADS and _THREADS[-1] == threads:
+        yield
+        return
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    _THREADS.append(threads)
     try:
         with threadpool_limits(threads):
             yield
     finally:
+        _THREADS.pop()
         torch.set_num_threads(previous)

@@ -10,12 +10,15 @@ one unit, advanced by the vectorised engine (:mod:`madlab.runner.batch_worker`) 
 """
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from madlab.core.errors import RunFailed
 from madlab.engine.batched.records import BatchStore, batch_rows
+from madlab.engine.ecosystem import Ecosystem, MemberLoop
 from madlab.engine.loop import Loop
 from madlab.engine.shared_generation import first_generation_key
 from madlab.plugins.registry import get_generator_class
@@ -23,6 +26,7 @@ from madlab.runner.batch_worker import run_batch
 from madlab.runner.faults import fault_hook
 from madlab.runner.outcome import Outcome
 from madlab.schema.config import RunConfig
+from madlab.schema.ecosystem import EcosystemConfig
 from madlab.store.storage import Location, RunStore
 from madlab.store.table import run_rows
 
@@ -37,10 +41,15 @@ class Job:
     #: the batch this run is vectorised in (member run ids in slot order) and the results root
     batch: tuple[str, ...] | None = None
     root: str | None = None
+    #: an ecosystem member (madlab.runner.ecosystem): {"ecosystem": config, "seed", "member", "peers"}
+    ecosystem: dict | None = None
+    #: run only up to this generation (an ecosystem's barrier); None: all of them
+    until: int | None = None
 
     @property
     def generations(self) -> int:
-        return self.config["loop"]["generations"]
+        """The last generation this job is to publish."""
+        return self.until or self.config["loop"]["generations"]
 
     @property
     def resources(self) -> tuple[float, float, int | None]:
@@ -48,7 +57,11 @@ class Job:
         return (float(res.get("num_cpus", 1.0)), float(res.get("num_gpus", 0.0)), res.get("memory"))
 
     def rows(self) -> list:
-        """The run's table rows (a batched run's as one RowBlock)."""
+        """The run's table rows (a batched run's as one RowBlock; none for an ecosystem member's
+        generation call: its table is the ecosystem's, madlab.runner.ecosystem, and re-reading every
+        record after every generation would cost O(generations^2))."""
+        if self.ecosystem is not None:
+            return []
         if self.batch is not None:
             return [batched_rows([self])[self.run_id]]
         return run_rows(self.run_dir, self.config, self.swept, self.sweep)
@@ -150,6 +163,38 @@ class _Timings:
             self.report(self.run_id, t, 0.0 if record.get("adopted") else float(sum(s.values())))
 
 
+#: ecosystem members' loops kept between their generations in this process (an ecosystem runs one
+#: generation per call): building a loop (components, the evaluator's reference set) per generation cost
+#: more than a cheap member's step. A loop's step is pure, so a kept loop computes what a new one would.
+MEMBER_LOOPS: OrderedDict = OrderedDict()
+MEMBER_LOOPS_KEPT = 256
+
+
+def _make_loop(job: Job, config: RunConfig, **kwargs) -> Loop:
+    """A run's loop, or an ecosystem member's (its plan reads its peers' generations)."""
+    if job.ecosystem is None:
+        return Loop(config, job.run_dir, **kwargs)
+    eco = job.ecosystem
+    key = json.dumps([job.run_dir, job.config, eco, kwargs.get("device")], sort_keys=True, default=str)
+    if key in MEMBER_LOOPS:
+        MEMBER_LOOPS.move_to_end(key)
+        loop = MEMBER_LOOPS[key]
+        loop._fault_hook = kwargs.get("fault_hook")
+        return loop
+    planner = Ecosystem(EcosystemConfig.model_validate(eco["ecosystem"]), eco["seed"])
+    loop = MemberLoop(config, job.run_dir, ecosystem=planner, member=eco["member"], peers=eco["peers"], **kwargs)
+    MEMBER_LOOPS[key] = loop
+    while len(MEMBER_LOOPS) > MEMBER_LOOPS_KEPT:
+        MEMBER_LOOPS.popitem(last=False)
+    return loop
+
+
+def forget_member_loop(job: Job) -> None:
+    """Drop a member's kept loop (after a failure: the next try starts from what is published)."""
+    for key in [k for k, loop in MEMBER_LOOPS.items() if loop.store.dir == RunStore(job.run_dir).dir]:
+        del MEMBER_LOOPS[key]
+
+
 def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, report=None) -> list[Outcome]:
     """Run (or resume) each job to completion; failures are recorded, never raised.
 
@@ -177,16 +222,17 @@ def run_jobs(jobs: list[Job], device: str = "cpu", fault: str | None = None, rep
         start, started_at = time.perf_counter(), time.time()
         try:
             config = RunConfig.model_validate(job.config)
-            loop = Loop(config, job.run_dir, device=config.metrics.device or device,
-                        cache_dir=store.cache_dir, fault_hook=hook)
+            loop = _make_loop(job, config, device=config.metrics.device or device, cache_dir=store.cache_dir,
+                              fault_hook=hook)
         except Exception as exc:  # e.g. a dataset missing on this node: the run cannot start
             status, error = "failed", f"{type(exc).__name__}: {exc}".strip()
             store.mark_failed(store.last_done() + 1, error)
         else:
             try:
-                loop.run(on_generation=timings)
+                loop.run(until=job.until, on_generation=timings)
             except RunFailed as exc:
                 status, error = "failed", str(exc)
+                forget_member_loop(job)
         outcomes.append(Outcome(job.run_id, status, error, job.rows(), store.last_done(),
                                 time.perf_counter() - start, timings.compute, timings.n, timings.phases,
                                 window=(started_at, time.time())))

@@ -67,7 +67,8 @@ class LoopConfig(_Strict):
     n_real: int = Field(ge=0)
     n_synthetic: int = Field(ge=0)
     n_initial: int | None = Field(None, ge=1, description="fresh-real: real samples at generation 1")
-    bias: float = Field(1.0, ge=0.0, le=1.0, description="sampling bias λ, 1 = unbiased")
+    bias: float = Field(1.0, ge=0.0, description="sampling bias λ, 1 = unbiased: in [0, 1] (MAD's bias), or a text "
+                                                 "generator's temperature, which may exceed 1 (madlab.specs.validate)")
     warm_start: bool = False
     #: a bool or "truncated" (not a new field: a new field would change every run id)
     accumulate_synthetic: Literal[False, True, "truncated"] = Field(

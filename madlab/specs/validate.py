@@ -46,6 +46,7 @@ def validate_run(config: dict, context: str = "") -> RunConfig:
         raise ConfigError(f"generator.name: {generator_cls.name!r} does not handle {dataset_cls.kind} data "
                           f"(dataset {dataset_cls.name!r}){where}")
     _check_sizes(run, generator_cls.min_train_size(gen_params), generator_cls.name, where)
+    check_bias(run.loop.bias, generator_cls, dataset_cls.kind, "loop.bias", where)
     floor = generator_cls.min_bias_exclusive
     if floor is not None and run.loop.bias <= floor:
         raise ConfigError(f"loop.bias: generator {generator_cls.name!r} needs λ > {floor:g}, got {run.loop.bias:g}{where}")
@@ -55,6 +56,22 @@ def validate_run(config: dict, context: str = "") -> RunConfig:
         raise ConfigError(f"loop.sims: generator {generator_cls.name!r} is not a diffusion model; SIMS guides a "
                           f"diffusion model's score by an auxiliary one (generators with SIMS: ddpm){where}")
     return run
+
+
+#: the most a temperature may be (p^(1/λ) is uniform to float precision long before)
+MAX_TEMPERATURE = 100.0
+
+
+def check_bias(bias: float, generator_cls, kind: str, key: str, where: str = "") -> None:
+    """λ is a temperature for text generators (any value in [0, MAX_TEMPERATURE]: Marchi et al.'s heat
+    death needs > 1) and MAD's sampling bias elsewhere ([0, 1]); the message says which applies."""
+    if kind == "tokens":
+        if bias > MAX_TEMPERATURE:
+            raise ConfigError(f"{key}: λ is the sampling temperature of text generator {generator_cls.name!r}, "
+                              f"in [0, {MAX_TEMPERATURE:g}]; got {bias:g}{where}")
+    elif bias > 1.0:
+        raise ConfigError(f"{key}: λ is MAD's sampling bias for generator {generator_cls.name!r} ({kind} data), "
+                          f"in [0, 1]; λ > 1 is a temperature, allowed only for text generators; got {bias:g}{where}")
 
 
 def _validate_params(params_cls, section: dict, prefix: str, where: str):
