@@ -92,6 +92,7 @@ def test_runs_no_remaining_node_can_host_wait_then_fail_with_one_line(tmp_path):
     assert RunStore(out / "runs" / lost).last_done() >= 2  # what the lost node published is kept
 
 
+@pytest.mark.slow  # ~40-70 s of Ray cluster start-up; run with -m slow (the default suite keeps node loss)
 def test_four_quarter_gpu_tasks_share_one_logical_gpu_and_see_their_devices(tmp_path):
     result = scenario("fractional", {}, tmp_path)
     quarter = sorted(result["quarter"], key=lambda q: q["window"][0])

@@ -44,6 +44,22 @@ def table(tmp_path, out: str) -> pd.DataFrame:
     return pd.read_parquet(tmp_path / out / "metrics.parquet")
 
 
+def assert_portable_folder_refuses_a_native_resume(out: Path) -> None:
+    """A portable run's folder, checked for a native resume (`madlab validate --out` without --portable,
+    in a process started without the pinned environment): one line, exit 2, nothing written."""
+    tmp_path = out.parent
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    refused = subprocess.run([sys.executable, "-m", "madlab", "validate", str(tmp_path / "spec.yaml"), "--out", str(out)],
+                             capture_output=True, text=True,
+                             env={k: v for k, v in os.environ.items()
+                                  if k not in portable.PORTABLE_ENV.get(portable.machine(), {})})
+    assert refused.returncode == 2
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "kernels portable -> native (resume with --portable)" in lines[0], refused.stderr
+    after = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    assert after == before, "nothing is written"
+
+
 @pytest.mark.skipif(portable.machine() not in portable.PORTABLE_ENV, reason="no portable kernel set for this CPU")
 def test_portable_runs_give_the_same_bits_under_another_cpus_kernels(tmp_path):
     kernel = other_kernel()
@@ -61,6 +77,7 @@ def test_portable_runs_give_the_same_bits_under_another_cpus_kernels(tmp_path):
                                  "env": portable.PORTABLE_ENV[portable.machine()]}
     native = json.loads(next((tmp_path / "native" / "runs").glob("*/config.json")).read_text())
     assert native["compute"] == {"kernels": "native"}
+    assert_portable_folder_refuses_a_native_resume(tmp_path / "portable")
     # Without --portable the two kernels round differently: this is what the pinning removes. (Two kernels
     # could round a spec alike on some CPU; then the comparison above is still exact, only less telling.)
     a, b = table(tmp_path, "native"), table(tmp_path, "native-other")
@@ -68,20 +85,6 @@ def test_portable_runs_give_the_same_bits_under_another_cpus_kernels(tmp_path):
         pytest.skip(f"the default kernel and {kernel} round this spec alike here: the portable check was exact, "
                     f"but the native contrast shows nothing")
     assert (a.value - b.value).abs().max() < 1e-9  # different kernels: rounding only (tests/fp.py's bounds)
-
-
-def test_a_portable_run_does_not_resume_on_native_kernels(tmp_path):
-    if portable.machine() not in portable.PORTABLE_ENV:
-        pytest.skip("no portable kernel set for this CPU")
-    assert madlab(tmp_path, "out", "--portable").returncode == 0
-    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()}
-    refused = madlab(tmp_path, "out")
-    assert refused.returncode == 2
-    lines = refused.stderr.strip().splitlines()
-    assert len(lines) == 1 and "kernels portable -> native (resume with --portable)" in lines[0], refused.stderr
-    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*") if p.is_file()}
-    assert after == before, "nothing is written"
-    assert madlab(tmp_path, "out", "--portable").returncode == 0  # the same setting resumes (nothing left to do)
 
 
 def test_compute_records_compare_only_portable_runs():
