@@ -20,7 +20,7 @@ from madlab.plugins.registry import get_generator_class
 from madlab.schema.config import MetricsConfig, ResourcesConfig, Run, format_validation_error
 from madlab.schema.ecosystem import REAL_SCHEMES, EcoRun, EcoSpec, EcosystemConfig, MixingCounts, member_seed
 from madlab.specs.reading import load_yaml, set_dotted
-from madlab.specs.sweep import _apply_overrides, _merge, _preset_pairs, _sweep_axes, parse_override
+from madlab.specs.sweep import _merge, _sweep_axes, prepare_sweep
 from madlab.specs.validate import check_components, describe, validate_run
 
 TOP_LEVEL = ("name", "seed", "dataset", "ecosystem", "metrics", "sweep", "resources", "out", "presets")
@@ -43,22 +43,8 @@ def build_ecosystem_spec(raw: dict, overrides: list[str] = (), preset: str | Non
                          path: str | None = None) -> EcoSpec:
     """Validate an ecosystem spec's mapping: presets and ``--set`` applied, the sweep expanded,
     every member of every ecosystem checked against its dataset and generator."""
-    raw = copy.deepcopy(raw)
-    unknown = [k for k in raw if k not in TOP_LEVEL]
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown top-level key of an ecosystem spec (allowed: {', '.join(TOP_LEVEL)})")
-    presets = raw.pop("presets", None) or {}
-    if not isinstance(presets, dict):
-        raise ConfigError("presets: must map a preset name to {dotted.key: value}")
-    sweep = raw.pop("sweep", None) or {}
-    blocks = sweep if isinstance(sweep, list) else [sweep]
-    if not blocks or not all(isinstance(b, dict) for b in blocks):
-        raise ConfigError("sweep: must map dotted keys to lists of values (or be a list of such mappings)")
-    fixed = _apply_overrides(raw, blocks, _preset_pairs(presets, preset) + [parse_override(o) for o in overrides])
-    out_dir = out or raw.pop("out", None) or f"results/{raw.get('name', 'ecosystem')}"
-    raw.pop("out", None)
-    if not isinstance(out_dir, str):
-        raise ConfigError("out: must be a path string")
+    raw, _, blocks, fixed, out_dir = prepare_sweep(raw, overrides, preset, out, allowed=TOP_LEVEL,
+                                                       kind=" of an ecosystem spec", default_name="ecosystem")
     runs = [run for block in blocks for run in _expand(raw, block, fixed)]
     ids = [r.eco_id for r in runs]
     if len(set(ids)) != len(ids):

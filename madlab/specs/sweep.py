@@ -35,23 +35,8 @@ def load_spec(path: str | Path | None = None, overrides: list[str] = (), preset:
 def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, out: str | None = None,
                path: str | None = None) -> Spec:
     """Validate a spec's mapping: presets and ``--set`` applied, the sweep expanded, every run checked."""
-    raw = copy.deepcopy(raw)
-    unknown = [k for k in raw if k not in TOP_LEVEL]
-    if unknown:
-        raise ConfigError(f"{unknown[0]}: unknown top-level key (allowed: {', '.join(TOP_LEVEL)})")
-    presets = raw.pop("presets", None) or {}
-    if not isinstance(presets, dict):
-        raise ConfigError("presets: must map a preset name to {dotted.key: value}")
-    sweep = raw.pop("sweep", None) or {}
-    blocks = sweep if isinstance(sweep, list) else [sweep]
-    if not blocks or not all(isinstance(b, dict) for b in blocks):
-        raise ConfigError("sweep: must map dotted keys to lists of values (or be a list of such mappings)")
-    fixed = _apply_overrides(raw, blocks, _preset_pairs(presets, preset) + [parse_override(o) for o in overrides])
-
-    out_dir = out or raw.pop("out", None) or f"results/{raw.get('name', 'madlab')}"
-    raw.pop("out", None)
-    if not isinstance(out_dir, str):
-        raise ConfigError("out: must be a path string")
+    raw, sweep, blocks, fixed, out_dir = prepare_sweep(raw, overrides, preset, out, allowed=TOP_LEVEL, kind="",
+                                                       default_name="madlab")
     tracking = parse_targets(raw.pop("tracking", None), out_dir)
 
     runs = [run for block in blocks for run in _expand(raw, block, fixed)]
@@ -62,6 +47,29 @@ def build_spec(raw: dict, overrides: list[str] = (), preset: str | None = None, 
         raise ConfigError(f"sweep: two runs resolve to the same config ({dup})")
     return Spec(base=raw, sweep=sweep, out=out_dir, runs=runs, path=path, tracking=tracking)
 
+
+def prepare_sweep(raw: dict, overrides, preset: str | None, out: str | None, *, allowed, kind: str,
+                  default_name: str) -> tuple[dict, dict | list, list[dict], dict, str]:
+    """The steps every spec kind shares: unknown top-level keys refused, presets and ``--set`` applied,
+    the sweep blocks checked, the results folder chosen. Returns (raw without presets/sweep/out,
+    the sweep as written, its blocks, the fixed overrides, the results folder)."""
+    raw = copy.deepcopy(raw)
+    unknown = [k for k in raw if k not in allowed]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown top-level key{kind} (allowed: {', '.join(allowed)})")
+    presets = raw.pop("presets", None) or {}
+    if not isinstance(presets, dict):
+        raise ConfigError("presets: must map a preset name to {dotted.key: value}")
+    sweep = raw.pop("sweep", None) or {}
+    blocks = sweep if isinstance(sweep, list) else [sweep]
+    if not blocks or not all(isinstance(b, dict) for b in blocks):
+        raise ConfigError("sweep: must map dotted keys to lists of values (or be a list of such mappings)")
+    fixed = _apply_overrides(raw, blocks, _preset_pairs(presets, preset) + [parse_override(o) for o in overrides])
+    out_dir = out or raw.pop("out", None) or f"results/{raw.get('name', default_name)}"
+    raw.pop("out", None)
+    if not isinstance(out_dir, str):
+        raise ConfigError("out: must be a path string")
+    return raw, sweep, blocks, fixed, out_dir
 
 def _preset_pairs(presets: dict, preset: str | None) -> list[tuple[str, Any]]:
     """The dotted overrides of the preset named on the command line (none without ``--preset``)."""
