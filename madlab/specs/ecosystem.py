@@ -8,9 +8,6 @@ generator parameters, data kinds, sizes, λ, curation) with its errors named und
 """
 from __future__ import annotations
 
-import copy
-import itertools
-import json
 import re
 
 from pydantic import ValidationError
@@ -19,8 +16,8 @@ from madlab.core.errors import ConfigError
 from madlab.plugins.registry import get_generator_class
 from madlab.schema.config import MetricsConfig, ResourcesConfig, Run, format_validation_error
 from madlab.schema.ecosystem import REAL_SCHEMES, EcoRun, EcoSpec, EcosystemConfig, MixingCounts, member_seed
-from madlab.specs.reading import load_yaml, set_dotted
-from madlab.specs.sweep import _merge, _sweep_axes, prepare_sweep
+from madlab.specs.reading import load_yaml
+from madlab.specs.sweep import prepare_sweep, swept_configs
 from madlab.specs.validate import check_components, describe, validate_run
 
 TOP_LEVEL = ("name", "seed", "dataset", "ecosystem", "metrics", "sweep", "resources", "out", "presets")
@@ -53,23 +50,7 @@ def build_ecosystem_spec(raw: dict, overrides: list[str] = (), preset: str | Non
 
 
 def _expand(raw: dict, block: dict, fixed: list) -> list[EcoRun]:
-    axes = _sweep_axes(block)
-    runs = []
-    for combo in itertools.product(*[values for _, values in axes]):
-        config, swept = copy.deepcopy(raw), {}
-        for (key, _), value in zip(axes, combo):
-            if isinstance(value, dict):
-                patch = dict(value)
-                label = patch.pop("label", None)
-                _merge(config, patch)
-                swept[key] = label if label is not None else json.dumps(patch, sort_keys=True)
-            else:
-                set_dotted(config, key, value)
-                swept[key.split(".")[-1]] = value if not isinstance(value, list) else json.dumps(value)
-        for key, value in fixed:
-            set_dotted(config, key, value)
-        runs.append(validate_ecosystem(config, swept))
-    return runs
+    return [validate_ecosystem(config, swept) for config, swept in swept_configs(raw, block, fixed, lists_as_json=True)]
 
 
 def validate_ecosystem(config: dict, swept: dict | None = None) -> EcoRun:

@@ -101,11 +101,16 @@ def _apply_overrides(raw: dict, blocks: list[dict], pairs: list[tuple[str, Any]]
 
 def _expand(raw: dict, block: dict, fixed: list[tuple[str, Any]]) -> list[Run]:
     """The validated runs of one sweep block: the product of its axes applied to ``raw``."""
+    return [Run(validate_run(config, context=describe(swept)), swept) for config, swept in swept_configs(raw, block, fixed)]
+
+
+def swept_configs(raw: dict, block: dict, fixed: list[tuple[str, Any]], *, lists_as_json: bool = False):
+    """Each combination of one sweep block's axes applied to a copy of ``raw``, as (config, swept values);
+    ``fixed`` (the user's --set / preset) wins over linked sweep values. ``lists_as_json`` writes list values
+    into ``swept`` as JSON (an ecosystem's mixing rows), so they can be table columns."""
     axes = _sweep_axes(block)
-    runs = []
     for combo in itertools.product(*[values for _, values in axes]):
-        config = copy.deepcopy(raw)
-        swept = {}
+        config, swept = copy.deepcopy(raw), {}
         for (key, _), value in zip(axes, combo):
             if isinstance(value, dict):
                 patch = dict(value)
@@ -114,11 +119,10 @@ def _expand(raw: dict, block: dict, fixed: list[tuple[str, Any]]) -> list[Run]:
                 swept[key] = label if label is not None else json.dumps(patch, sort_keys=True)
             else:
                 set_dotted(config, key, value)
-                swept[key.split(".")[-1]] = value
-        for key, value in fixed:  # the user's --set / preset wins over linked sweep values
+                swept[key.split(".")[-1]] = json.dumps(value) if lists_as_json and isinstance(value, list) else value
+        for key, value in fixed:
             set_dotted(config, key, value)
-        runs.append(Run(validate_run(config, context=describe(swept)), swept))
-    return runs
+        yield config, swept
 
 
 def _sweep_axes(sweep: dict) -> list[tuple[str, list]]:
