@@ -18,23 +18,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
 
+from ecosystem_grid import summarise  # noqa: E402  (the same seed intervals; reports/ is the script's folder)
 from madlab.datasets import open_dataset  # noqa: E402
 from madlab.specs.ecosystem import load_ecosystem_spec  # noqa: E402
 
 METRICS = ["unigram_entropy", "vocab_used", "distinct_1", "cross_unigram_tv_mean"]
-
-
-def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    per_seed = table[table.metric.isin(METRICS)].groupby(["cell", "metric", "generation", "eco_seed"]).value.mean()
-    for (cell, metric, t), values in per_seed.groupby(level=[0, 1, 2]):
-        v = values.to_numpy()
-        half = stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
-        rows.append({"cell": cell, "metric": metric, "generation": t, "seeds": len(v), "mean": v.mean(),
-                     "lo": v.mean() - half, "hi": v.mean() + half})
-    return pd.DataFrame(rows)
 
 
 def main() -> None:
@@ -44,7 +33,7 @@ def main() -> None:
     parser.add_argument("--preset", default="cpu")
     args = parser.parse_args()
     out, spec = Path(args.dir), load_ecosystem_spec(args.spec, preset=args.preset)
-    summary = summarise(pd.read_parquet(out / "metrics.parquet"))
+    summary = summarise(pd.read_parquet(out / "metrics.parquet"), METRICS)
     (out / "figures").mkdir(exist_ok=True)
     summary.to_csv(out / "figures" / f"{spec.runs[0].name}.csv", index=False)
     vocab = open_dataset(spec.runs[0].dataset).vocab_size
